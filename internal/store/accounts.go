@@ -1,0 +1,95 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Account is one IMAP mailbox of a user. SecretEnc is the IMAP password sealed under the server
+// key (package secret); the store never holds it in the clear.
+type Account struct {
+	ID            int64
+	UserID        int64
+	Name          string
+	IMAPHost      string
+	IMAPPort      int
+	TLSMode       string // none, starttls, tls
+	TLSSkipVerify bool
+	Login         string
+	SecretEnc     []byte
+	SyncInterval  time.Duration // 0: no scheduled sync
+	CreatedAt     time.Time
+	LastError     string
+}
+
+const accountColumns = `id, user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
+	secret_enc, sync_interval_s, created_at, last_error`
+
+func scanAccount(row rowScanner) (Account, error) {
+	var (
+		a                  Account
+		intervalS, created int64
+	)
+	if err := row.Scan(&a.ID, &a.UserID, &a.Name, &a.IMAPHost, &a.IMAPPort, &a.TLSMode, &a.TLSSkipVerify,
+		&a.Login, &a.SecretEnc, &intervalS, &created, &a.LastError); err != nil {
+		return Account{}, err
+	}
+	a.SyncInterval = time.Duration(intervalS) * time.Second
+	a.CreatedAt = fromMillis(created)
+	return a, nil
+}
+
+// CreateAccount adds an account; ErrConflict if the user already has one with that name.
+func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
+	out, err := scanAccount(s.write.QueryRowContext(ctx, s.sql(`
+		INSERT INTO accounts (user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
+			secret_enc, sync_interval_s, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {{now}})
+		RETURNING `+accountColumns),
+		a.UserID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,
+		int64(a.SyncInterval/time.Second)))
+	if s.dialect.isUniqueViolation(err) {
+		return Account{}, fmt.Errorf("store: create account %q: %w", a.Name, ErrConflict)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("store: create account %q: %w", a.Name, err)
+	}
+	return out, nil
+}
+
+// Account returns one account by id.
+func (s *Store) Account(ctx context.Context, id int64) (Account, error) {
+	a, err := scanAccount(s.read.QueryRowContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("store: account %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("store: account %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// Accounts lists a user's accounts (every account when userID is 0), by id.
+func (s *Store) Accounts(ctx context.Context, userID int64) ([]Account, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts
+		WHERE $1 = 0 OR user_id = $1 ORDER BY id`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("store: accounts: %w", err)
+	}
+	defer rows.Close()
+	var out []Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: accounts: %w", err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: accounts: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,32 @@
+package store
+
+import (
+	"embed"
+	"io/fs"
+
+	"github.com/pressly/goose/v3"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// dialect is what differs between the engines; everything else is shared SQL.
+type dialect struct {
+	name  string
+	goose goose.Dialect
+	// now is an expression for the database clock in integer milliseconds.
+	now string
+	// skipLocked ends the claim's candidate query so that concurrent claimers pass over rows
+	// another transaction holds (PostgreSQL); SQLite has one writer and needs nothing.
+	skipLocked string
+	// isUniqueViolation recognises the engine's duplicate-key error.
+	isUniqueViolation func(error) bool
+}
+
+func (d dialect) migrations() fs.FS {
+	sub, err := fs.Sub(migrations, "migrations/"+d.name)
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return sub
+}

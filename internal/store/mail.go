@@ -1,0 +1,272 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Folder is one IMAP folder of an account and its sync checkpoint: the UIDVALIDITY the stored
+// UIDs belong to, the UIDNEXT below which every message is stored, and the HIGHESTMODSEQ up to
+// which flag changes are applied.
+type Folder struct {
+	ID            int64
+	AccountID     int64
+	Name          string // decoded UTF-8, exactly as the server names it
+	Delimiter     string
+	Attributes    []string
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModSeq uint64
+	Messages      int
+	LastSyncedAt  time.Time
+}
+
+// Message is one stored message. Raw holds the exact bytes the server sent.
+type Message struct {
+	ID           int64
+	AccountID    int64
+	FolderID     int64
+	UID          uint32
+	MessageID    string
+	Subject      string
+	From         string
+	To           []string
+	Date         time.Time
+	InternalDate time.Time
+	Flags        []string
+	Size         int64
+	Snippet      string
+	BodyText     string
+	Raw          []byte
+	ParseError   string
+}
+
+// FlagChange is a message's new flag set.
+type FlagChange struct {
+	UID   uint32
+	Flags []string
+}
+
+// Batch is one unit of sync work for one folder. It commits whole or not at all, together with
+// the folder's checkpoint and a fenced heartbeat: a crash repeats a batch, never skips one.
+type Batch struct {
+	// Folder is the checkpoint to store (matched by account and name); its ID is ignored.
+	Folder Folder
+	// Reset drops every stored message of the folder first (UIDVALIDITY changed).
+	Reset    bool
+	Messages []Message // new messages, upserted by UID
+	Flags    []FlagChange
+	Deleted  []uint32 // UIDs the server no longer has
+}
+
+// CommitBatch writes b in one transaction whose first statement is the fenced heartbeat of l:
+// when the lease is lost nothing is written and ErrLeaseLost is returned. It returns the folder's
+// id.
+func (s *Store) CommitBatch(ctx context.Context, l Lease, p Progress, b Batch) (folderID int64, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
+			return err
+		}
+		if folderID, err = s.upsertFolder(ctx, tx, b.Folder); err != nil {
+			return err
+		}
+		if b.Reset {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE folder_id = $1`, folderID); err != nil {
+				return fmt.Errorf("reset folder: %w", err)
+			}
+		}
+		if err := s.insertMessages(ctx, tx, b.Folder.AccountID, folderID, b.Messages); err != nil {
+			return err
+		}
+		if err := updateFlags(ctx, tx, folderID, b.Flags); err != nil {
+			return err
+		}
+		return deleteUIDs(ctx, tx, folderID, b.Deleted)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: commit batch of %q: %w", b.Folder.Name, err)
+	}
+	return folderID, nil
+}
+
+func (s *Store) upsertFolder(ctx context.Context, tx *sql.Tx, f Folder) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, s.sql(`
+		INSERT INTO folders (account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, last_synced_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}})
+		ON CONFLICT (account_id, name) DO UPDATE SET delimiter = excluded.delimiter, attributes = excluded.attributes,
+			uidvalidity = excluded.uidvalidity, uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq,
+			messages = excluded.messages, last_synced_at = excluded.last_synced_at
+		RETURNING id`),
+		f.AccountID, f.Name, f.Delimiter, strings.Join(f.Attributes, " "), int64(f.UIDValidity), int64(f.UIDNext),
+		int64(f.HighestModSeq), f.Messages).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("folder checkpoint: %w", err)
+	}
+	return id, nil
+}
+
+func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folderID int64, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `
+		INSERT INTO messages (account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date,
+			internal_date, flags, size, snippet, body_text, raw, parse_error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+		ON CONFLICT (folder_id, uid) DO UPDATE SET message_id = excluded.message_id, subject = excluded.subject,
+			from_addr = excluded.from_addr, to_addrs = excluded.to_addrs, date = excluded.date,
+			internal_date = excluded.internal_date, flags = excluded.flags, size = excluded.size,
+			snippet = excluded.snippet, body_text = excluded.body_text, raw = excluded.raw,
+			parse_error = excluded.parse_error`)
+	if err != nil {
+		return fmt.Errorf("prepare message insert: %w", err)
+	}
+	defer stmt.Close()
+	for _, m := range msgs {
+		if _, err := stmt.ExecContext(ctx, accountID, folderID, int64(m.UID), m.MessageID, m.Subject, m.From,
+			strings.Join(m.To, "\n"), nullTime(m.Date), nullTime(m.InternalDate), strings.Join(m.Flags, " "),
+			m.Size, m.Snippet, m.BodyText, m.Raw, m.ParseError); err != nil {
+			return fmt.Errorf("insert message uid %d: %w", m.UID, err)
+		}
+	}
+	return nil
+}
+
+func updateFlags(ctx context.Context, tx *sql.Tx, folderID int64, changes []FlagChange) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `UPDATE messages SET flags = $1 WHERE folder_id = $2 AND uid = $3`)
+	if err != nil {
+		return fmt.Errorf("prepare flag update: %w", err)
+	}
+	defer stmt.Close()
+	for _, c := range changes {
+		if _, err := stmt.ExecContext(ctx, strings.Join(c.Flags, " "), folderID, int64(c.UID)); err != nil {
+			return fmt.Errorf("update flags of uid %d: %w", c.UID, err)
+		}
+	}
+	return nil
+}
+
+func deleteUIDs(ctx context.Context, tx *sql.Tx, folderID int64, uids []uint32) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	stmt, err := tx.PrepareContext(ctx, `DELETE FROM messages WHERE folder_id = $1 AND uid = $2`)
+	if err != nil {
+		return fmt.Errorf("prepare delete: %w", err)
+	}
+	defer stmt.Close()
+	for _, uid := range uids {
+		if _, err := stmt.ExecContext(ctx, folderID, int64(uid)); err != nil {
+			return fmt.Errorf("delete uid %d: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+// DeleteFolder removes a folder the server no longer has, with its messages, fenced like a batch.
+func (s *Store) DeleteFolder(ctx context.Context, l Lease, p Progress, accountID int64, name string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM folders WHERE account_id = $1 AND name = $2`, accountID, name)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: delete folder %q: %w", name, err)
+	}
+	return nil
+}
+
+// Folders lists an account's folders by name.
+func (s *Store) Folders(ctx context.Context, accountID int64) ([]Folder, error) {
+	rows, err := s.read.QueryContext(ctx, `
+		SELECT id, account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, last_synced_at
+		FROM folders WHERE account_id = $1 ORDER BY name`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("store: folders of account %d: %w", accountID, err)
+	}
+	defer rows.Close()
+	var out []Folder
+	for rows.Next() {
+		var (
+			f                         Folder
+			attrs                     string
+			uidvalidity, uidnext, hms int64
+			synced                    sql.NullInt64
+		)
+		if err := rows.Scan(&f.ID, &f.AccountID, &f.Name, &f.Delimiter, &attrs, &uidvalidity, &uidnext, &hms, &f.Messages, &synced); err != nil {
+			return nil, fmt.Errorf("store: folders of account %d: %w", accountID, err)
+		}
+		f.Attributes = strings.Fields(attrs)
+		f.UIDValidity, f.UIDNext, f.HighestModSeq = uint32(uidvalidity), uint32(uidnext), uint64(hms)
+		f.LastSyncedAt = fromNullMillis(synced)
+		out = append(out, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: folders of account %d: %w", accountID, err)
+	}
+	return out, nil
+}
+
+// FolderUIDs returns the UIDs stored for a folder, ascending, with their flags.
+func (s *Store) FolderUIDs(ctx context.Context, folderID int64) ([]FlagChange, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT uid, flags FROM messages WHERE folder_id = $1 ORDER BY uid`, folderID)
+	if err != nil {
+		return nil, fmt.Errorf("store: uids of folder %d: %w", folderID, err)
+	}
+	defer rows.Close()
+	var out []FlagChange
+	for rows.Next() {
+		var (
+			uid   int64
+			flags string
+		)
+		if err := rows.Scan(&uid, &flags); err != nil {
+			return nil, fmt.Errorf("store: uids of folder %d: %w", folderID, err)
+		}
+		out = append(out, FlagChange{UID: uint32(uid), Flags: strings.Fields(flags)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: uids of folder %d: %w", folderID, err)
+	}
+	return out, nil
+}
+
+// Message returns one message with its raw bytes.
+func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
+	var (
+		m                  Message
+		uid                int64
+		to, flags          string
+		date, internalDate sql.NullInt64
+	)
+	err := s.read.QueryRowContext(ctx, `
+		SELECT id, account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date, internal_date,
+			flags, size, snippet, body_text, raw, parse_error
+		FROM messages WHERE id = $1`, id).Scan(&m.ID, &m.AccountID, &m.FolderID, &uid, &m.MessageID, &m.Subject,
+		&m.From, &to, &date, &internalDate, &flags, &m.Size, &m.Snippet, &m.BodyText, &m.Raw, &m.ParseError)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, fmt.Errorf("store: message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("store: message %d: %w", id, err)
+	}
+	m.UID = uint32(uid)
+	if to != "" {
+		m.To = strings.Split(to, "\n")
+	}
+	m.Flags = strings.Fields(flags)
+	m.Date, m.InternalDate = fromNullMillis(date), fromNullMillis(internalDate)
+	return m, nil
+}
+
+func nullTime(t time.Time) sql.NullInt64 { return at(t) }

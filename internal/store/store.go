@@ -1,0 +1,158 @@
+// Package store owns every SQL statement of mailsync. One *Store serves both engines: SQLite (the
+// embedded default) and PostgreSQL (several instances sharing one database). The SQL is written
+// once in the common subset of the two; the little that differs lives in a dialect (sqlite.go,
+// postgres.go).
+//
+// Times are integer milliseconds since the Unix epoch in both engines. Every statement that judges
+// time reads the database clock unless its caller passes an explicit time (tests do): liveness must
+// not depend on the clocks of the machines running workers.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrNotFound is returned when a row that was asked for by id does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrLeaseLost is returned by fenced writes when the task is no longer running under the
+	// caller's epoch: the reaper, a cancel or another worker has taken it. The caller must stop.
+	ErrLeaseLost = errors.New("task lease lost")
+	// ErrConflict is returned when a write would break a uniqueness rule (an email already taken,
+	// an account name already used).
+	ErrConflict = errors.New("conflict")
+)
+
+// Store is the database of one mailsync deployment.
+type Store struct {
+	// write takes every write. On SQLite it is a single connection whose transactions begin
+	// IMMEDIATE, so writers queue on busy_timeout instead of failing with SQLITE_BUSY.
+	write *sql.DB
+	// read serves reads; on SQLite a separate pool that WAL lets run beside the writer.
+	read    *sql.DB
+	dialect dialect
+	// dsn is kept, without its password, for messages.
+	dsn string
+}
+
+// Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also
+// "postgresql://..."). It does not migrate; call Migrate.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	var (
+		s   *Store
+		err error
+	)
+	switch {
+	case strings.HasPrefix(dsn, "sqlite:"):
+		s, err = openSQLite(strings.TrimPrefix(dsn, "sqlite:"))
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s, err = openPostgres(dsn)
+	default:
+		return nil, fmt.Errorf("store: unknown database %q: use sqlite:PATH or postgres://USER@HOST/DB", redact(dsn))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases every connection.
+func (s *Store) Close() error {
+	err := s.write.Close()
+	if s.read != s.write {
+		err = errors.Join(err, s.read.Close())
+	}
+	return err
+}
+
+// Ping checks that the database answers, within a short deadline of its own.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.write.PingContext(ctx); err != nil {
+		return fmt.Errorf("store: %s does not answer: %w", s.dsn, err)
+	}
+	return nil
+}
+
+// Dialect names the engine: "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect.name }
+
+// Now reads the database clock.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var ms int64
+	if err := s.read.QueryRowContext(ctx, s.sql(`SELECT {{now}}`)).Scan(&ms); err != nil {
+		return time.Time{}, fmt.Errorf("store: read clock: %w", err)
+	}
+	return fromMillis(ms), nil
+}
+
+// sql expands the dialect's macros in q: {{now}} becomes the database clock in milliseconds.
+func (s *Store) sql(q string) string {
+	return strings.ReplaceAll(q, "{{now}}", s.dialect.now)
+}
+
+// inTx runs fn in a write transaction and commits it when fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// at returns the explicit time of a statement as milliseconds, or NULL for "use the database
+// clock": every time-dependent statement is written COALESCE($n, {{now}}).
+func at(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func millis(d time.Duration) int64 { return d.Milliseconds() }
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+func fromNullMillis(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromMillis(n.Int64)
+}
+
+// redact hides the password of a URL-shaped DSN.
+func redact(dsn string) string {
+	scheme, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return dsn
+	}
+	userinfo, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return dsn
+	}
+	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+		return scheme + "://" + user + ":xxxxx@" + host
+	}
+	return dsn
+}
+
+// DB returns the write handle. It exists for tests that must write rows the Store's methods would
+// never write (the database's own constraints are what they test) and for nothing else.
+func (s *Store) DB() *sql.DB { return s.write }

@@ -1,0 +1,417 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TaskState is the state of a sync task. Queued and running are active; the others are terminal
+// and a terminal row never changes again.
+type TaskState string
+
+const (
+	TaskQueued    TaskState = "queued"
+	TaskRunning   TaskState = "running"
+	TaskSucceeded TaskState = "succeeded"
+	TaskFailed    TaskState = "failed"
+	TaskCancelled TaskState = "cancelled"
+)
+
+// Active reports whether the state is queued or running.
+func (s TaskState) Active() bool { return s == TaskQueued || s == TaskRunning }
+
+// Progress is what a running sync reports. Counters only grow during a run.
+type Progress struct {
+	Phase         string
+	FoldersTotal  int
+	FoldersDone   int
+	MessagesTotal int
+	MessagesDone  int
+	BytesDone     int64
+	New           int
+	Updated       int
+	Deleted       int
+}
+
+// normalized makes the counters satisfy the table's CHECKs (done never above total, nothing
+// negative), so that a late count from the server can never turn a heartbeat into an error.
+func (p Progress) normalized() Progress {
+	p.FoldersDone = max(p.FoldersDone, 0)
+	p.FoldersTotal = max(p.FoldersTotal, p.FoldersDone)
+	p.MessagesDone = max(p.MessagesDone, 0)
+	p.MessagesTotal = max(p.MessagesTotal, p.MessagesDone)
+	p.BytesDone = max(p.BytesDone, 0)
+	p.New, p.Updated, p.Deleted = max(p.New, 0), max(p.Updated, 0), max(p.Deleted, 0)
+	return p
+}
+
+// Task is one row of sync_tasks. Zero times stand for NULL.
+type Task struct {
+	ID                string
+	AccountID         int64
+	State             TaskState
+	ForceFull         bool
+	Epoch             int64
+	Attempt           int
+	MaxAttempts       int
+	Owner             string
+	CreatedAt         time.Time
+	StartedAt         time.Time
+	HeartbeatAt       time.Time
+	FinishedAt        time.Time
+	CancelRequestedAt time.Time
+	Progress          Progress
+	Error             string
+	// ObservedAt is the database clock when the row was read: liveness is judged against it, never
+	// against the clock of the machine that reads.
+	ObservedAt time.Time
+}
+
+// Lease is a worker's claim on a running task. Epoch is the fencing token: every write a worker
+// makes for the task names it, and the database refuses it once the epoch has moved on.
+type Lease struct {
+	TaskID string
+	Epoch  int64
+}
+
+// Lease returns the fencing token of the task as it was read.
+func (t Task) Lease() Lease { return Lease{TaskID: t.ID, Epoch: t.Epoch} }
+
+const taskColumns = `id, account_id, state, force_full, epoch, attempt, max_attempts, owner,
+	created_at, started_at, heartbeat_at, finished_at, cancel_requested_at, phase,
+	folders_total, folders_done, messages_total, messages_done, bytes_done,
+	new_messages, updated_messages, deleted_messages, error, {{now}}`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanTask(row rowScanner, extra ...any) (Task, error) {
+	var (
+		t                                             Task
+		owner                                         sql.NullString
+		created, observed                             int64
+		started, heartbeat, finished, cancelRequested sql.NullInt64
+	)
+	dest := []any{&t.ID, &t.AccountID, &t.State, &t.ForceFull, &t.Epoch, &t.Attempt, &t.MaxAttempts, &owner,
+		&created, &started, &heartbeat, &finished, &cancelRequested, &t.Progress.Phase,
+		&t.Progress.FoldersTotal, &t.Progress.FoldersDone, &t.Progress.MessagesTotal, &t.Progress.MessagesDone,
+		&t.Progress.BytesDone, &t.Progress.New, &t.Progress.Updated, &t.Progress.Deleted, &t.Error, &observed}
+	if err := row.Scan(append(dest, extra...)...); err != nil {
+		return Task{}, err
+	}
+	t.Owner = owner.String
+	t.CreatedAt = fromMillis(created)
+	t.StartedAt = fromNullMillis(started)
+	t.HeartbeatAt = fromNullMillis(heartbeat)
+	t.FinishedAt = fromNullMillis(finished)
+	t.CancelRequestedAt = fromNullMillis(cancelRequested)
+	t.ObservedAt = fromMillis(observed)
+	return t, nil
+}
+
+func scanTasks(rows *sql.Rows) ([]Task, error) {
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// StartParams are the inputs of StartTask. The durations are the lifecycle's policy, owned by
+// package task; Now, when set, replaces the database clock (tests).
+type StartParams struct {
+	AccountID     int64
+	ForceFull     bool
+	MaxAttempts   int
+	DeadAfter     time.Duration
+	QueuedTimeout time.Duration
+	Now           time.Time
+}
+
+// StartTask returns the account's active task, creating one when there is none; created says
+// which. It is idempotent under any concurrency: the partial unique index admits one active task
+// per account, and the losing INSERT of a race turns into a read of the winner's row.
+//
+// A dead active task (running and silent for longer than DeadAfter, or queued for longer than
+// QueuedTimeout) is failed first, in the same transaction, so a user is never blocked by a crashed
+// worker for longer than the timeout, even with every reaper down.
+func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, created bool, err error) {
+	id := uuid.NewString()
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.sql(`
+			UPDATE sync_tasks SET state = 'failed', finished_at = COALESCE($2, {{now}}),
+				error = CASE WHEN state = 'running'
+					THEN 'abandoned: the worker stopped sending heartbeats'
+					ELSE 'abandoned: no worker picked the task up in time' END
+			WHERE account_id = $1 AND (
+				(state = 'running' AND heartbeat_at < COALESCE($2, {{now}}) - $3)
+				OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($2, {{now}}) - $4))`),
+			p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout)); err != nil {
+			return fmt.Errorf("fail dead task: %w", err)
+		}
+		row := tx.QueryRowContext(ctx, s.sql(`
+			INSERT INTO sync_tasks (id, account_id, state, force_full, max_attempts, created_at)
+			VALUES ($1, $2, 'queued', $3, $4, COALESCE($5, {{now}}))
+			ON CONFLICT (account_id) WHERE state IN ('queued', 'running')
+			DO UPDATE SET account_id = excluded.account_id
+			RETURNING `+taskColumns+`, id = $1`),
+			id, p.AccountID, p.ForceFull, p.MaxAttempts, at(p.Now))
+		var err error
+		task, err = scanTask(row, &created)
+		return err
+	})
+	if err != nil {
+		return Task{}, false, fmt.Errorf("store: start task for account %d: %w", p.AccountID, err)
+	}
+	return task, created, nil
+}
+
+// ClaimTask moves the oldest queued task to running under owner, with a new epoch and one more
+// attempt. It returns ErrNotFound when nothing is queued.
+func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (Task, error) {
+	row := s.write.QueryRowContext(ctx, s.sql(`
+		UPDATE sync_tasks SET state = 'running', owner = $1, epoch = epoch + 1, attempt = attempt + 1,
+			started_at = COALESCE($2, {{now}}), heartbeat_at = COALESCE($2, {{now}})
+		WHERE id = (SELECT id FROM sync_tasks WHERE state = 'queued'
+		            ORDER BY created_at, id LIMIT 1 `+s.dialect.skipLocked+`)
+		  AND state = 'queued'
+		RETURNING `+taskColumns), owner, at(now))
+	t, err := scanTask(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, ErrNotFound
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: claim task: %w", err)
+	}
+	return t, nil
+}
+
+// Heartbeat records that the lease holder is alive and where it is. It returns the time a cancel
+// was requested (zero if none) and ErrLeaseLost when the lease is no longer valid.
+func (s *Store) Heartbeat(ctx context.Context, l Lease, p Progress, now time.Time) (cancelRequestedAt time.Time, err error) {
+	cancelRequestedAt, err = s.heartbeat(ctx, s.write, l, p, now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: heartbeat task %s: %w", l.TaskID, err)
+	}
+	return cancelRequestedAt, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// heartbeat is the fenced statement that opens every write of a lease holder: a data batch starts
+// with it, so a zombie's batch is refused before it writes anything.
+func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, now time.Time) (time.Time, error) {
+	p = p.normalized()
+	var cancelRequested sql.NullInt64
+	err := q.QueryRowContext(ctx, s.sql(`
+		UPDATE sync_tasks SET heartbeat_at = COALESCE($3, {{now}}), phase = $4,
+			folders_total = $5, folders_done = $6, messages_total = $7, messages_done = $8,
+			bytes_done = $9, new_messages = $10, updated_messages = $11, deleted_messages = $12
+		WHERE id = $1 AND epoch = $2 AND state = 'running'
+		RETURNING cancel_requested_at`),
+		l.TaskID, l.Epoch, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
+		p.BytesDone, p.New, p.Updated, p.Deleted).Scan(&cancelRequested)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, ErrLeaseLost
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fromNullMillis(cancelRequested), nil
+}
+
+// FinishTask ends a running task in a terminal state with its final counters. A succeeded task
+// has done all it counted: its total is set to what was done (messages can vanish mid-sync).
+func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Progress, errMsg string, now time.Time) (Task, error) {
+	if state.Active() {
+		return Task{}, fmt.Errorf("store: finish task %s: %q is not a terminal state", l.TaskID, state)
+	}
+	p = p.normalized()
+	if state == TaskSucceeded {
+		p.MessagesTotal = p.MessagesDone
+		p.FoldersDone = p.FoldersTotal
+	}
+	row := s.write.QueryRowContext(ctx, s.sql(`
+		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = COALESCE($4, {{now}}),
+			phase = $5, folders_total = $6, folders_done = $7, messages_total = $8, messages_done = $9,
+			bytes_done = $10, new_messages = $11, updated_messages = $12, deleted_messages = $13, error = $14
+		WHERE id = $1 AND epoch = $2 AND state = 'running'
+		RETURNING `+taskColumns),
+		l.TaskID, l.Epoch, state, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
+		p.BytesDone, p.New, p.Updated, p.Deleted, errMsg)
+	t, err := scanTask(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, ErrLeaseLost)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, err)
+	}
+	return t, nil
+}
+
+// InterruptTask gives a running task back to the queue because its worker is shutting down: the
+// epoch moves on (fencing the old run) and the attempt is handed back, so a deploy never burns a
+// user's retries. Progress stays as the checkpoint left it.
+func (s *Store) InterruptTask(ctx context.Context, l Lease, p Progress, now time.Time) (Task, error) {
+	p = p.normalized()
+	row := s.write.QueryRowContext(ctx, s.sql(`
+		UPDATE sync_tasks SET state = 'queued', owner = NULL, epoch = epoch + 1,
+			attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END,
+			heartbeat_at = COALESCE($3, {{now}}), phase = 'interrupted',
+			folders_total = $4, folders_done = $5, messages_total = $6, messages_done = $7,
+			bytes_done = $8, new_messages = $9, updated_messages = $10, deleted_messages = $11
+		WHERE id = $1 AND epoch = $2 AND state = 'running'
+		RETURNING `+taskColumns),
+		l.TaskID, l.Epoch, at(now), p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
+		p.BytesDone, p.New, p.Updated, p.Deleted)
+	t, err := scanTask(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, fmt.Errorf("store: interrupt task %s: %w", l.TaskID, ErrLeaseLost)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: interrupt task %s: %w", l.TaskID, err)
+	}
+	return t, nil
+}
+
+// CancelTask cancels a queued task at once and flags a running one, whose worker stops at its
+// next heartbeat. It returns the task as it now is; cancelling a finished task changes nothing.
+func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (Task, error) {
+	row := s.write.QueryRowContext(ctx, s.sql(`
+		UPDATE sync_tasks SET
+			state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+			finished_at = CASE WHEN state = 'queued' THEN COALESCE($2, {{now}}) ELSE finished_at END,
+			error = CASE WHEN state = 'queued' THEN 'cancelled before it started' ELSE error END,
+			cancel_requested_at = COALESCE(cancel_requested_at, $2, {{now}})
+		WHERE id = $1 AND state IN ('queued', 'running')
+		RETURNING `+taskColumns), id, at(now))
+	t, err := scanTask(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return s.Task(ctx, id)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// ReapParams are the inputs of ReapTasks.
+type ReapParams struct {
+	DeadAfter     time.Duration
+	QueuedTimeout time.Duration
+	MaxRunTime    time.Duration
+	Now           time.Time
+}
+
+// ReapTasks ends or re-queues every dead active task and returns the rows it changed:
+//
+//   - running and silent for longer than DeadAfter: back to the queue while attempts remain (the
+//     epoch moves on, so the silent worker's writes are refused), cancelled if a cancel had been
+//     asked for, else failed;
+//   - running for longer than MaxRunTime: failed;
+//   - queued for longer than QueuedTimeout: failed.
+//
+// Each statement re-checks the death in its own WHERE, under the row lock: a task that heartbeats
+// between a reaper's look and its write is left alone, and several reapers at once change each
+// dead task exactly once.
+func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
+	now, dead, queued, maxRun := at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout), millis(p.MaxRunTime)
+	const (
+		silent    = `state = 'running' AND heartbeat_at < COALESCE($1, {{now}}) - $2`
+		overLimit = `state = 'running' AND started_at < COALESCE($1, {{now}}) - $3`
+	)
+	statements := []struct {
+		sql  string
+		args []any
+	}{
+		// A requeued task's heartbeat_at is when it went back to the queue: the queued timeout
+		// counts from there.
+		{`UPDATE sync_tasks SET state = 'queued', owner = NULL, epoch = epoch + 1,
+			heartbeat_at = COALESCE($1, {{now}}), error = 'the worker stopped sending heartbeats; retrying'
+		WHERE ` + silent + ` AND NOT (` + overLimit + `) AND cancel_requested_at IS NULL AND attempt < max_attempts`,
+			[]any{now, dead, maxRun}},
+		{`UPDATE sync_tasks SET state = 'cancelled', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
+			error = 'cancelled; the worker had stopped sending heartbeats'
+		WHERE ` + silent + ` AND cancel_requested_at IS NOT NULL`,
+			[]any{now, dead}},
+		{`UPDATE sync_tasks SET state = 'failed', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
+			error = CASE
+				WHEN state = 'queued' THEN 'no worker picked the task up in time'
+				WHEN started_at < COALESCE($1, {{now}}) - $3 THEN 'ran longer than the maximum run time'
+				ELSE 'the worker stopped sending heartbeats on every attempt (' || attempt || ' of ' || max_attempts || ')' END
+		WHERE (` + silent + `) OR (` + overLimit + `)
+		   OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($1, {{now}}) - $4)`,
+			[]any{now, dead, maxRun, queued}},
+	}
+	var reaped []Task
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, st := range statements {
+			rows, err := tx.QueryContext(ctx, s.sql(st.sql+` RETURNING `+taskColumns), st.args...)
+			if err != nil {
+				return err
+			}
+			tasks, err := scanTasks(rows)
+			if err != nil {
+				return err
+			}
+			reaped = append(reaped, tasks...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: reap tasks: %w", err)
+	}
+	return reaped, nil
+}
+
+// Task returns one task by id.
+func (s *Store) Task(ctx context.Context, id string) (Task, error) {
+	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`SELECT `+taskColumns+` FROM sync_tasks WHERE id = $1`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, fmt.Errorf("store: task %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: task %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// LatestTask returns the account's active task, or else its most recent one.
+func (s *Store) LatestTask(ctx context.Context, accountID int64) (Task, error) {
+	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`
+		SELECT `+taskColumns+` FROM sync_tasks WHERE account_id = $1
+		ORDER BY CASE WHEN state IN ('queued', 'running') THEN 0 ELSE 1 END, created_at DESC, id DESC
+		LIMIT 1`), accountID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, ErrNotFound)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, err)
+	}
+	return t, nil
+}
+
+// ActiveTasks returns every queued or running task, oldest first.
+func (s *Store) ActiveTasks(ctx context.Context) ([]Task, error) {
+	rows, err := s.read.QueryContext(ctx, s.sql(`
+		SELECT `+taskColumns+` FROM sync_tasks WHERE state IN ('queued', 'running') ORDER BY created_at, id`))
+	if err != nil {
+		return nil, fmt.Errorf("store: active tasks: %w", err)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: active tasks: %w", err)
+	}
+	return tasks, nil
+}
