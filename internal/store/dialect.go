@@ -19,6 +19,8 @@ type dialect struct {
 	// skipLocked ends the claim's candidate query so that concurrent claimers pass over rows
 	// another transaction holds (PostgreSQL); SQLite has one writer and needs nothing.
 	skipLocked string
+	// reapPrelude, when set, runs first in the reaper's transaction.
+	reapPrelude string
 	// isUniqueViolation recognises the engine's duplicate-key error.
 	isUniqueViolation func(error) bool
 }

@@ -356,6 +356,11 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 	}
 	var reaped []Task
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.dialect.reapPrelude != "" {
+			if _, err := tx.ExecContext(ctx, s.dialect.reapPrelude); err != nil {
+				return err
+			}
+		}
 		for _, st := range statements {
 			rows, err := tx.QueryContext(ctx, s.sql(st.sql+` RETURNING `+taskColumns), st.args...)
 			if err != nil {

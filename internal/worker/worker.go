@@ -1,0 +1,301 @@
+// Package worker is the runtime that executes sync tasks: a claim loop bounded by a concurrency
+// limit, a heartbeat per running task, a reaper, and a graceful shutdown that hands running tasks
+// back to the queue.
+//
+// A worker trusts nothing but the database. It stops a task's body the moment a heartbeat is
+// refused (the task is no longer its own), when a cancel is requested, or when it has gone
+// SelfFence without a successful heartbeat: by then the reaper may be about to give the task to
+// someone else, and a worker that cannot prove it is alive must stop writing before that happens.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"mailsync/internal/task"
+)
+
+// Causes of a task context's cancellation, as context.Cause reports them to the body.
+var (
+	ErrLeaseLost       = errors.New("worker: the task is no longer ours (reaped, replaced or finished elsewhere)")
+	ErrSelfFenced      = errors.New("worker: no successful heartbeat for too long; stopped writing")
+	ErrCancelRequested = errors.New("cancelled by request")
+	ErrShutdown        = errors.New("worker: shutting down")
+	ErrMaxRunTime      = errors.New("worker: the sync ran longer than the maximum run time")
+)
+
+// Body does the work of one task. It must return soon after ctx is done, and report progress
+// through run. Every write it makes to the database must be fenced by run.Lease (and then count as
+// a heartbeat: call run.Beat).
+type Body func(ctx context.Context, run *Run) error
+
+// Config tunes a Worker.
+type Config struct {
+	// Owner names this worker in the rows it claims; unique per process.
+	Owner string
+	// Concurrency is how many tasks run at once.
+	Concurrency int
+	// PollInterval is how often the claim loop looks for queued tasks when nobody woke it.
+	PollInterval time.Duration
+	// ShutdownGrace is how long running bodies get to stop after shutdown starts, before their
+	// tasks are handed back regardless (their late writes are fenced off by the new epoch).
+	ShutdownGrace time.Duration
+	// Changed, when set, is told of progress as bodies report it (at most every ProgressEvery).
+	Changed       func(task.Task)
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Owner == "" {
+		host, _ := os.Hostname()
+		c.Owner = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.Uint32()&0xffff)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+	if c.ProgressEvery <= 0 {
+		c.ProgressEvery = 250 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Worker claims queued tasks and runs them.
+type Worker struct {
+	tasks  *task.Manager
+	body   Body
+	config Config
+	wake   chan struct{}
+}
+
+// New returns a Worker; run it with Run.
+func New(tasks *task.Manager, body Body, c Config) *Worker {
+	c.setDefaults()
+	return &Worker{tasks: tasks, body: body, config: c, wake: make(chan struct{}, 1)}
+}
+
+// Owner is the name this worker claims tasks under.
+func (w *Worker) Owner() string { return w.config.Owner }
+
+// Wake makes the claim loop look for work now, rather than at its next poll.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run claims and executes tasks until ctx is done, then stops every running task, hands each
+// back to the queue, and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	var (
+		running sync.WaitGroup
+		slots   = make(chan struct{}, w.config.Concurrency)
+		poll    = time.NewTicker(w.config.PollInterval)
+	)
+	defer poll.Stop()
+	defer running.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case slots <- struct{}{}:
+		}
+		t, ok, err := w.tasks.Claim(ctx, w.config.Owner)
+		if err != nil || !ok {
+			<-slots
+			if err != nil && ctx.Err() == nil {
+				w.config.Logger.Warn("claim failed", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-poll.C:
+			case <-w.wake:
+			}
+			continue
+		}
+		running.Go(func() {
+			defer func() { <-slots }()
+			w.execute(ctx, t)
+		})
+	}
+}
+
+// execute runs one claimed task to its end. stop is the worker's lifetime: when it ends, the task
+// is interrupted rather than failed.
+func (w *Worker) execute(stop context.Context, t task.Task) {
+	log := w.config.Logger.With("task", t.ID, "account", t.AccountID, "epoch", t.Epoch, "attempt", t.Attempt)
+	log.Info("task claimed")
+	cfg := w.tasks.Config()
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, cfg.MaxRunTime, ErrMaxRunTime)
+	defer cancelTimeout()
+	stopWatch := context.AfterFunc(stop, func() { cancel(ErrShutdown) })
+	defer stopWatch()
+
+	run := newRun(t, w.config.Changed, w.config.ProgressEvery)
+	beats := make(chan struct{})
+	go func() {
+		defer close(beats)
+		w.heartbeat(ctx, run, cancel, cfg)
+	}()
+
+	err := w.callBody(ctx, run)
+	cause := context.Cause(ctx)
+	cancel(nil) // stop the heartbeat; a nil cause keeps the one already set
+	<-beats
+
+	// The final write must happen even when the worker is stopping.
+	final, cancelFinal := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelFinal()
+	lease, progress := run.Lease(), run.Progress()
+	var ferr error
+	switch {
+	case errors.Is(cause, ErrLeaseLost), errors.Is(cause, ErrSelfFenced):
+		log.Warn("task stopped without writing its end", "cause", cause)
+		return
+	case errors.Is(cause, ErrShutdown):
+		_, ferr = w.tasks.Interrupt(final, lease, progress)
+		log.Info("task handed back to the queue for shutdown")
+	case errors.Is(cause, ErrCancelRequested):
+		_, ferr = w.tasks.Finish(final, lease, task.Cancelled, progress, "cancelled by request")
+		log.Info("task cancelled")
+	case err == nil:
+		_, ferr = w.tasks.Finish(final, lease, task.Succeeded, progress, "")
+		log.Info("task succeeded", "messages", progress.MessagesDone, "new", progress.New)
+	default:
+		if errors.Is(cause, ErrMaxRunTime) {
+			err = ErrMaxRunTime
+		}
+		_, ferr = w.tasks.Finish(final, lease, task.Failed, progress, err.Error())
+		log.Warn("task failed", "err", err)
+	}
+	if ferr != nil {
+		log.Warn("could not record the end of the task", "err", ferr)
+	}
+}
+
+// callBody runs the body, turning a panic into an error so that one bad task cannot take the
+// process (and every other running sync) down.
+func (w *Worker) callBody(ctx context.Context, run *Run) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.config.Logger.Error("sync panicked", "task", run.Task.ID, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	return w.body(ctx, run)
+}
+
+// heartbeat proves the task alive every interval (jittered, so that many workers do not beat in
+// step) until ctx ends, and cancels the task when the database refuses, a cancel is requested, or
+// no beat has succeeded for cfg.SelfFence.
+func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelCauseFunc, cfg task.Config) {
+	for {
+		jitter := time.Duration(rand.Int64N(int64(cfg.HeartbeatInterval)/5+1)) - cfg.HeartbeatInterval/10
+		timer := time.NewTimer(cfg.HeartbeatInterval + jitter)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		if run.SinceBeat() > cfg.SelfFence {
+			cancel(ErrSelfFenced)
+			return
+		}
+		beatCtx, done := context.WithTimeout(ctx, 5*time.Second)
+		stop, err := w.tasks.Heartbeat(beatCtx, run.Lease(), run.Progress())
+		done()
+		switch {
+		case errors.Is(err, task.ErrLeaseLost):
+			cancel(ErrLeaseLost)
+			return
+		case err != nil:
+			// A database hiccup: keep trying until the self-fence says otherwise.
+			w.config.Logger.Warn("heartbeat failed", "task", run.Task.ID, "err", err)
+		case stop:
+			run.Beat()
+			cancel(ErrCancelRequested)
+			return
+		default:
+			run.Beat()
+		}
+	}
+}
+
+// Run is one execution of a task, as its body sees it.
+type Run struct {
+	// Task is the row as it was claimed.
+	Task task.Task
+
+	changed func(task.Task)
+	every   time.Duration
+
+	mu          sync.Mutex
+	progress    task.Progress
+	lastBeat    time.Time
+	lastChanged time.Time
+}
+
+func newRun(t task.Task, changed func(task.Task), every time.Duration) *Run {
+	return &Run{Task: t, changed: changed, every: every, progress: t.Progress, lastBeat: time.Now()}
+}
+
+// Lease is the fencing token every write of the body must carry.
+func (r *Run) Lease() task.Lease { return r.Task.Lease() }
+
+// Report records the body's progress; the next heartbeat (or fenced write) stores it.
+func (r *Run) Report(p task.Progress) {
+	r.mu.Lock()
+	r.progress = p
+	notify := r.changed != nil && time.Since(r.lastChanged) >= r.every
+	if notify {
+		r.lastChanged = time.Now()
+	}
+	r.mu.Unlock()
+	if notify {
+		t := r.Task
+		t.Progress = p
+		r.changed(t)
+	}
+}
+
+// Progress returns the last reported progress.
+func (r *Run) Progress() task.Progress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.progress
+}
+
+// Beat records that a fenced write succeeded: the task is provably still ours.
+func (r *Run) Beat() {
+	r.mu.Lock()
+	r.lastBeat = time.Now()
+	r.mu.Unlock()
+}
+
+// SinceBeat is the time since the last successful fenced write (local monotonic clock).
+func (r *Run) SinceBeat() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Since(r.lastBeat)
+}
