@@ -28,6 +28,7 @@ var postgresDialect = dialect{
 }
 
 func openPostgres(dsn string) (*Store, error) {
+	shown := redact(dsn)
 	// A client that stops inside a transaction (a paused or partitioned worker) must not hold its
 	// row locks for ever: the server ends such a session after a minute, unless the DSN says
 	// otherwise. Our own transactions last milliseconds.
@@ -44,5 +45,5 @@ func openPostgres(dsn string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)
-	return &Store{write: db, read: db, dialect: postgresDialect, dsn: redact(dsn)}, nil
+	return &Store{write: db, read: db, dialect: postgresDialect, dsn: shown}, nil
 }

@@ -1,0 +1,165 @@
+// Command mailsync keeps a complete, current copy of IMAP mailboxes in its own database and
+// serves it over HTTP. This package is the only place where the parts are wired together.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"mailsync/internal/store"
+	"mailsync/internal/task"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// CLI is every command and flag. Every flag can also be set with its MAILSYNC_* variable.
+type CLI struct {
+	Globals
+
+	Serve   ServeCmd   `cmd:"" help:"Run the HTTP API, the web UI, the workers and the reaper."`
+	Migrate MigrateCmd `cmd:"" help:"Bring the database schema up to date."`
+	Repair  RepairCmd  `cmd:"" help:"Reap dead sync tasks once and print every row changed (the operator's one-shot fix)."`
+	Version VersionCmd `cmd:"" help:"Print the version."`
+}
+
+// Globals are the flags every command shares.
+type Globals struct {
+	DB        string     `name:"db" env:"MAILSYNC_DB" default:"sqlite:./data/mailsync.db" help:"Database: sqlite:PATH or postgres://USER@HOST/DB."`
+	DataDir   string     `name:"data-dir" env:"MAILSYNC_DATA_DIR" default:"./data" help:"Directory for the server key file and other local state."`
+	LogLevel  slog.Level `name:"log-level" env:"MAILSYNC_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn, error."`
+	LogFormat string     `name:"log-format" env:"MAILSYNC_LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+
+	Lifecycle LifecycleFlags `embed:"" group:"Sync task lifecycle"`
+
+	// Set by run, not by flags.
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+}
+
+// LifecycleFlags are the timings of DESIGN §3.
+type LifecycleFlags struct {
+	HeartbeatInterval time.Duration `name:"heartbeat-interval" env:"MAILSYNC_HEARTBEAT_INTERVAL" default:"15s" help:"How often a running sync proves it is alive."`
+	HeartbeatTimeout  time.Duration `name:"heartbeat-timeout" env:"MAILSYNC_HEARTBEAT_TIMEOUT" default:"60s" help:"A running sync silent this long is dead."`
+	SelfFence         time.Duration `name:"self-fence" env:"MAILSYNC_SELF_FENCE" default:"45s" help:"A worker without a successful heartbeat this long stops writing."`
+	ReapInterval      time.Duration `name:"reap-interval" env:"MAILSYNC_REAP_INTERVAL" default:"30s" help:"How often each instance looks for dead syncs."`
+	QueuedTimeout     time.Duration `name:"queued-timeout" env:"MAILSYNC_QUEUED_TIMEOUT" default:"10m" help:"A sync queued this long without a worker is failed."`
+	MaxAttempts       int           `name:"max-attempts" env:"MAILSYNC_MAX_ATTEMPTS" default:"3" help:"Attempts before a sync whose worker keeps dying is failed."`
+	MaxRunTime        time.Duration `name:"max-run-time" env:"MAILSYNC_MAX_RUN_TIME" default:"2h" help:"A sync running longer than this is failed."`
+}
+
+func (f LifecycleFlags) config() task.Config {
+	return task.Config{
+		HeartbeatInterval: f.HeartbeatInterval,
+		HeartbeatTimeout:  f.HeartbeatTimeout,
+		SelfFence:         f.SelfFence,
+		ReapInterval:      f.ReapInterval,
+		QueuedTimeout:     f.QueuedTimeout,
+		MaxAttempts:       f.MaxAttempts,
+		MaxRunTime:        f.MaxRunTime,
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitCode carries a kong-requested exit (help, usage errors) out of the parser.
+type exitCode int
+
+// run executes one command line and returns the process exit code. Every failure is one line on
+// stderr, never a panic or a stack.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	var cli CLI
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code = int(c)
+		}
+	}()
+	parser, err := kong.New(&cli,
+		kong.Name("mailsync"),
+		kong.Description("Keeps a complete, current copy of IMAP mailboxes and serves it."),
+		kong.UsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(c int) { panic(exitCode(c)) }),
+		kong.BindTo(ctx, (*context.Context)(nil)),
+		kong.BindTo(stdin, (*io.Reader)(nil)),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailsync: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailsync: %v\n", err)
+		return 2
+	}
+	cli.stdout, cli.stderr = stdout, stderr
+	cli.logger = newLogger(stderr, cli.LogFormat, cli.LogLevel)
+	if err := kctx.Run(&cli.Globals); err != nil {
+		fmt.Fprintf(stderr, "mailsync: %s\n", oneLine(err))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// oneLine folds a multi-line error into one line for the terminal.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// openStore opens the database and brings its schema up to date. Every command that touches data
+// migrates first: a fresh install needs no separate step, and a schema newer than this binary is
+// refused before anything is written.
+func (g *Globals) openStore(ctx context.Context) (*store.Store, error) {
+	if strings.HasPrefix(g.DB, "sqlite:") {
+		if dir := filepath.Dir(strings.TrimPrefix(g.DB, "sqlite:")); dir != "" {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s, err := store.Open(ctx, g.DB)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// taskManager builds the lifecycle from the flags.
+func (g *Globals) taskManager(s *store.Store) (*task.Manager, error) {
+	m, err := task.NewManager(s, g.Lifecycle.config())
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
