@@ -217,7 +217,7 @@ func parseCases(t testing.TB) []parseCase {
 			raw: crlf("Subject: a very", "\tlong subject", "To: undisclosed-recipients:;",
 				"Cc: \"Doe, John\" <john@example.com>, plain@example.com", "", "b"),
 			want: want{subject: "a very long subject",
-				to:   []string{`"Doe, John" <john@example.com>`, "plain@example.com"}, body: "b"},
+				to: []string{`"Doe, John" <john@example.com>`, "plain@example.com"}, body: "b"},
 		},
 		{
 			name: "unclosed boundary keeps the text read",
