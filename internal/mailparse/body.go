@@ -48,7 +48,7 @@ func extractBody(h header, body []byte, p *problems) string {
 		if len(body) > MaxBodyText {
 			body = body[:MaxBodyText]
 		}
-		return normalizeText(decodeBytes(body, f.fallback))
+		return bodyText(bytes.Clone(body), f.fallback) // raw is the caller's: normalise a copy
 	}
 	return ""
 }
@@ -68,7 +68,7 @@ func (f *bodyFinder) visit(h entityHeader, r io.Reader, depth int) bool {
 		if err != nil {
 			f.p.addf("text/plain body: %w", err)
 		}
-		f.plain, f.hasPlain = normalizeText(decodeBytes(b, f.fallback)), true
+		f.plain, f.hasPlain = bodyText(b, f.fallback), true
 		return true
 	case "text/html":
 		if f.hasHTML {

@@ -357,6 +357,11 @@ func parseDate(v string, p *problems) time.Time {
 	if v == "" {
 		return time.Time{}
 	}
+	// The RFC 5322 form almost every mailer writes, tried first: net/mail.ParseDate walks a list
+	// of layouts and allocates an error for each miss, which dominated Parse's allocations.
+	if t, err := time.Parse("Mon, 2 Jan 2006 15:04:05 -0700", v); err == nil {
+		return t
+	}
 	if t, err := mail.ParseDate(v); err == nil {
 		return t
 	}

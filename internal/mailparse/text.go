@@ -64,6 +64,32 @@ func cleanString(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
+// bodyText turns decoded body bytes into the stored text: UTF-8 (see decodeBytes), LF line
+// endings, no trailing blank space, capped. Valid UTF-8, the common case, is normalised in
+// place and converted to a string once.
+func bodyText(b []byte, fallbackCharset string) string {
+	if !utf8.Valid(b) {
+		return normalizeText(decodeBytes(b, fallbackCharset))
+	}
+	if bytes.IndexByte(b, '\r') >= 0 {
+		w := 0
+		for r := 0; r < len(b); r++ {
+			c := b[r]
+			if c == '\r' {
+				if r+1 < len(b) && b[r+1] == '\n' {
+					continue
+				}
+				c = '\n'
+			}
+			b[w] = c
+			w++
+		}
+		b = b[:w]
+	}
+	b = bytes.TrimRightFunc(b, unicode.IsSpace)
+	return capText(string(b), MaxBodyText)
+}
+
 // normalizeText turns CRLF and lone CR into LF, drops trailing blank space and caps the length.
 func normalizeText(s string) string {
 	if strings.IndexByte(s, '\r') >= 0 {
@@ -92,13 +118,15 @@ func snippet(text string, n int) string {
 	var b strings.Builder
 	b.Grow(min(len(text), n*2))
 	count, space := 0, false
-	for _, r := range text {
+	for i := 0; i < len(text) && count < n; {
+		r, size := rune(text[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(text[i:])
+		}
+		i += size
 		if unicode.IsSpace(r) {
 			space = b.Len() > 0
 			continue
-		}
-		if count >= n {
-			break
 		}
 		if space {
 			if count+1 >= n {
@@ -108,7 +136,7 @@ func snippet(text string, n int) string {
 			count++
 			space = false
 		}
-		b.WriteRune(r)
+		b.WriteString(text[i-size : i])
 		count++
 	}
 	return b.String()
