@@ -164,6 +164,7 @@ func TestDialErrors(t *testing.T) {
 				c.Close()
 				t.Fatal("Dial succeeded")
 			}
+			t.Log(err)
 			if got := imapconn.Classify(err); got != tt.class {
 				t.Errorf("Classify = %q, want %q (err: %v)", got, tt.class, err)
 			}
@@ -684,5 +685,100 @@ func TestCommandTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("took %v to time out", took)
+	}
+}
+
+func TestTLSModes(t *testing.T) {
+	serverTLS, _, err := imaptest.SelfSignedTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := imaptest.NewMemServer(imaptest.WithTLS(serverTLS))
+	implicit := imaptest.NewMemServer(imaptest.WithTLS(serverTLS))
+	for _, s := range []*imaptest.MemServer{plain, implicit} {
+		t.Cleanup(func() { s.Close() })
+	}
+	if err := plain.Listen("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := implicit.ListenTLS("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*imaptest.MemServer{plain, implicit} {
+		if _, err := s.AddUser("dave", "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := imaptest.User{Login: "dave", Password: "pw"}
+
+	tests := []struct {
+		name   string
+		server *imaptest.MemServer
+		mode   imapconn.TLSMode
+		verify bool
+		class  imapconn.Class // "" for success
+		inMsg  string
+	}{
+		{name: "starttls", server: plain, mode: imapconn.TLSStartTLS},
+		{name: "implicit tls", server: implicit, mode: imapconn.TLSImplicit},
+		{name: "implicit tls, untrusted certificate", server: implicit, mode: imapconn.TLSImplicit, verify: true,
+			class: imapconn.ClassPermanent, inMsg: "certificate"},
+		{name: "starttls, untrusted certificate", server: plain, mode: imapconn.TLSStartTLS, verify: true,
+			class: imapconn.ClassPermanent, inMsg: "certificate"},
+		{name: "plain to a TLS port", server: implicit, mode: imapconn.TLSNone,
+			class: imapconn.ClassTransient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config(tt.server, u)
+			cfg.TLS, cfg.InsecureSkipVerify = tt.mode, !tt.verify
+			cfg.DialTimeout = time.Second
+			c, err := imapconn.Dial(context.Background(), cfg)
+			if tt.class == "" {
+				if err != nil {
+					t.Fatalf("Dial: %v", err)
+				}
+				defer c.Close()
+				if _, err := c.ListFolders(context.Background()); err != nil {
+					t.Fatalf("ListFolders over TLS: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				c.Close()
+				t.Fatal("Dial succeeded")
+			}
+			t.Log(err)
+			if got := imapconn.Classify(err); got != tt.class {
+				t.Errorf("Classify = %q, want %q (err: %v)", got, tt.class, err)
+			}
+			if !strings.Contains(err.Error(), tt.inMsg) {
+				t.Errorf("error %q does not mention %q", err, tt.inMsg)
+			}
+		})
+	}
+}
+
+func TestThrottledByConnectionLimit(t *testing.T) {
+	d := imaptest.StartDovecot(t, imaptest.WithMaxUserConnections(1))
+	u := d.AddUser(t, "alice", "pw")
+	first := dial(t, config(d, u))
+	_, err := imapconn.Dial(context.Background(), config(d, u))
+	if !errors.Is(err, imapconn.ErrThrottled) || !strings.Contains(err.Error(), "limiting connections") {
+		t.Fatalf("second connection: %v, want a throttled error", err)
+	}
+	first.Close()
+	// The slot is released asynchronously by the server: allow it a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := imapconn.Dial(context.Background(), config(d, u))
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused after the first connection closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
