@@ -90,6 +90,9 @@ func StartDovecot(tb testing.TB, opts ...DovecotOption) *Dovecot {
 		tb.Fatalf("imaptest: %v", err)
 	}
 	d.runDir = runDir
+	if err := os.Chmod(runDir, 0o755); err != nil { // Dovecot wants its base_dir world-readable
+		tb.Fatalf("imaptest: %v", err)
+	}
 	tb.Cleanup(func() {
 		d.Stop()
 		os.RemoveAll(runDir)
@@ -262,6 +265,31 @@ func (d *Dovecot) Stop() {
 	d.cmd, d.exit = nil, nil
 }
 
+// Pause freezes every Dovecot process (SIGSTOP): connections stay open but nothing answers, as
+// with a hung server or a dead network path.
+func (d *Dovecot) Pause(tb testing.TB) {
+	tb.Helper()
+	d.signal(tb, syscall.SIGSTOP)
+}
+
+// Resume undoes Pause.
+func (d *Dovecot) Resume(tb testing.TB) {
+	tb.Helper()
+	d.signal(tb, syscall.SIGCONT)
+}
+
+func (d *Dovecot) signal(tb testing.TB, sig syscall.Signal) {
+	tb.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil {
+		tb.Fatalf("imaptest: dovecot is not running")
+	}
+	if err := syscall.Kill(-d.cmd.Process.Pid, sig); err != nil {
+		tb.Fatalf("imaptest: signal dovecot: %v", err)
+	}
+}
+
 func (d *Dovecot) config() string {
 	return fmt.Sprintf(`# Written by mailsync's imaptest: a private, plain-text, loopback-only IMAP server.
 protocols = imap
@@ -272,6 +300,7 @@ log_path = %[2]s/dovecot.log
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
 mail_uid = %[3]d
 mail_gid = %[4]d
 first_valid_uid = %[3]d
@@ -288,6 +317,12 @@ service imap-login {
   }
   inet_listener imaps {
     port = 0
+  }
+}
+# No growing delay after failed logins (auth penalty): tests fail logins on purpose.
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
   }
 }
 service stats {

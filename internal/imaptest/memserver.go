@@ -1,6 +1,7 @@
 package imaptest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,8 @@ type MemServer struct {
 	mem    *imapmemserver.Server
 	server *imapserver.Server
 
+	tls    *tls.Config
+
 	mu    sync.Mutex
 	ln    net.Listener
 	users map[string]*imapmemserver.User
@@ -33,6 +36,12 @@ type MemServerOption func(*memServerConfig)
 type memServerConfig struct {
 	caps   imap.CapSet
 	logger *slog.Logger
+	tls    *tls.Config
+}
+
+// WithTLS offers STARTTLS with this configuration, and lets ListenTLS serve implicit TLS.
+func WithTLS(cfg *tls.Config) MemServerOption {
+	return func(c *memServerConfig) { c.tls = cfg }
 }
 
 // WithIMAP4rev2 advertises IMAP4rev2 (which implies LIST-STATUS, ESEARCH and UTF-8 names).
@@ -59,8 +68,10 @@ func NewMemServer(opts ...MemServerOption) *MemServer {
 		},
 		Caps:         cfg.caps,
 		Logger:       printfLogger{cfg.logger},
+		TLSConfig:    cfg.tls,
 		InsecureAuth: true,
 	})
+	s.tls = cfg.tls
 	return s
 }
 
@@ -75,12 +86,29 @@ func StartMemServer(tb testing.TB, opts ...MemServerOption) *MemServer {
 	return s
 }
 
-// Listen starts serving on addr ("127.0.0.1:0" picks a free port) in the background.
+// Listen starts serving plain IMAP (with STARTTLS if WithTLS was given) on addr ("127.0.0.1:0"
+// picks a free port) in the background.
 func (s *MemServer) Listen(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("imaptest: memserver listen: %w", err)
 	}
+	return s.serve(ln)
+}
+
+// ListenTLS is Listen with implicit TLS (like port 993); it needs WithTLS.
+func (s *MemServer) ListenTLS(addr string) error {
+	if s.tls == nil {
+		return errors.New("imaptest: memserver: ListenTLS needs WithTLS")
+	}
+	ln, err := tls.Listen("tcp", addr, s.tls)
+	if err != nil {
+		return fmt.Errorf("imaptest: memserver listen: %w", err)
+	}
+	return s.serve(ln)
+}
+
+func (s *MemServer) serve(ln net.Listener) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
