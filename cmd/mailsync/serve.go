@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"mailsync/internal/secret"
+	"mailsync/internal/syncer"
 	"mailsync/internal/worker"
 )
 
@@ -31,7 +35,16 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 
-	w := worker.New(tasks, syncBody(), worker.Config{Concurrency: c.Workers, Logger: log})
+	key, err := secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+	if err != nil {
+		return err
+	}
+	box, err := secret.New(key)
+	if err != nil {
+		return err
+	}
+	engine := syncer.New(s, box, syncer.Options{Logger: log})
+	w := worker.New(tasks, engine.Run, worker.Config{Concurrency: c.Workers, Logger: log})
 	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log}
 
 	var shuttingDown atomic.Bool
@@ -76,11 +89,4 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	wg.Wait()
 	log.Info("stopped")
 	return nil
-}
-
-// syncBody is what the workers run for each task.
-func syncBody() worker.Body {
-	return func(ctx context.Context, run *worker.Run) error {
-		return errors.New("this build has no sync engine yet")
-	}
 }

@@ -45,6 +45,7 @@ var suite = []struct {
 	{"MigrationRepairsInconsistentRows", testMigrationRepairs},
 	{"SchemaNewerThanBinary", testSchemaTooNew},
 	{"StateMachine", testStateMachine},
+	{"MailBatches", testMailBatches},
 }
 
 // env is one test's database, lifecycle and clock.
