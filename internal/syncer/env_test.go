@@ -51,12 +51,12 @@ type env struct {
 	fetched atomic.Int64 // bodies downloaded, over every sync
 }
 
-func newEnv(t *testing.T, dialect string, srv server, opts syncer.Options) *env {
+func newEnv(t testing.TB, dialect string, srv server, opts syncer.Options) *env {
 	t.Helper()
 	return newEnvDSN(t, storetest.DSN(t, dialect), srv, opts)
 }
 
-func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
+func newEnvDSN(t testing.TB, dsn string, srv server, opts syncer.Options) *env {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.OpenDSN(t, dsn, true)
@@ -103,7 +103,7 @@ func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
 }
 
 // testBox is a secret box with a fresh key.
-func testBox(t *testing.T) *secret.Box {
+func testBox(t testing.TB) *secret.Box {
 	t.Helper()
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
@@ -115,7 +115,7 @@ func testBox(t *testing.T) *secret.Box {
 }
 
 // sync runs one sync task to its end and returns the final row.
-func (e *env) sync(t *testing.T, force bool) task.Task {
+func (e *env) sync(t testing.TB, force bool) task.Task {
 	t.Helper()
 	ctx := context.Background()
 	tk, _, err := e.tasks.Start(ctx, e.acct.ID, force)
@@ -125,7 +125,7 @@ func (e *env) sync(t *testing.T, force bool) task.Task {
 	return e.wait(t, tk.ID)
 }
 
-func (e *env) wait(t *testing.T, id string) task.Task {
+func (e *env) wait(t testing.TB, id string) task.Task {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -144,7 +144,7 @@ func (e *env) wait(t *testing.T, id string) task.Task {
 }
 
 // syncOK runs a sync that must succeed.
-func (e *env) syncOK(t *testing.T, force bool) task.Task {
+func (e *env) syncOK(t testing.TB, force bool) task.Task {
 	t.Helper()
 	tk := e.sync(t, force)
 	if tk.State != task.Succeeded {
