@@ -53,10 +53,14 @@ type env struct {
 
 func newEnv(t testing.TB, dialect string, srv server, opts syncer.Options) *env {
 	t.Helper()
-	return newEnvDSN(t, storetest.DSN(t, dialect), srv, opts)
+	e, key := newAccount(t, storetest.DSN(t, dialect), srv)
+	e.startWorker(t, key, opts)
+	return e
 }
 
-func newEnvDSN(t testing.TB, dsn string, srv server, opts syncer.Options) *env {
+// newAccount makes a store with one account on srv and returns it with the server key its
+// password is sealed under. No worker runs yet.
+func newAccount(t testing.TB, dsn string, srv server) (*env, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.OpenDSN(t, dsn, true)
@@ -64,7 +68,9 @@ func newEnvDSN(t testing.TB, dsn string, srv server, opts syncer.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box := testBox(t)
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box := newBox(t, key)
 	u, err := st.CreateUser(ctx, rand.Text()+"@example.test", "x", false)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +82,12 @@ func newEnvDSN(t testing.TB, dsn string, srv server, opts syncer.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, tasks: tasks, acct: acct, srv: srv}
+	return &env{store: st, tasks: tasks, acct: acct, srv: srv}, key
+}
+
+// startWorker runs a worker with the syncer in this process until the test ends.
+func (e *env) startWorker(t testing.TB, key []byte, opts syncer.Options) {
+	t.Helper()
 	user := opts.Fetched
 	opts.Fetched = func(folder string, uid uint32) {
 		e.fetched.Add(1)
@@ -87,8 +98,8 @@ func newEnvDSN(t testing.TB, dsn string, srv server, opts syncer.Options) *env {
 	if opts.CommandTimeout == 0 {
 		opts.CommandTimeout = 20 * time.Second
 	}
-	s := syncer.New(st, box, opts)
-	w := worker.New(tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
+	s := syncer.New(e.store, newBox(t, key), opts)
+	w := worker.New(e.tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
 	wctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -99,14 +110,10 @@ func newEnvDSN(t testing.TB, dsn string, srv server, opts syncer.Options) *env {
 		stop()
 		<-done
 	})
-	return e
 }
 
-// testBox is a secret box with a fresh key.
-func testBox(t testing.TB) *secret.Box {
+func newBox(t testing.TB, key []byte) *secret.Box {
 	t.Helper()
-	key := make([]byte, secret.KeySize)
-	rand.Read(key)
 	box, err := secret.New(key)
 	if err != nil {
 		t.Fatal(err)
