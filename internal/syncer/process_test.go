@@ -244,8 +244,8 @@ func TestSyncMemoryIsBounded(t *testing.T) {
 		t.Fatalf("sync: %s", last)
 	}
 	t.Logf("peak RSS of a %d-message first sync: %d MiB", total, rss>>20)
-	if rss > 100<<20 {
-		t.Errorf("peak RSS %d MiB, want < 100 MiB", rss>>20)
+	if limit := int64(100<<20) * memoryFactor; rss > limit {
+		t.Errorf("peak RSS %d MiB, want < %d MiB", rss>>20, limit>>20)
 	}
 	if n := e.storedCount(t); n != total {
 		t.Errorf("%d messages stored, want %d", n, total)
