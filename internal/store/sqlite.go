@@ -40,7 +40,10 @@ func openSQLite(path string) (*Store, error) {
 	if err := createSQLite(path); err != nil {
 		return nil, fmt.Errorf("store: sqlite: create %s: %w", path, err)
 	}
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	// wal_autocheckpoint bounds the WAL (1 GiB with 64 KiB pages) while the checkpointer waits
+	// for writes to pause; journal_size_limit shrinks the file back after a checkpoint.
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)" +
+		"&_pragma=wal_autocheckpoint(16384)&_pragma=journal_size_limit(67108864)"
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + pragmas
 	write, err := sql.Open("sqlite", base+"&_txlock=immediate")
 	if err != nil {
@@ -67,11 +70,13 @@ func openSQLite(path string) (*Store, error) {
 		checkpoints: startCheckpointer(cp)}, nil
 }
 
-// checkpointer copies the WAL into the database file on its own connection, soon after each
-// write transaction. Left to the writer (wal_autocheckpoint), every checkpoint (a copy of every
-// page plus two fsyncs) would stall the commit that crossed the threshold: during a full sync
-// that is a quarter of the writer's time. Here it overlaps with the next batches; the writer's
-// own auto-checkpoint stays as the safety net should this one fall behind.
+// checkpointer copies the WAL into the database file on its own connection once writes pause.
+// A checkpoint costs a copy of every page written plus two fsyncs: left to the writer
+// (wal_autocheckpoint), one lands inside the commit that crosses the threshold, and during a full
+// sync they took two thirds of the writer's time (measured: 20,000 messages written in 0.45 s
+// without checkpoints, 1.4-2.2 s with them). Deferred to a quiet moment, the same work happens
+// after the sync, off every caller's path. The writer's own auto-checkpoint, set high in the DSN,
+// remains the bound on the WAL's size while writes never pause.
 type checkpointer struct {
 	db   *sql.DB
 	kick chan struct{}
@@ -79,8 +84,8 @@ type checkpointer struct {
 	done chan struct{}
 }
 
-// checkpointEvery bounds how often checkpoints run while writes keep coming.
-const checkpointEvery = 100 * time.Millisecond
+// checkpointQuiet is how long writes must pause before a checkpoint runs.
+const checkpointQuiet = 250 * time.Millisecond
 
 func startCheckpointer(db *sql.DB) *checkpointer {
 	ctx, stop := context.WithCancel(context.Background())
@@ -91,19 +96,25 @@ func startCheckpointer(db *sql.DB) *checkpointer {
 
 func (c *checkpointer) run(ctx context.Context) {
 	defer close(c.done)
+	quiet := time.NewTimer(checkpointQuiet)
+	quiet.Stop()
+	pending := false
 	for {
 		select {
 		case <-ctx.Done():
+			quiet.Stop()
 			return
 		case <-c.kick:
-		}
-		// PASSIVE never blocks the writer or readers; what it cannot copy yet (frames a
-		// reader still needs) the next round takes. An error (SQLITE_BUSY) is the same: later.
-		c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(checkpointEvery):
+			quiet.Reset(checkpointQuiet)
+			pending = true
+		case <-quiet.C:
+			if !pending {
+				continue
+			}
+			pending = false
+			// PASSIVE never blocks the writer or readers; what it cannot copy yet (frames a
+			// reader still needs) the next round takes. An error (SQLITE_BUSY) is the same: later.
+			c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 		}
 	}
 }
