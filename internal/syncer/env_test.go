@@ -49,6 +49,28 @@ type env struct {
 	acct    store.Account
 	srv     server
 	fetched atomic.Int64 // bodies downloaded, over every sync
+	calls   *countingStore
+}
+
+// countingStore counts the syncer's calls that only a folder that changed should cost.
+type countingStore struct {
+	syncer.Store
+	writes, folderReads atomic.Int64
+}
+
+func (c *countingStore) CommitBatch(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error) {
+	c.writes.Add(1)
+	return c.Store.CommitBatch(ctx, l, p, b)
+}
+
+func (c *countingStore) DeleteFolder(ctx context.Context, l store.Lease, p store.Progress, accountID int64, name string) error {
+	c.writes.Add(1)
+	return c.Store.DeleteFolder(ctx, l, p, accountID, name)
+}
+
+func (c *countingStore) FolderUIDs(ctx context.Context, folderID int64) ([]store.FlagChange, error) {
+	c.folderReads.Add(1)
+	return c.Store.FolderUIDs(ctx, folderID)
 }
 
 func newEnv(t testing.TB, dialect string, srv server, opts syncer.Options) *env {
@@ -98,7 +120,8 @@ func (e *env) startWorker(t testing.TB, key []byte, opts syncer.Options) {
 	if opts.CommandTimeout == 0 {
 		opts.CommandTimeout = 20 * time.Second
 	}
-	s := syncer.New(e.store, newBox(t, key), opts)
+	e.calls = &countingStore{Store: e.store}
+	s := syncer.New(e.calls, newBox(t, key), opts)
 	w := worker.New(e.tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
 	wctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
