@@ -782,3 +782,63 @@ func TestThrottledByConnectionLimit(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestIdle(t *testing.T) {
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "alice", "pw")
+	admin := d.Client(t, u)
+	first := admin.AddMessage("INBOX", message(0, 50))
+	c := dial(t, config(d, u))
+	ctx := context.Background()
+
+	tests := []struct {
+		name   string
+		change func()
+	}{
+		{"new message", func() { admin.AddMessage("INBOX", message(1, 50)) }},
+		{"flag change", func() { admin.SetFlags("INBOX", first, `\Flagged`) }},
+		{"expunge", func() { admin.Expunge("INBOX", first) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type result struct {
+				changed bool
+				err     error
+			}
+			done := make(chan result, 1)
+			go func() {
+				changed, err := c.Idle(ctx, "INBOX", 20*time.Second)
+				done <- result{changed, err}
+			}()
+			time.Sleep(200 * time.Millisecond) // let IDLE start: the change must arrive during it
+			start := time.Now()
+			tt.change()
+			r := <-done
+			if r.err != nil || !r.changed {
+				t.Fatalf("Idle = %v, %v; want a change", r.changed, r.err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("change noticed after %v", took)
+			}
+		})
+	}
+
+	t.Run("quiet folder", func(t *testing.T) {
+		changed, err := c.Idle(ctx, "INBOX", 300*time.Millisecond)
+		if err != nil || changed {
+			t.Fatalf("Idle = %v, %v; want no change and no error", changed, err)
+		}
+		// The connection is still good for commands.
+		if _, err := c.SearchAllUIDs(ctx); err != nil {
+			t.Fatalf("command after Idle: %v", err)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, err := c.Idle(ctx, "INBOX", time.Minute)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want the context's deadline", err)
+		}
+	})
+}
