@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
 )
 
 // Idle selects the folder (read-only) and waits with IMAP IDLE until the server reports a change
@@ -71,4 +70,3 @@ func (c *Conn) Idle(ctx context.Context, name string, maxWait time.Duration) (ch
 		return false, nil
 	}
 }
-
