@@ -842,3 +842,42 @@ func TestIdle(t *testing.T) {
 		}
 	})
 }
+
+func TestIMAP4rev2Server(t *testing.T) {
+	// An IMAP4rev2 server sends UTF-8 names and implies LIST-STATUS and ESEARCH.
+	m := imaptest.StartMemServer(t, imaptest.WithIMAP4rev2())
+	u, err := m.AddUser("carol", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateFolder(u.Login, "A&B 日本語"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := m.Append(u.Login, "A&B 日本語", message(i, 100), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial(t, config(m, u))
+	if caps := c.Caps(); !caps.IMAP4rev2 || !caps.ListStatus || !caps.ESearch {
+		t.Fatalf("caps = %+v", caps)
+	}
+	ctx := context.Background()
+	folders, err := c.ListFolders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := findFolder(t, folders, "A&B 日本語").Status; st.Messages != 3 || st.UIDNext != 4 {
+		t.Errorf("status = %+v, want 3 messages and UIDNEXT 4", st)
+	}
+	if _, err := c.Select(ctx, "A&B 日本語", false); err != nil {
+		t.Fatal(err)
+	}
+	uids, err := c.SearchAllUIDs(ctx)
+	if err != nil || !slices.Equal(uids, []uint32{1, 2, 3}) {
+		t.Fatalf("SearchAllUIDs = %v, %v", uids, err)
+	}
+	if got := fetchAll(t, c, imapconn.UIDsFrom(2)); len(got) != 2 || !bytes.Equal(got[3].Raw, message(2, 100)) {
+		t.Errorf("fetch 2:* returned %d messages", len(got))
+	}
+}
