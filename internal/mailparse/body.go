@@ -68,7 +68,12 @@ func (f *bodyFinder) visit(h entityHeader, r io.Reader, depth int) bool {
 		if err != nil {
 			f.p.addf("text/plain body: %w", err)
 		}
-		f.plain, f.hasPlain = bodyText(b, f.fallback), true
+		text := bodyText(b, f.fallback)
+		if text == "" {
+			// An empty plain part next to a full HTML one is common: keep looking.
+			return false
+		}
+		f.plain, f.hasPlain = text, true
 		return true
 	case "text/html":
 		if f.hasHTML {
