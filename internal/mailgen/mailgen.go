@@ -65,8 +65,7 @@ func defaultEnd() time.Time { return time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC)
 // first error fn returns. It holds one message at a time, never the corpus.
 //
 // It is serial on purpose: about 45 µs of CPU per message (under a second for the benchmark's
-// 20,000), and a parallel version measured no faster on a busy 2-core machine. Callers that
-// want more can split the index range and use Message.
+// 20,000), and a parallel version measured no faster on a busy 2-core machine.
 func Generate(opts Options, fn func(Mail) error) error {
 	g, err := newGenerator(opts)
 	if err != nil {
