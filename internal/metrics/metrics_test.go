@@ -17,8 +17,10 @@ type fakeSource struct {
 	err    error
 }
 
-func (f fakeSource) TaskCounts(context.Context) (map[store.TaskState]int, error) { return f.counts, f.err }
-func (f fakeSource) ActiveTasks(context.Context) ([]store.Task, error)           { return f.active, f.err }
+func (f fakeSource) TaskCounts(context.Context) (map[store.TaskState]int, error) {
+	return f.counts, f.err
+}
+func (f fakeSource) ActiveTasks(context.Context) ([]store.Task, error) { return f.active, f.err }
 
 func scrape(t *testing.T, r *Registry) string {
 	t.Helper()
