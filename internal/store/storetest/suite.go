@@ -49,6 +49,7 @@ var suite = []struct {
 	{"AccountUpdateDelete", testAccountUpdateDelete},
 	{"MessageListing", testMessageListing},
 	{"TaskCounts", testTaskCounts},
+	{"TaskWithOwner", testTaskWithOwner},
 }
 
 // env is one test's database, lifecycle and clock.
