@@ -329,3 +329,19 @@ func TestPanicBecomesProblem(t *testing.T) {
 		t.Fatal("the panic was not logged")
 	}
 }
+
+// TestDeletedTokenStopsWorking: a token removed from the database stops signing in once the
+// short cache of token lookups has expired.
+func TestDeletedTokenStopsWorking(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *Config) { c.TokenCacheTTL = 100 * time.Millisecond })
+	e.request(e.alice, "GET", "/api/me", nil).want(t, 200)
+	toks, err := e.store.Tokens(context.Background(), e.alice.ID)
+	if err != nil || len(toks) != 1 {
+		t.Fatalf("tokens %v %v", toks, err)
+	}
+	if err := e.store.DeleteToken(context.Background(), e.alice.ID, toks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	e.request(e.alice, "GET", "/api/me", nil).wantProblem(t, 401)
+}
