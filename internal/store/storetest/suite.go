@@ -50,6 +50,7 @@ var suite = []struct {
 	{"MessageListing", testMessageListing},
 	{"TaskCounts", testTaskCounts},
 	{"TaskWithOwner", testTaskWithOwner},
+	{"MailBatches", testMailBatches},
 }
 
 // env is one test's database, lifecycle and clock.
