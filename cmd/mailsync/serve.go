@@ -6,21 +6,28 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"mailsync/internal/auth"
+	"mailsync/internal/events"
+	"mailsync/internal/httpapi"
+	"mailsync/internal/imapconn"
+	"mailsync/internal/metrics"
 	"mailsync/internal/secret"
-	"mailsync/internal/syncer"
+	"mailsync/internal/store"
+	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
 
-// ServeCmd runs everything a mailsync instance does.
+// ServeCmd runs everything a mailsync instance does: the HTTP API, the workers, the reaper and
+// the scheduler. Several instances may share one PostgreSQL database.
 type ServeCmd struct {
-	Addr    string `name:"addr" env:"MAILSYNC_ADDR" default:"127.0.0.1:8080" help:"Address to listen on."`
-	Workers int    `name:"workers" env:"MAILSYNC_WORKERS" default:"4" help:"How many syncs run at once on this instance."`
+	Addr             string        `name:"addr" env:"MAILSYNC_ADDR" default:"127.0.0.1:8080" help:"Address to listen on."`
+	Workers          int           `name:"workers" env:"MAILSYNC_WORKERS" default:"4" help:"How many syncs run at once on this instance."`
+	ScheduleInterval time.Duration `name:"schedule-interval" env:"MAILSYNC_SCHEDULE_INTERVAL" default:"30s" help:"How often to look for accounts whose scheduled sync is due."`
+	SecureCookies    bool          `name:"secure-cookies" env:"MAILSYNC_SECURE_COOKIES" help:"Mark the session cookie Secure (when served over HTTPS or behind a TLS proxy)."`
+	SessionTTL       time.Duration `name:"session-ttl" env:"MAILSYNC_SESSION_TTL" default:"720h" help:"How long a web login lasts."`
 }
 
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
@@ -34,8 +41,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-
-	key, err := secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+	key, err := g.serverKey()
 	if err != nil {
 		return err
 	}
@@ -43,34 +49,59 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	engine := syncer.New(s, box, syncer.Options{Logger: log})
-	w := worker.New(tasks, engine.Run, worker.Config{Concurrency: c.Workers, Logger: log})
-	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log}
+	reg := metrics.New(s)
+	body, err := g.syncBody(s, box, reg)
+	if err != nil {
+		return err
+	}
 
-	var shuttingDown atomic.Bool
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if shuttingDown.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-			return
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Task changes reach SSE streams through the bus; on PostgreSQL the bridge carries them to
+	// every other instance too. They are hints: streams re-read the row.
+	bus := events.NewBus()
+	publish := bus.TaskChanged
+	if s.Dialect() == "postgres" {
+		bridge := events.NewBridge(bus, g.DB, "", log)
+		wg.Go(func() { bridge.Run(ctx) })
+		publish = bridge.TaskChanged
+	}
+	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log, Changed: publish})
+	tasks.Changed = func(t task.Task) {
+		publish(t)
+		switch {
+		case t.State == task.Queued:
+			w.Wake()
+		case !t.State.Active():
+			reg.TaskFinished(t)
 		}
-		if err := s.Ping(r.Context()); err != nil {
-			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
+	}
+	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log,
+		Reaped: func(ts []task.Task) { reg.ZombiesReaped(len(ts)) }}
+	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log}
+
+	api, err := httpapi.New(httpapi.Config{
+		Store: s, Tasks: tasks, Events: bus, Box: box, Login: imapLogin{},
+		Sessions: auth.NewSessions(auth.DeriveKey(key, "session"), c.SessionTTL), Metrics: reg,
+		Log: log, Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv.RegisterOnShutdown(api.Shutdown)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("mailsync listening", "addr", "http://"+ln.Addr().String(), "db", s.Dialect(), "owner", w.Owner())
+	log.Info("mailsync listening", "url", "http://"+ln.Addr().String(), "db", s.Dialect(), "worker", w.Owner())
 
-	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { reaper.Run(ctx) })
+	wg.Go(func() { scheduler.Run(ctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -80,13 +111,24 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: handing running syncs back to the queue")
-	shuttingDown.Store(true)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelShutdown()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", err)
 	}
+	cancel()
 	wg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// imapLogin checks an account's login against its server before it is saved.
+type imapLogin struct{}
+
+func (imapLogin) CheckLogin(ctx context.Context, a store.Account, password string) error {
+	conn, err := imapconn.Dial(ctx, imapConfig(a, password))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

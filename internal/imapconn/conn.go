@@ -62,6 +62,10 @@ type Conn struct {
 	client *imapclient.Client
 	caps   Caps
 
+	// changed receives a token whenever the server reports, unasked, that the selected folder
+	// changed (EXISTS, EXPUNGE, FETCH). Filled by go-imap's reader goroutine; read by Idle.
+	changed chan struct{}
+
 	mu sync.Mutex
 	// aborted records why the watchdog closed the socket (ctx.Err() or a timeout), so the
 	// caller sees that instead of "use of closed network connection".
@@ -78,7 +82,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{cfg: cfg, addr: cfg.Addr()}
+	c := &Conn{cfg: cfg, addr: cfg.Addr(), changed: make(chan struct{}, 1)}
 	c.log = cfg.Logger.With("imap_addr", c.addr, "imap_login", cfg.Login)
 
 	start := time.Now()
@@ -119,7 +123,7 @@ func (c *Conn) connect(ctx context.Context) error {
 		InsecureSkipVerify: c.cfg.InsecureSkipVerify, //nolint:gosec // opt-in, for test servers
 		MinVersion:         tls.VersionTLS12,
 	}
-	opts := &imapclient.Options{TLSConfig: tlsConfig}
+	opts := &imapclient.Options{TLSConfig: tlsConfig, UnilateralDataHandler: c.unilateralHandler()}
 	switch c.cfg.TLS {
 	case TLSImplicit:
 		tlsConn := tls.Client(sock, tlsConfig)
@@ -181,6 +185,31 @@ func (c *Conn) login(ctx context.Context) error {
 	}
 	c.caps = capsFrom(set)
 	return nil
+}
+
+// unilateralHandler notes unsolicited changes for Idle. Its callbacks run on go-imap's reader
+// goroutine: they must not send commands or block. An unsolicited FETCH must be drained, or the
+// reader would wait forever for someone to read it.
+func (c *Conn) unilateralHandler() *imapclient.UnilateralDataHandler {
+	notify := func() {
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}
+	return &imapclient.UnilateralDataHandler{
+		Expunge: func(uint32) { notify() },
+		Mailbox: func(data *imapclient.UnilateralDataMailbox) {
+			if data.NumMessages != nil {
+				notify()
+			}
+		},
+		Fetch: func(msg *imapclient.FetchMessageData) {
+			for msg.Next() != nil { // discards each item, literals included
+			}
+			notify()
+		},
+	}
 }
 
 // Caps returns the capabilities the server advertised after login.

@@ -782,3 +782,102 @@ func TestThrottledByConnectionLimit(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestIdle(t *testing.T) {
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "alice", "pw")
+	admin := d.Client(t, u)
+	first := admin.AddMessage("INBOX", message(0, 50))
+	c := dial(t, config(d, u))
+	ctx := context.Background()
+
+	tests := []struct {
+		name   string
+		change func()
+	}{
+		{"new message", func() { admin.AddMessage("INBOX", message(1, 50)) }},
+		{"flag change", func() { admin.SetFlags("INBOX", first, `\Flagged`) }},
+		{"expunge", func() { admin.Expunge("INBOX", first) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type result struct {
+				changed bool
+				err     error
+			}
+			done := make(chan result, 1)
+			go func() {
+				changed, err := c.Idle(ctx, "INBOX", 20*time.Second)
+				done <- result{changed, err}
+			}()
+			time.Sleep(200 * time.Millisecond) // let IDLE start: the change must arrive during it
+			start := time.Now()
+			tt.change()
+			r := <-done
+			if r.err != nil || !r.changed {
+				t.Fatalf("Idle = %v, %v; want a change", r.changed, r.err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("change noticed after %v", took)
+			}
+		})
+	}
+
+	t.Run("quiet folder", func(t *testing.T) {
+		changed, err := c.Idle(ctx, "INBOX", 300*time.Millisecond)
+		if err != nil || changed {
+			t.Fatalf("Idle = %v, %v; want no change and no error", changed, err)
+		}
+		// The connection is still good for commands.
+		if _, err := c.SearchAllUIDs(ctx); err != nil {
+			t.Fatalf("command after Idle: %v", err)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		_, err := c.Idle(ctx, "INBOX", time.Minute)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want the context's deadline", err)
+		}
+	})
+}
+
+func TestIMAP4rev2Server(t *testing.T) {
+	// An IMAP4rev2 server sends UTF-8 names and implies LIST-STATUS and ESEARCH.
+	m := imaptest.StartMemServer(t, imaptest.WithIMAP4rev2())
+	u, err := m.AddUser("carol", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.CreateFolder(u.Login, "A&B 日本語"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := m.Append(u.Login, "A&B 日本語", message(i, 100), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial(t, config(m, u))
+	if caps := c.Caps(); !caps.IMAP4rev2 || !caps.ListStatus || !caps.ESearch {
+		t.Fatalf("caps = %+v", caps)
+	}
+	ctx := context.Background()
+	folders, err := c.ListFolders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := findFolder(t, folders, "A&B 日本語").Status; st.Messages != 3 || st.UIDNext != 4 {
+		t.Errorf("status = %+v, want 3 messages and UIDNEXT 4", st)
+	}
+	if _, err := c.Select(ctx, "A&B 日本語", false); err != nil {
+		t.Fatal(err)
+	}
+	uids, err := c.SearchAllUIDs(ctx)
+	if err != nil || !slices.Equal(uids, []uint32{1, 2, 3}) {
+		t.Fatalf("SearchAllUIDs = %v, %v", uids, err)
+	}
+	if got := fetchAll(t, c, imapconn.UIDsFrom(2)); len(got) != 2 || !bytes.Equal(got[3].Raw, message(2, 100)) {
+		t.Errorf("fetch 2:* returned %d messages", len(got))
+	}
+}

@@ -22,7 +22,7 @@ type MemServer struct {
 	mem    *imapmemserver.Server
 	server *imapserver.Server
 
-	tls    *tls.Config
+	tls *tls.Config
 
 	mu    sync.Mutex
 	ln    net.Listener

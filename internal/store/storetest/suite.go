@@ -45,6 +45,11 @@ var suite = []struct {
 	{"MigrationRepairsInconsistentRows", testMigrationRepairs},
 	{"SchemaNewerThanBinary", testSchemaTooNew},
 	{"StateMachine", testStateMachine},
+	{"Tokens", testTokens},
+	{"AccountUpdateDelete", testAccountUpdateDelete},
+	{"MessageListing", testMessageListing},
+	{"TaskCounts", testTaskCounts},
+	{"TaskWithOwner", testTaskWithOwner},
 	{"MailBatches", testMailBatches},
 }
 
