@@ -107,6 +107,6 @@ func benchAccount(ctx context.Context, st *store.Store, box *secret.Box, host st
 	}
 	return st.CreateAccount(ctx, store.Account{
 		UserID: u.ID, Name: "bench", IMAPHost: host, IMAPPort: port, TLSMode: "none", Login: login,
-		SecretEnc: box.Seal([]byte(password), []byte("account:"+login+"@"+host)),
+		SecretEnc: box.Seal([]byte(password), secret.AccountContext(login, host)),
 	})
 }

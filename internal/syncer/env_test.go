@@ -99,7 +99,7 @@ func newAccount(t testing.TB, dsn string, srv server) (*env, []byte) {
 	}
 	acct, err := st.CreateAccount(ctx, store.Account{
 		UserID: u.ID, Name: "test", IMAPHost: srv.host, IMAPPort: srv.port, TLSMode: "none",
-		Login: srv.login, SecretEnc: box.Seal([]byte(srv.passwd), []byte("account:"+srv.login+"@"+srv.host)),
+		Login: srv.login, SecretEnc: box.Seal([]byte(srv.passwd), secret.AccountContext(srv.login, srv.host)),
 	})
 	if err != nil {
 		t.Fatal(err)

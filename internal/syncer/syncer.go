@@ -100,8 +100,7 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 	if err != nil {
 		return fmt.Errorf("syncer: %w", err)
 	}
-	// The API seals passwords under this context (secret.AccountContext).
-	password, err := s.box.Open(acct.SecretEnc, []byte("account:"+acct.Login+"@"+acct.IMAPHost))
+	password, err := s.box.Open(acct.SecretEnc, secret.AccountContext(acct.Login, acct.IMAPHost))
 	if err != nil {
 		return fmt.Errorf("syncer: password of account %d: %w", acct.ID, err)
 	}
