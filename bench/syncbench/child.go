@@ -88,7 +88,10 @@ func syncOnce(dsn, host string, port int) error {
 			return fmt.Errorf("sync %s: %s", tk.State, tk.Error)
 		}
 		p := tk.Progress
-		fmt.Fprintf(os.Stderr, "%s in %s: %d new, %d updated, %d deleted, %d MB\n", tk.State, time.Since(start).Round(time.Millisecond), p.New, p.Updated, p.Deleted, p.BytesDone>>20)
+		// The task's own duration, from Start to its end: what a user waits for. The process
+		// still has to close the database, which copies the WAL into the database file.
+		fmt.Printf("task %.3f\n", time.Since(start).Seconds())
+		fmt.Fprintf(os.Stderr, "%d new, %d updated, %d deleted, %d MB\n", p.New, p.Updated, p.Deleted, p.BytesDone>>20)
 		return nil
 	}
 }

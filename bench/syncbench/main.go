@@ -98,22 +98,12 @@ func run() error {
 		return err
 	}
 	port := strconv.Itoa(d.port)
-	results := map[string]result{}
-	measure := func(name string, setup func() error, argv ...string) error {
-		r, err := measureRuns(c.runs, setup, argv...)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		results[name] = r
-		fmt.Printf("%-18s %8.3f s   (runs %s)   peak RSS %4d MiB\n", name, r.median.Seconds(), r.all, r.rss>>20)
-		return nil
-	}
 	nothing := func() error { return nil }
-
+	// Rows run in rounds, one run of each row per round, so that load from elsewhere on the
+	// machine hits them alike. The no-change rows need the full rows' result: a phase of their own.
+	var full, nochange []row
 	if c.only["raw"] {
-		if err := measure("raw-floor", nothing, self, "child-raw", "127.0.0.1", port); err != nil {
-			return err
-		}
+		full = append(full, row{name: "raw-floor", setup: nothing, argv: []string{self, "child-raw", "127.0.0.1", port}})
 	}
 	if c.only["mbsync"] {
 		if err := ensureMbsync(); err != nil {
@@ -129,23 +119,30 @@ func run() error {
 			}
 			return os.MkdirAll(maildir, 0o755)
 		}
-		if err := measure("mbsync-full", fresh, "mbsync", "-q", "-c", rc, "-a"); err != nil {
-			return err
-		}
-		if err := measure("mbsync-nochange", nothing, "mbsync", "-q", "-c", rc, "-a"); err != nil {
-			return err
-		}
+		argv := []string{"mbsync", "-q", "-c", rc, "-a"}
+		full = append(full, row{name: "mbsync-full", setup: fresh, argv: argv})
+		nochange = append(nochange, row{name: "mbsync-nochange", setup: nothing, argv: argv})
 	}
 	if c.only["mailsync"] {
 		db := filepath.Join(base, "mailsync", "mailsync.db")
 		fresh := func() error { return os.RemoveAll(filepath.Dir(db)) }
-		args := []string{self, "child-sync", "sqlite:" + db, "127.0.0.1", port}
-		if err := measure("mailsync-full", fresh, args...); err != nil {
+		argv := []string{self, "child-sync", "sqlite:" + db, "127.0.0.1", port}
+		full = append(full, row{name: "mailsync-full", setup: fresh, argv: argv})
+		nochange = append(nochange, row{name: "mailsync-nochange", setup: nothing, argv: argv})
+	}
+	results := map[string]result{}
+	for _, phase := range [][]row{full, nochange} {
+		if err := runRounds(c.runs, phase, results); err != nil {
 			return err
 		}
-		if err := measure("mailsync-nochange", nothing, args...); err != nil {
-			return err
+	}
+	for _, r := range append(full, nochange...) {
+		res := results[r.name]
+		task := ""
+		if res.task > 0 {
+			task = fmt.Sprintf("   task %.3f s", res.task.Seconds())
 		}
+		fmt.Printf("%-18s %8.3f s   (runs %s)   peak RSS %4d MiB%s\n", r.name, res.median.Seconds(), res.all, res.rss>>20, task)
 	}
 	ratio := func(a, b string) string {
 		ra, oka := results[a]
@@ -160,45 +157,72 @@ func run() error {
 	return nil
 }
 
+// row is one measured command; setup runs before each run of it.
+type row struct {
+	name  string
+	setup func() error
+	argv  []string
+}
+
 type result struct {
 	median time.Duration
 	all    string
-	rss    int64 // bytes, the highest of the measured runs
+	rss    int64         // bytes, the highest of the measured runs
+	task   time.Duration // median of what the process reported as its task's duration, if it did
 }
 
-// measureRuns runs argv runs+1 times (setup before each), drops the first, and returns the median
-// wall time and the peak RSS.
-func measureRuns(runs int, setup func() error, argv ...string) (result, error) {
-	var (
-		walls []time.Duration
-		r     result
-	)
+// runRounds runs every row runs+1 times, round-robin, drops each row's first (warm-up) run, and
+// records the median wall time, the peak RSS and, for processes that print "task SECONDS", the
+// median task time.
+func runRounds(runs int, rows []row, results map[string]result) error {
+	walls := map[string][]time.Duration{}
+	tasks := map[string][]time.Duration{}
+	rss := map[string]int64{}
 	for i := 0; i <= runs; i++ {
-		if err := setup(); err != nil {
-			return r, err
+		for _, r := range rows {
+			if err := r.setup(); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			cmd := exec.Command(r.argv[0], r.argv[1:]...)
+			var stdout, stderr strings.Builder
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			start := time.Now()
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("%s: %v: %s", r.name, err, strings.TrimSpace(stderr.String()))
+			}
+			wall := time.Since(start)
+			if i == 0 {
+				continue
+			}
+			walls[r.name] = append(walls[r.name], wall)
+			rss[r.name] = max(rss[r.name], cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss*1024)
+			for _, line := range strings.Split(stdout.String(), "\n") {
+				if v, ok := strings.CutPrefix(line, "task "); ok {
+					if secs, err := strconv.ParseFloat(v, 64); err == nil {
+						tasks[r.name] = append(tasks[r.name], time.Duration(secs*float64(time.Second)))
+					}
+				}
+			}
 		}
-		cmd := exec.Command(argv[0], argv[1:]...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			return r, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
-		}
-		wall := time.Since(start)
-		if i == 0 {
-			continue
-		}
-		walls = append(walls, wall)
-		r.rss = max(r.rss, cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss*1024)
 	}
-	strs := make([]string, len(walls))
-	for i, w := range walls {
-		strs[i] = fmt.Sprintf("%.3f", w.Seconds())
+	for _, r := range rows {
+		ws := walls[r.name]
+		strs := make([]string, len(ws))
+		for i, w := range ws {
+			strs[i] = fmt.Sprintf("%.3f", w.Seconds())
+		}
+		results[r.name] = result{median: median(ws), all: strings.Join(strs, " "), rss: rss[r.name], task: median(tasks[r.name])}
 	}
-	r.all = strings.Join(strs, " ")
-	slices.Sort(walls)
-	r.median = walls[len(walls)/2]
-	return r, nil
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
 }
 
 type corpusStats struct {
