@@ -142,7 +142,8 @@ func run() error {
 		if res.task > 0 {
 			task = fmt.Sprintf("   task %.3f s", res.task.Seconds())
 		}
-		fmt.Printf("%-18s %8.3f s   (runs %s)   peak RSS %4d MiB%s\n", r.name, res.median.Seconds(), res.all, res.rss>>20, task)
+		fmt.Printf("%-18s %8.3f s   (runs %s)   CPU %.3f s   peak RSS %4d MiB%s\n", r.name, res.median.Seconds(), res.all,
+			res.cpu.Seconds(), res.rss>>20, task)
 	}
 	ratio := func(a, b string) string {
 		ra, oka := results[a]
@@ -167,6 +168,7 @@ type row struct {
 type result struct {
 	median time.Duration
 	all    string
+	cpu    time.Duration // median user+system CPU time of the process
 	rss    int64         // bytes, the highest of the measured runs
 	task   time.Duration // median of what the process reported as its task's duration, if it did
 }
@@ -177,6 +179,7 @@ type result struct {
 func runRounds(runs int, rows []row, results map[string]result) error {
 	walls := map[string][]time.Duration{}
 	tasks := map[string][]time.Duration{}
+	cpus := map[string][]time.Duration{}
 	rss := map[string]int64{}
 	for i := 0; i <= runs; i++ {
 		for _, r := range rows {
@@ -195,6 +198,7 @@ func runRounds(runs int, rows []row, results map[string]result) error {
 				continue
 			}
 			walls[r.name] = append(walls[r.name], wall)
+			cpus[r.name] = append(cpus[r.name], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
 			rss[r.name] = max(rss[r.name], cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss*1024)
 			for _, line := range strings.Split(stdout.String(), "\n") {
 				if v, ok := strings.CutPrefix(line, "task "); ok {
@@ -211,7 +215,8 @@ func runRounds(runs int, rows []row, results map[string]result) error {
 		for i, w := range ws {
 			strs[i] = fmt.Sprintf("%.3f", w.Seconds())
 		}
-		results[r.name] = result{median: median(ws), all: strings.Join(strs, " "), rss: rss[r.name], task: median(tasks[r.name])}
+		results[r.name] = result{median: median(ws), all: strings.Join(strs, " "), cpu: median(cpus[r.name]),
+			rss: rss[r.name], task: median(tasks[r.name])}
 	}
 	return nil
 }
