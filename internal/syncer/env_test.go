@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,6 +51,16 @@ type env struct {
 	srv     server
 	fetched atomic.Int64 // bodies downloaded, over every sync
 	calls   *countingStore
+
+	mu       sync.Mutex
+	progress []task.Progress // every report of every sync, in order
+}
+
+// reports returns the progress reported so far.
+func (e *env) reports() []task.Progress {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.progress)
 }
 
 // countingStore counts the syncer's calls that only a folder that changed should cost.
@@ -122,7 +133,12 @@ func (e *env) startWorker(t testing.TB, key []byte, opts syncer.Options) {
 	}
 	e.calls = &countingStore{Store: e.store}
 	s := syncer.New(e.calls, newBox(t, key), opts)
-	w := worker.New(e.tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
+	w := worker.New(e.tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond,
+		ProgressEvery: time.Nanosecond, Changed: func(tk task.Task) {
+			e.mu.Lock()
+			e.progress = append(e.progress, tk.Progress)
+			e.mu.Unlock()
+		}})
 	wctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

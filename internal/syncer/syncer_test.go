@@ -22,9 +22,9 @@ func startDovecot(t *testing.T) (server, *imaptest.Client, *imaptest.Dovecot) {
 	return srv, d.Client(t, u), d
 }
 
-func startMemServer(t *testing.T) (server, *imaptest.Client) {
+func startMemServer(t *testing.T, opts ...imaptest.MemServerOption) (server, *imaptest.Client) {
 	t.Helper()
-	m := imaptest.StartMemServer(t)
+	m := imaptest.StartMemServer(t, opts...)
 	u, err := m.AddUser("bob", "secret-pw")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +50,12 @@ func TestMirrorsServer(t *testing.T) {
 		t.Parallel()
 		srv, c := startMemServer(t)
 		scenario(t, newEnv(t, "sqlite", srv, syncer.Options{BatchMessages: 5, BatchBytes: 20 << 10}), c)
+	})
+	t.Run("memserver-imap4rev2/sqlite", func(t *testing.T) {
+		// LIST-STATUS and ESEARCH, still without CONDSTORE.
+		t.Parallel()
+		srv, c := startMemServer(t, imaptest.WithIMAP4rev2())
+		scenario(t, newEnv(t, "sqlite", srv, syncer.Options{}), c)
 	})
 }
 
@@ -179,4 +185,47 @@ func assertParseError(t *testing.T, e *env, uid uint32) {
 		}
 	}
 	t.Errorf("unparseable message UID %d not stored", uid)
+}
+
+// TestProgressIsMonotonic checks what a progress bar sees during a first sync: the total is known
+// before the first message is counted done, and nothing ever goes backwards.
+func TestProgressIsMonotonic(t *testing.T) {
+	t.Parallel()
+	const total = 1000
+	srv := dovecotWithCorpus(t, total)
+	e := newEnv(t, "sqlite", srv, syncer.Options{BatchMessages: 40})
+	tk := e.syncOK(t, false)
+	reports := e.reports()
+	if len(reports) < total/40 {
+		t.Fatalf("%d progress reports for %d messages in batches of 40", len(reports), total)
+	}
+	var last task.Progress
+	percent := func(p task.Progress) float64 {
+		if p.MessagesTotal == 0 {
+			return 0
+		}
+		return float64(p.MessagesDone) / float64(p.MessagesTotal)
+	}
+	for i, p := range reports {
+		if p.MessagesDone > 0 && p.MessagesTotal < total {
+			t.Fatalf("report %d: %d done of a total of %d: the total was not known first", i, p.MessagesDone, p.MessagesTotal)
+		}
+		if p.MessagesDone < last.MessagesDone || p.BytesDone < last.BytesDone || p.New < last.New ||
+			p.FoldersDone < last.FoldersDone || percent(p) < percent(last) {
+			t.Fatalf("report %d went backwards: %+v after %+v", i, p, last)
+		}
+		last = p
+	}
+	if tk.Progress.MessagesDone != total || tk.Progress.New != total || tk.Progress.FoldersDone != tk.Progress.FoldersTotal {
+		t.Errorf("final progress %+v", tk.Progress)
+	}
+	phases := map[string]bool{}
+	for _, p := range reports {
+		phases[strings.Fields(p.Phase + " x")[0]] = true
+	}
+	for _, want := range []string{"listing", "fetching", "done"} {
+		if !phases[want] {
+			t.Errorf("phase %q never reported (saw %v)", want, phases)
+		}
+	}
 }
