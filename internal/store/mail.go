@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -110,31 +111,104 @@ func (s *Store) upsertFolder(ctx context.Context, tx *sql.Tx, f Folder) (int64, 
 	return id, nil
 }
 
+// insertRows is how many messages one INSERT statement carries. One round trip per message made
+// PostgreSQL spend a first sync waiting on the network; 32 rows of 15 parameters stay far below
+// both engines' parameter limits.
+const insertRows = 32
+
+// insertMessages upserts msgs by UID, several rows per statement.
 func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folderID int64, msgs []Message) error {
-	if len(msgs) == 0 {
-		return nil
+	msgs = lastPerUID(msgs)
+	var (
+		full *sql.Stmt // the statement for insertRows rows, prepared once per batch
+		args = make([]any, 0, insertRows*messageColumns)
+	)
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	for len(msgs) > 0 {
+		chunk := msgs[:min(insertRows, len(msgs))]
+		msgs = msgs[len(chunk):]
+		args = args[:0]
+		for _, m := range chunk {
+			args = append(args, accountID, folderID, int64(m.UID), m.MessageID, m.Subject, m.From,
+				strings.Join(m.To, "\n"), nullTime(m.Date), nullTime(m.InternalDate), strings.Join(m.Flags, " "),
+				m.Size, m.Snippet, m.BodyText, m.Raw, m.ParseError)
+		}
+		var err error
+		if len(chunk) == insertRows {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, insertMessagesSQL(insertRows)); err != nil {
+					return fmt.Errorf("prepare message insert: %w", err)
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, insertMessagesSQL(len(chunk)), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("insert messages uid %d to %d: %w", chunk[0].UID, chunk[len(chunk)-1].UID, err)
+		}
 	}
-	stmt, err := tx.PrepareContext(ctx, `
-		INSERT INTO messages (account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date,
-			internal_date, flags, size, snippet, body_text, raw, parse_error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+	return nil
+}
+
+const messageColumns = 15
+
+// insertMessagesSQL is the upsert of n messages.
+func insertMessagesSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO messages (account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date,
+		internal_date, flags, size, snippet, body_text, raw, parse_error) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range messageColumns {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "$%d", i*messageColumns+c+1)
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(`
 		ON CONFLICT (folder_id, uid) DO UPDATE SET message_id = excluded.message_id, subject = excluded.subject,
 			from_addr = excluded.from_addr, to_addrs = excluded.to_addrs, date = excluded.date,
 			internal_date = excluded.internal_date, flags = excluded.flags, size = excluded.size,
 			snippet = excluded.snippet, body_text = excluded.body_text, raw = excluded.raw,
 			parse_error = excluded.parse_error`)
-	if err != nil {
-		return fmt.Errorf("prepare message insert: %w", err)
-	}
-	defer stmt.Close()
+	return b.String()
+}
+
+// lastPerUID drops all but the last of messages that share a UID: one statement may not upsert
+// a row twice (PostgreSQL refuses), and the last word is the newest.
+func lastPerUID(msgs []Message) []Message {
+	seen := make(map[uint32]bool, len(msgs))
+	dup := false
 	for _, m := range msgs {
-		if _, err := stmt.ExecContext(ctx, accountID, folderID, int64(m.UID), m.MessageID, m.Subject, m.From,
-			strings.Join(m.To, "\n"), nullTime(m.Date), nullTime(m.InternalDate), strings.Join(m.Flags, " "),
-			m.Size, m.Snippet, m.BodyText, m.Raw, m.ParseError); err != nil {
-			return fmt.Errorf("insert message uid %d: %w", m.UID, err)
+		if seen[m.UID] {
+			dup = true
+			break
+		}
+		seen[m.UID] = true
+	}
+	if !dup {
+		return msgs
+	}
+	clear(seen)
+	out := make([]Message, 0, len(msgs))
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if !seen[msgs[i].UID] {
+			seen[msgs[i].UID] = true
+			out = append(out, msgs[i])
 		}
 	}
-	return nil
+	slices.Reverse(out)
+	return out
 }
 
 func updateFlags(ctx context.Context, tx *sql.Tx, folderID int64, changes []FlagChange) error {

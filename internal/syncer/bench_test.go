@@ -1,8 +1,10 @@
 package syncer_test
 
 import (
+	"cmp"
 	"context"
 	"iter"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -82,8 +84,9 @@ func warm(tb testing.TB, srv server) {
 	}
 }
 
-// BenchmarkFullSync measures a first sync of 20,000 messages into SQLite, then a no-change sync,
-// with the raw fetch floor for comparison. bench/syncbench compares with mbsync; this one is for
+// BenchmarkFullSync measures a first sync of 20,000 messages into the database named by
+// MAILSYNC_BENCH_DIALECT (sqlite by default, or postgres), then a no-change sync, with the raw
+// fetch floor for comparison. bench/syncbench compares with mbsync; this one is for
 // profiling (go test -bench FullSync -benchtime 1x -cpuprofile cpu.out).
 func BenchmarkFullSync(b *testing.B) {
 	srv := dovecotWithCorpus(b, 20000)
@@ -92,7 +95,8 @@ func BenchmarkFullSync(b *testing.B) {
 		b.Logf("raw fetch of %d bodies: %s", n, d)
 	}
 	for b.Loop() {
-		e := newEnv(b, "sqlite", srv, syncer.Options{})
+		dialect := cmp.Or(os.Getenv("MAILSYNC_BENCH_DIALECT"), "sqlite")
+		e := newEnv(b, dialect, srv, syncer.Options{})
 		var ru0, ru1 syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 		start := time.Now()

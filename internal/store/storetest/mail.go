@@ -82,6 +82,29 @@ func testMailBatches(t *testing.T, dialect string) {
 		t.Fatalf("after reset: %d messages, want 1", len(msgs))
 	}
 
+	// Many rows in one batch (several multi-row statements and a remainder), one UID twice: the
+	// last copy wins, and nothing is stored twice.
+	var many []store.Message
+	for uid := uint32(1); uid <= 70; uid++ {
+		many = append(many, msg(uid))
+	}
+	dup := msg(5)
+	dup.Subject = "the later copy"
+	many = append(many, dup)
+	folder.UIDNext = 71
+	commit(store.Batch{Folder: folder, Messages: many})
+	if msgs, _ := e.store.FolderMessages(ctx, id); len(msgs) != 70 || msgs[4].Subject != "the later copy" || msgs[69].UID != 70 {
+		t.Fatalf("after a 71-message batch with one UID twice: %d messages", len(msgs))
+	}
+	if dialect == "postgres" {
+		// Raw bodies are stored uncompressed (migration 00003).
+		var storage string
+		if err := e.store.DB().QueryRowContext(ctx, `SELECT attstorage::text FROM pg_attribute
+			WHERE attrelid = 'messages'::regclass AND attname = 'raw'`).Scan(&storage); err != nil || storage != "e" {
+			t.Fatalf("messages.raw storage %q (%v), want e (external, uncompressed)", storage, err)
+		}
+	}
+
 	if err := e.store.DeleteFolder(ctx, lease, task.Progress{}, acct.ID, "Données"); err != nil {
 		t.Fatal(err)
 	}
