@@ -21,6 +21,10 @@ type dialect struct {
 	skipLocked string
 	// reapPrelude, when set, runs first in the reaper's transaction.
 	reapPrelude string
+	// insertRows is how many messages one INSERT carries. PostgreSQL pays a network round trip
+	// per statement; SQLite has none, and copies a multi-row VALUES list once more before
+	// inserting it (measured: 20,000 messages in 0.53 s one row per statement, 0.9-1.2 s with 32).
+	insertRows int
 	// isUniqueViolation recognises the engine's duplicate-key error.
 	isUniqueViolation func(error) bool
 }

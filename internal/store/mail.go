@@ -111,14 +111,10 @@ func (s *Store) upsertFolder(ctx context.Context, tx *sql.Tx, f Folder) (int64, 
 	return id, nil
 }
 
-// insertRows is how many messages one INSERT statement carries. One round trip per message made
-// PostgreSQL spend a first sync waiting on the network; 32 rows of 15 parameters stay far below
-// both engines' parameter limits.
-const insertRows = 32
-
-// insertMessages upserts msgs by UID, several rows per statement.
+// insertMessages upserts msgs by UID, as many rows per statement as the dialect prefers.
 func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folderID int64, msgs []Message) error {
 	msgs = lastPerUID(msgs)
+	insertRows := s.dialect.insertRows
 	var (
 		full *sql.Stmt // the statement for insertRows rows, prepared once per batch
 		args = make([]any, 0, insertRows*messageColumns)

@@ -18,6 +18,7 @@ var postgresDialect = dialect{
 	// heartbeat must record when it happened.
 	now:        "(extract(epoch FROM statement_timestamp()) * 1000)::bigint",
 	skipLocked: "FOR UPDATE SKIP LOCKED",
+	insertRows: 32,
 	// A reaper waits at most this long for a row another session holds, then tries again at its
 	// next interval: one stuck session must not stop reaping for everyone.
 	reapPrelude: "SET LOCAL lock_timeout = '5s'",

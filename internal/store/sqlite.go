@@ -17,9 +17,10 @@ import (
 )
 
 var sqliteDialect = dialect{
-	name:  "sqlite",
-	goose: goose.DialectSQLite3,
-	now:   "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+	name:       "sqlite",
+	goose:      goose.DialectSQLite3,
+	now:        "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+	insertRows: 1,
 	isUniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)

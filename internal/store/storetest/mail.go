@@ -82,7 +82,7 @@ func testMailBatches(t *testing.T, dialect string) {
 		t.Fatalf("after reset: %d messages, want 1", len(msgs))
 	}
 
-	// Many rows in one batch (several multi-row statements and a remainder), one UID twice: the
+	// Many rows in one batch (on PostgreSQL several multi-row statements and a remainder), one UID twice: the
 	// last copy wins, and nothing is stored twice.
 	var many []store.Message
 	for uid := uint32(1); uid <= 70; uid++ {
