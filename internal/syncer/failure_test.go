@@ -53,7 +53,9 @@ func TestUnreachableHostFailsWithTransientError(t *testing.T) {
 // transient error, what was committed is intact, and the next sync resumes from the checkpoint.
 func TestServerDiesMidFetch(t *testing.T) {
 	t.Parallel()
-	const total, killAt = 1500, 400
+	// Big enough that the rest of INBOX cannot sit in socket buffers when the server dies: the
+	// fetch itself must see the connection drop.
+	const total, killAt = 4000, 300
 	d := imaptest.StartDovecot(t)
 	u := d.AddUser(t, "bob", "secret-pw")
 	d.WriteMaildir(t, u, corpusFiles(5, total))
@@ -64,12 +66,12 @@ func TestServerDiesMidFetch(t *testing.T) {
 		seen atomic.Int64
 		once sync.Once
 	)
-	e := newEnv(t, "sqlite", srv, syncer.Options{BatchMessages: 50, Fetched: func(string, uint32) {
-		if seen.Add(1) == killAt {
+	e := newEnv(t, "sqlite", srv, syncer.Options{BatchMessages: 50, Fetched: func(folder string, _ uint32) {
+		if folder == "INBOX" && seen.Add(1) == killAt {
 			once.Do(d.Stop)
 		}
 	}})
-	wantFailed(t, e.sync(t, false), "transient error")
+	wantFailed(t, e.sync(t, false), `folder "INBOX": transient error`, "fetch bodies")
 	stored := e.storedCount(t)
 	if stored == 0 || stored >= total {
 		t.Fatalf("%d of %d messages stored before the server died; want some but not all", stored, total)
