@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -190,16 +191,22 @@ func runRounds(runs int, rows []row, results map[string]result) error {
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			start := time.Now()
-			if err := cmd.Run(); err != nil {
+			if err := cmd.Start(); err != nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			peak := watchPeakRSS(cmd.Process.Pid)
+			err := cmd.Wait()
+			wall := time.Since(start)
+			hwm := peak()
+			if err != nil {
 				return fmt.Errorf("%s: %v: %s", r.name, err, strings.TrimSpace(stderr.String()))
 			}
-			wall := time.Since(start)
 			if i == 0 {
 				continue
 			}
 			walls[r.name] = append(walls[r.name], wall)
 			cpus[r.name] = append(cpus[r.name], cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime())
-			rss[r.name] = max(rss[r.name], cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss*1024)
+			rss[r.name] = max(rss[r.name], hwm)
 			for _, line := range strings.Split(stdout.String(), "\n") {
 				if v, ok := strings.CutPrefix(line, "task "); ok {
 					if secs, err := strconv.ParseFloat(v, 64); err == nil {
@@ -219,6 +226,52 @@ func runRounds(runs int, rows []row, results map[string]result) error {
 			rss: rss[r.name], task: median(tasks[r.name])}
 	}
 	return nil
+}
+
+// watchPeakRSS samples the process's VmHWM every few milliseconds until the returned function
+// is called (after the process has exited), which returns the last sample. The rusage that wait
+// returns is no use here: for a child started by os/exec it also counts this process's memory at
+// the moment of the fork. A peak reached in the last few milliseconds of a run can be missed.
+func watchPeakRSS(pid int) func() int64 {
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if hwm := readHWM(status); hwm > 0 {
+				peak.Store(max(peak.Load(), hwm))
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() int64 {
+		close(stop)
+		<-done
+		return peak.Load()
+	}
+}
+
+// readHWM reads VmHWM, in bytes, from a /proc/PID/status file; 0 if it cannot.
+func readHWM(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func median(ds []time.Duration) time.Duration {
