@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailsync/internal/web"
 	"mailsync/internal/worker"
 )
 
@@ -48,6 +49,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("/", web.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
