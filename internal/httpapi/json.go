@@ -7,49 +7,11 @@ import (
 	"mailsync/internal/task"
 )
 
-// TaskJSON is a sync task as the API shows it. Times are RFC 3339 in UTC, null when unset.
-type TaskJSON struct {
-	ID              string       `json:"id" doc:"The task's UUID."`
-	AccountID       int64        `json:"account_id"`
-	State           string       `json:"state" enum:"queued,running,succeeded,failed,cancelled"`
-	Phase           string       `json:"phase" doc:"What the sync is doing now (free text)."`
-	Percent         float64      `json:"percent" doc:"Share of the messages done, 0 to 100."`
-	Live            bool         `json:"live" doc:"Active and heard from within the heartbeat timeout, by the database clock. False for a task whose worker died, whether or not a reaper has run."`
-	ForceFull       bool         `json:"force_full"`
-	CancelRequested bool         `json:"cancel_requested"`
-	Attempt         int          `json:"attempt"`
-	CreatedAt       time.Time    `json:"created_at"`
-	StartedAt       *time.Time   `json:"started_at" nullable:"true"`
-	HeartbeatAt     *time.Time   `json:"heartbeat_at" nullable:"true"`
-	FinishedAt      *time.Time   `json:"finished_at" nullable:"true"`
-	Error           string       `json:"error"`
-	Progress        ProgressJSON `json:"progress"`
-}
+// TaskJSON is a task as every client sees it (task.View): live and percent are derived from the
+// row as of the database clock.
+type TaskJSON = task.View
 
-// ProgressJSON is a task's counters.
-type ProgressJSON struct {
-	FoldersTotal  int   `json:"folders_total"`
-	FoldersDone   int   `json:"folders_done"`
-	MessagesTotal int   `json:"messages_total"`
-	MessagesDone  int   `json:"messages_done"`
-	BytesDone     int64 `json:"bytes_done"`
-	New           int   `json:"new"`
-	Updated       int   `json:"updated"`
-	Deleted       int   `json:"deleted"`
-}
-
-func (s *Server) taskJSON(t task.Task) TaskJSON {
-	p := t.Progress
-	return TaskJSON{
-		ID: t.ID, AccountID: t.AccountID, State: string(t.State), Phase: p.Phase, Percent: task.Percent(t),
-		Live: s.tasks.Live(t), ForceFull: t.ForceFull, CancelRequested: !t.CancelRequestedAt.IsZero(),
-		Attempt: t.Attempt, CreatedAt: t.CreatedAt, StartedAt: nullTime(t.StartedAt),
-		HeartbeatAt: nullTime(t.HeartbeatAt), FinishedAt: nullTime(t.FinishedAt), Error: t.Error,
-		Progress: ProgressJSON{FoldersTotal: p.FoldersTotal, FoldersDone: p.FoldersDone,
-			MessagesTotal: p.MessagesTotal, MessagesDone: p.MessagesDone, BytesDone: p.BytesDone,
-			New: p.New, Updated: p.Updated, Deleted: p.Deleted},
-	}
-}
+func (s *Server) taskJSON(t task.Task) TaskJSON { return s.tasks.View(t) }
 
 func nullTime(t time.Time) *time.Time {
 	if t.IsZero() {
