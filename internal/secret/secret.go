@@ -108,3 +108,10 @@ func LoadKey(encoded, path string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// AccountContext is the associated data an account's IMAP password is sealed with: its login and
+// host, so a sealed password copied onto another account's row does not open there. Everything
+// that seals or opens an account password uses it, so the two sides cannot drift apart.
+func AccountContext(login, host string) []byte {
+	return []byte("account:" + login + "@" + host)
+}

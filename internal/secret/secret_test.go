@@ -75,3 +75,23 @@ func TestLoadKey(t *testing.T) {
 		t.Fatal("a short env key was accepted")
 	}
 }
+
+func TestAccountContextBindsLoginAndHost(t *testing.T) {
+	key := make([]byte, KeySize)
+	b, err := New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := b.Seal([]byte("pw"), AccountContext("bob", "imap.example"))
+	if got, err := b.Open(sealed, AccountContext("bob", "imap.example")); err != nil || string(got) != "pw" {
+		t.Fatalf("Open with the same account: %q, %v", got, err)
+	}
+	for _, other := range [][2]string{{"alice", "imap.example"}, {"bob", "imap.other"}} {
+		if _, err := b.Open(sealed, AccountContext(other[0], other[1])); err == nil {
+			t.Errorf("a password sealed for bob@imap.example opened for %s@%s", other[0], other[1])
+		}
+	}
+	if got := string(AccountContext("bob", "h")); got != "account:bob@h" {
+		t.Fatalf("AccountContext = %q, want account:bob@h", got)
+	}
+}

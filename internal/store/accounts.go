@@ -93,3 +93,38 @@ func (s *Store) Accounts(ctx context.Context, userID int64) ([]Account, error) {
 	}
 	return out, nil
 }
+
+// UpdateAccount rewrites the editable fields of an account (everything but its owner and creation
+// time); ErrNotFound if it is gone, ErrConflict if the new name is taken.
+func (s *Store) UpdateAccount(ctx context.Context, a Account) (Account, error) {
+	out, err := scanAccount(s.write.QueryRowContext(ctx, `
+		UPDATE accounts SET name = $2, imap_host = $3, imap_port = $4, tls_mode = $5, tls_skip_verify = $6,
+			login = $7, secret_enc = $8, sync_interval_s = $9, last_error = $10
+		WHERE id = $1
+		RETURNING `+accountColumns,
+		a.ID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,
+		int64(a.SyncInterval/time.Second), a.LastError))
+	if s.dialect.isUniqueViolation(err) {
+		return Account{}, fmt.Errorf("store: update account %d: %w", a.ID, ErrConflict)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("store: update account %d: %w", a.ID, ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("store: update account %d: %w", a.ID, err)
+	}
+	return out, nil
+}
+
+// DeleteAccount removes an account with everything stored for it: folders, messages and tasks go
+// with it (ON DELETE CASCADE). A worker still syncing it loses its lease at its next write.
+func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM accounts WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete account %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: delete account %d: %w", id, ErrNotFound)
+	}
+	return nil
+}

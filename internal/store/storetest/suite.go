@@ -45,6 +45,10 @@ var suite = []struct {
 	{"MigrationRepairsInconsistentRows", testMigrationRepairs},
 	{"SchemaNewerThanBinary", testSchemaTooNew},
 	{"StateMachine", testStateMachine},
+	{"Tokens", testTokens},
+	{"AccountUpdateDelete", testAccountUpdateDelete},
+	{"MessageListing", testMessageListing},
+	{"TaskCounts", testTaskCounts},
 }
 
 // env is one test's database, lifecycle and clock.

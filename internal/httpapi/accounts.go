@@ -1,0 +1,217 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"mailsync/internal/secret"
+	"mailsync/internal/store"
+)
+
+// ownAccount returns the signed-in user's account id; another user's answers 404 like a missing one.
+func (s *Server) ownAccount(ctx context.Context, id int64) (store.Account, error) {
+	a, err := s.store.Account(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.UserID != userFrom(ctx).ID) {
+		return store.Account{}, huma.Error404NotFound(fmt.Sprintf("account %d not found", id))
+	}
+	return a, err
+}
+
+func (s *Server) lastTask(ctx context.Context, accountID int64) (*TaskJSON, error) {
+	t, err := s.tasks.Latest(ctx, accountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	j := s.taskJSON(t)
+	return &j, nil
+}
+
+type accountBody struct {
+	Name          string `json:"name" minLength:"1" maxLength:"200"`
+	IMAPHost      string `json:"imap_host" minLength:"1" maxLength:"253"`
+	IMAPPort      int    `json:"imap_port" minimum:"1" maximum:"65535"`
+	TLSMode       string `json:"tls_mode" enum:"none,starttls,tls"`
+	TLSSkipVerify bool   `json:"tls_skip_verify,omitempty"`
+	Login         string `json:"login" minLength:"1" maxLength:"320"`
+	Password      string `json:"password" minLength:"1" maxLength:"1024" writeOnly:"true" doc:"Tested against the server, then stored sealed; never shown again."`
+	SyncIntervalS int64  `json:"sync_interval_s,omitempty" minimum:"0" maximum:"2592000" doc:"Seconds between scheduled syncs; 0: none."`
+}
+
+type accountInput struct {
+	Body accountBody
+}
+
+type accountOutput struct {
+	Status int
+	Body   AccountJSON
+}
+
+func (s *Server) createAccount(ctx context.Context, in *accountInput) (*accountOutput, error) {
+	b := in.Body
+	a := store.Account{UserID: userFrom(ctx).ID, Name: strings.TrimSpace(b.Name), IMAPHost: strings.TrimSpace(b.IMAPHost),
+		IMAPPort: b.IMAPPort, TLSMode: b.TLSMode, TLSSkipVerify: b.TLSSkipVerify, Login: b.Login,
+		SyncInterval: time.Duration(b.SyncIntervalS) * time.Second}
+	if err := s.checkLogin(ctx, a, b.Password); err != nil {
+		return nil, err
+	}
+	a.SecretEnc = s.cfg.Box.Seal([]byte(b.Password), secret.AccountContext(a.Login, a.IMAPHost))
+	out, err := s.store.CreateAccount(ctx, a)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, huma.Error409Conflict(fmt.Sprintf("you already have an account named %q", a.Name))
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("httpapi: account added", "account", out.ID, "user", out.UserID, "host", out.IMAPHost)
+	return &accountOutput{Status: 201, Body: accountJSON(out, nil)}, nil
+}
+
+// checkLogin tests the credentials against the IMAP server. Its error message never contains
+// the password, even if the server or the client library echoes it.
+func (s *Server) checkLogin(ctx context.Context, a store.Account, password string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := s.cfg.Login.CheckLogin(ctx, a, password)
+	if err == nil {
+		return nil
+	}
+	msg := strings.ReplaceAll(err.Error(), password, "xxxxx")
+	return huma.Error422UnprocessableEntity(fmt.Sprintf("the IMAP server %s:%d refused the login of %q: %s", a.IMAPHost, a.IMAPPort, a.Login, msg))
+}
+
+type accountsOutput struct {
+	Body []AccountJSON
+}
+
+func (s *Server) listAccounts(ctx context.Context, _ *struct{}) (*accountsOutput, error) {
+	accts, err := s.store.Accounts(ctx, userFrom(ctx).ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AccountJSON, 0, len(accts))
+	for _, a := range accts {
+		last, err := s.lastTask(ctx, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, accountJSON(a, last))
+	}
+	return &accountsOutput{Body: out}, nil
+}
+
+type accountIDInput struct {
+	ID int64 `path:"id" minimum:"1" doc:"The account's id."`
+}
+
+func (s *Server) getAccount(ctx context.Context, in *accountIDInput) (*accountOutput, error) {
+	a, err := s.ownAccount(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	last, err := s.lastTask(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &accountOutput{Status: 200, Body: accountJSON(a, last)}, nil
+}
+
+type accountPatchInput struct {
+	ID   int64 `path:"id" minimum:"1"`
+	Body struct {
+		Name          *string `json:"name,omitempty" minLength:"1" maxLength:"200"`
+		IMAPHost      *string `json:"imap_host,omitempty" minLength:"1" maxLength:"253"`
+		IMAPPort      *int    `json:"imap_port,omitempty" minimum:"1" maximum:"65535"`
+		TLSMode       *string `json:"tls_mode,omitempty" enum:"none,starttls,tls"`
+		TLSSkipVerify *bool   `json:"tls_skip_verify,omitempty"`
+		Login         *string `json:"login,omitempty" minLength:"1" maxLength:"320"`
+		Password      *string `json:"password,omitempty" minLength:"1" maxLength:"1024" writeOnly:"true"`
+		SyncIntervalS *int64  `json:"sync_interval_s,omitempty" minimum:"0" maximum:"2592000"`
+	}
+}
+
+// patchAccount changes the fields present. A change of server, login or password is tested
+// against the IMAP server first, and the password is sealed again for the new login and host.
+func (s *Server) patchAccount(ctx context.Context, in *accountPatchInput) (*accountOutput, error) {
+	a, err := s.ownAccount(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	b := in.Body
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = strings.TrimSpace(*src)
+		}
+	}
+	before := a
+	set(&a.Name, b.Name)
+	set(&a.IMAPHost, b.IMAPHost)
+	set(&a.TLSMode, b.TLSMode)
+	if b.Login != nil {
+		a.Login = *b.Login
+	}
+	if b.IMAPPort != nil {
+		a.IMAPPort = *b.IMAPPort
+	}
+	if b.TLSSkipVerify != nil {
+		a.TLSSkipVerify = *b.TLSSkipVerify
+	}
+	if b.SyncIntervalS != nil {
+		a.SyncInterval = time.Duration(*b.SyncIntervalS) * time.Second
+	}
+	connChanged := a.IMAPHost != before.IMAPHost || a.IMAPPort != before.IMAPPort || a.TLSMode != before.TLSMode ||
+		a.TLSSkipVerify != before.TLSSkipVerify || a.Login != before.Login || b.Password != nil
+	if connChanged {
+		var password string
+		if b.Password != nil {
+			password = *b.Password
+		} else {
+			plain, err := s.cfg.Box.Open(before.SecretEnc, secret.AccountContext(before.Login, before.IMAPHost))
+			if err != nil {
+				return nil, huma.Error422UnprocessableEntity("the stored password cannot be opened (was the server key changed?); send the password with this change")
+			}
+			password = string(plain)
+		}
+		if err := s.checkLogin(ctx, a, password); err != nil {
+			return nil, err
+		}
+		a.SecretEnc = s.cfg.Box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
+		a.LastError = ""
+	}
+	out, err := s.store.UpdateAccount(ctx, a)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, huma.Error409Conflict(fmt.Sprintf("you already have an account named %q", a.Name))
+	case errors.Is(err, store.ErrNotFound):
+		return nil, huma.Error404NotFound(fmt.Sprintf("account %d not found", in.ID))
+	case err != nil:
+		return nil, err
+	}
+	last, err := s.lastTask(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &accountOutput{Status: 200, Body: accountJSON(out, last)}, nil
+}
+
+func (s *Server) deleteAccount(ctx context.Context, in *accountIDInput) (*struct{}, error) {
+	if _, err := s.ownAccount(ctx, in.ID); err != nil {
+		return nil, err
+	}
+	err := s.store.DeleteAccount(ctx, in.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, huma.Error404NotFound(fmt.Sprintf("account %d not found", in.ID))
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("httpapi: account deleted with its data", "account", in.ID, "user", userFrom(ctx).ID)
+	return nil, nil
+}

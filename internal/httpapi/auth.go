@@ -1,0 +1,228 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"mailsync/internal/auth"
+	"mailsync/internal/store"
+)
+
+// sessionCookie names the web UI's session cookie.
+const sessionCookie = "mailsync_session"
+
+// access is who may call a route.
+type access int
+
+const (
+	public access = iota // anyone
+	member               // any signed-in user
+	admin                // admins only
+)
+
+type userKey struct{}
+
+// userFrom returns the signed-in user of a request that passed an access check.
+func userFrom(ctx context.Context) store.User {
+	u, _ := ctx.Value(userKey{}).(store.User)
+	return u
+}
+
+var errUnauthenticated = errors.New("not signed in")
+
+// authenticate finds the user behind a request's bearer token or session cookie. It returns
+// errUnauthenticated when there is none or it is not valid; other errors are the database's.
+func (s *Server) authenticate(r *http.Request) (store.User, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") || !auth.LooksLikeToken(token) {
+			return store.User{}, errUnauthenticated
+		}
+		u, err := s.store.UserByToken(r.Context(), auth.HashToken(token))
+		if errors.Is(err, store.ErrNotFound) {
+			return store.User{}, errUnauthenticated
+		}
+		return u, err
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return store.User{}, errUnauthenticated
+	}
+	id, err := s.cfg.Sessions.UserID(c.Value)
+	if err != nil {
+		return store.User{}, errUnauthenticated
+	}
+	u, err := s.store.UserByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.User{}, errUnauthenticated
+	}
+	if err != nil {
+		return store.User{}, err
+	}
+	if !s.cfg.Sessions.Check(c.Value, u) {
+		return store.User{}, errUnauthenticated
+	}
+	return u, nil
+}
+
+// check applies acc to r: the user when allowed, else the status and message to answer.
+func (s *Server) check(r *http.Request, acc access) (store.User, int, string) {
+	if acc == public {
+		return store.User{}, 0, ""
+	}
+	u, err := s.authenticate(r)
+	switch {
+	case errors.Is(err, errUnauthenticated):
+		return store.User{}, http.StatusUnauthorized, "sign in first: send an API token (Authorization: Bearer ...) or a session cookie from POST /api/login"
+	case err != nil:
+		s.log.Error("httpapi: authentication failed", "err", err)
+		return store.User{}, http.StatusServiceUnavailable, "cannot check credentials right now: the database does not answer"
+	case acc == admin && !u.IsAdmin:
+		return store.User{}, http.StatusForbidden, "this is for administrators only"
+	}
+	return u, 0, ""
+}
+
+// requireHuma is the access check of a huma operation. It runs before the input is parsed, so
+// a stranger learns nothing from validation errors.
+func (s *Server) requireHuma(acc access) func(huma.Context, func(huma.Context)) {
+	return func(ctx huma.Context, next func(huma.Context)) {
+		r, _ := humago.Unwrap(ctx)
+		u, status, msg := s.check(r, acc)
+		if status != 0 {
+			if status == http.StatusUnauthorized {
+				ctx.SetHeader("WWW-Authenticate", `Bearer realm="mailsync"`)
+			}
+			huma.WriteErr(s.api, ctx, status, msg)
+			return
+		}
+		if acc != public {
+			ctx = huma.WithValue(ctx, userKey{}, u)
+		}
+		next(ctx)
+	}
+}
+
+// requirePlain is requireHuma for plain handlers (SSE, raw message bytes).
+func (s *Server) requirePlain(acc access, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		u, status, msg := s.check(r, acc)
+		if status != 0 {
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="mailsync"`)
+			}
+			writeProblem(w, status, msg)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
+	}
+}
+
+// UserJSON is a user as the API shows it.
+type UserJSON struct {
+	ID      int64  `json:"id"`
+	Email   string `json:"email"`
+	IsAdmin bool   `json:"is_admin"`
+}
+
+func userJSON(u store.User) UserJSON { return UserJSON{ID: u.ID, Email: u.Email, IsAdmin: u.IsAdmin} }
+
+type loginInput struct {
+	Body struct {
+		Email    string `json:"email" minLength:"1" maxLength:"320" doc:"The user's email."`
+		Password string `json:"password" minLength:"1" maxLength:"1024" writeOnly:"true" doc:"The user's password."`
+	}
+}
+
+type loginOutput struct {
+	SetCookie http.Cookie `header:"Set-Cookie"`
+	Body      UserJSON
+}
+
+func (s *Server) login(ctx context.Context, in *loginInput) (*loginOutput, error) {
+	email := strings.ToLower(strings.TrimSpace(in.Body.Email))
+	for _, key := range []string{"addr:" + clientAddr(ctx), "email:" + email} {
+		if ok, wait := s.limiter.Allow(key); !ok {
+			return nil, huma.ErrorWithHeaders(huma.Error429TooManyRequests("too many login attempts; try again in "+wait.Round(time.Second).String()),
+				http.Header{"Retry-After": {retryAfter(wait)}})
+		}
+	}
+	u, err := s.store.UserByEmail(ctx, email)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	hash := u.PasswordHash
+	if err != nil {
+		// Spend the same time on an unknown email as on a wrong password: timing must not tell
+		// which emails have accounts.
+		hash = s.dummyHash()
+	}
+	ok, verr := auth.VerifyPassword(hash, in.Body.Password)
+	if verr != nil {
+		s.log.Error("httpapi: stored password hash is unreadable", "user", u.ID, "err", verr)
+	}
+	if err != nil || !ok {
+		return nil, huma.Error401Unauthorized("wrong email or password")
+	}
+	value, expires := s.cfg.Sessions.Issue(u)
+	return &loginOutput{SetCookie: s.cookie(value, expires), Body: userJSON(u)}, nil
+}
+
+// dummyHash is a valid hash of nothing anyone knows, verified against when the email is unknown.
+func (s *Server) dummyHash() string {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = auth.HashPassword("no such user", s.cfg.PasswordParams)
+	})
+	return s.dummy
+}
+
+func (s *Server) cookie(value string, expires time.Time) http.Cookie {
+	return http.Cookie{Name: sessionCookie, Value: value, Path: "/", Expires: expires, HttpOnly: true,
+		Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode}
+}
+
+type logoutOutput struct {
+	SetCookie http.Cookie `header:"Set-Cookie"`
+}
+
+func (s *Server) logout(ctx context.Context, _ *struct{}) (*logoutOutput, error) {
+	c := s.cookie("", time.Unix(0, 0))
+	c.MaxAge = -1
+	return &logoutOutput{SetCookie: c}, nil
+}
+
+type meOutput struct{ Body UserJSON }
+
+func (s *Server) me(ctx context.Context, _ *struct{}) (*meOutput, error) {
+	return &meOutput{Body: userJSON(userFrom(ctx))}, nil
+}
+
+type addrKey struct{}
+
+// withClientAddr records the client's address for the login limiter. It is the connection's
+// peer: a deployment behind a proxy shares one bucket per proxy, which errs on the safe side.
+func withClientAddr(ctx huma.Context, next func(huma.Context)) {
+	host, _, err := net.SplitHostPort(ctx.RemoteAddr())
+	if err != nil {
+		host = ctx.RemoteAddr()
+	}
+	next(huma.WithValue(ctx, addrKey{}, host))
+}
+
+func clientAddr(ctx context.Context) string {
+	a, _ := ctx.Value(addrKey{}).(string)
+	return a
+}
+
+func retryAfter(d time.Duration) string {
+	secs := int(d.Round(time.Second) / time.Second)
+	return strconv.Itoa(max(secs, 1))
+}

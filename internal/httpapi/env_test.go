@@ -1,0 +1,274 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailsync/internal/auth"
+	"mailsync/internal/events"
+	"mailsync/internal/metrics"
+	"mailsync/internal/secret"
+	"mailsync/internal/store"
+	"mailsync/internal/store/storetest"
+	"mailsync/internal/task"
+)
+
+// imapPassword is the one password the fake IMAP server accepts. No response, log line or
+// database byte may ever contain it.
+const imapPassword = "IMAP-pa55word-that-must-never-leak"
+
+// fakeLogin accepts imapPassword only. Its refusal quotes the password it was given, as a careless
+// IMAP library might, so the tests see that the API scrubs it.
+type fakeLogin struct{}
+
+func (fakeLogin) CheckLogin(_ context.Context, a store.Account, password string) error {
+	if password != imapPassword {
+		return fmt.Errorf("LOGIN %s %s: NO [AUTHENTICATIONFAILED] invalid credentials", a.Login, password)
+	}
+	return nil
+}
+
+// testTaskConfig is a lifecycle in milliseconds: dead after 600 ms of silence.
+func testTaskConfig() task.Config {
+	return task.Config{
+		HeartbeatInterval: 100 * time.Millisecond,
+		HeartbeatTimeout:  600 * time.Millisecond,
+		SelfFence:         300 * time.Millisecond,
+		ReapInterval:      200 * time.Millisecond,
+		QueuedTimeout:     time.Minute,
+		MaxAttempts:       3,
+		MaxRunTime:        time.Hour,
+	}
+}
+
+// cheapParams keep password hashing fast in tests; the code path is the real one.
+var cheapParams = auth.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// user is a test user and their API token.
+type user struct {
+	store.User
+	Token    string
+	Password string
+}
+
+// env is one API on a real database behind a real loopback HTTP server.
+type env struct {
+	t       testing.TB
+	dialect string
+	store   *store.Store
+	tasks   *task.Manager
+	bus     *events.Bus
+	srv     *Server
+	ts      *httptest.Server
+	logs    *syncBuffer
+	box     *secret.Box
+
+	admin, alice, bob user
+}
+
+// syncBuffer is a log sink the server's goroutines write to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newEnv(tb testing.TB, dialect string, tweak ...func(*Config)) *env {
+	tb.Helper()
+	s := storetest.Open(tb, dialect)
+	m, err := task.NewManager(s, testTaskConfig())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bus := events.NewBus()
+	m.Changed = bus.TaskChanged
+	box, err := secret.New(bytes.Repeat([]byte{7}, secret.KeySize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	cfg := Config{
+		Store: s, Tasks: m, Events: bus, Box: box, Login: fakeLogin{},
+		Sessions: auth.NewSessions(auth.DeriveKey([]byte("test server key"), "session"), time.Hour),
+		Metrics:  metrics.New(s), Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version: "test", DataDir: tb.TempDir(), PasswordParams: cheapParams,
+		KeepAlive: 200 * time.Millisecond, PollInterval: 100 * time.Millisecond, MinEventInterval: 20 * time.Millisecond,
+		LoginLimiter: auth.NewLimiter(time.Minute, 5),
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.Config.RegisterOnShutdown(srv.Shutdown)
+	ts.Start()
+	tb.Cleanup(func() {
+		srv.Shutdown()
+		ts.Close()
+	})
+	e := &env{t: tb, dialect: dialect, store: s, tasks: m, bus: bus, srv: srv, ts: ts, logs: logs, box: box}
+	e.admin = e.newUser("admin@example.test", true)
+	e.alice = e.newUser("alice@example.test", false)
+	e.bob = e.newUser("bob@example.test", false)
+	return e
+}
+
+func (e *env) newUser(email string, isAdmin bool) user {
+	e.t.Helper()
+	pw := "pw-of-" + email
+	hash, err := auth.HashPassword(pw, cheapParams)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	u, err := e.store.CreateUser(context.Background(), email, hash, isAdmin)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tok, tokHash := auth.NewToken()
+	if _, err := e.store.CreateToken(context.Background(), u.ID, tokHash, "test"); err != nil {
+		e.t.Fatal(err)
+	}
+	return user{User: u, Token: tok, Password: pw}
+}
+
+// response is an answer the test has read whole.
+type response struct {
+	*http.Response
+	body []byte
+}
+
+func (r response) json(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		tb.Fatalf("%s %s: %d %q is not the JSON expected: %v", r.Request.Method, r.Request.URL.Path, r.StatusCode, r.body, err)
+	}
+}
+
+// request sends a request as u (no credentials for the zero user). body is JSON-encoded unless
+// it is a string, which is sent as it is.
+func (e *env) request(u user, method, path string, body any, header ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if u.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+u.Token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := e.ts.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{Response: resp, body: data}
+}
+
+// want checks the status of r.
+func (r response) want(tb testing.TB, status int) response {
+	tb.Helper()
+	if r.StatusCode != status {
+		tb.Fatalf("%s %s: status %d, want %d; body %s", r.Request.Method, r.Request.URL, r.StatusCode, status, r.body)
+	}
+	return r
+}
+
+// wantProblem checks that r is an RFC 9457 problem with the status.
+func (r response) wantProblem(tb testing.TB, status int) {
+	tb.Helper()
+	r.want(tb, status)
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		tb.Fatalf("%s %s: %d with Content-Type %q, want application/problem+json; body %s", r.Request.Method, r.Request.URL, status, ct, r.body)
+	}
+	var p struct {
+		Status int    `json:"status"`
+		Title  string `json:"title"`
+		Detail string `json:"detail"`
+	}
+	r.json(tb, &p)
+	if p.Status != status || p.Title == "" {
+		tb.Fatalf("%s %s: problem %s lacks its status or title", r.Request.Method, r.Request.URL, r.body)
+	}
+}
+
+// addAccount adds an account for u through the API and returns it.
+func (e *env) addAccount(u user, name string) AccountJSON {
+	e.t.Helper()
+	var a AccountJSON
+	e.request(u, "POST", "/api/accounts", map[string]any{
+		"name": name, "imap_host": "127.0.0.1", "imap_port": 1143, "tls_mode": "none",
+		"login": "bob", "password": imapPassword,
+	}).want(e.t, 201).json(e.t, &a)
+	return a
+}
+
+type startResult struct {
+	Task   TaskJSON `json:"task"`
+	Reused bool     `json:"reused"`
+}
+
+func (e *env) startSync(u user, accountID int64) startResult {
+	e.t.Helper()
+	var r startResult
+	e.request(u, "POST", fmt.Sprintf("/api/accounts/%d/sync", accountID), map[string]any{}).want(e.t, 202).json(e.t, &r)
+	return r
+}
+
+// forDialects runs fn on every engine, in parallel.
+func forDialects(t *testing.T, fn func(t *testing.T, dialect string)) {
+	for _, d := range storetest.Dialects {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			fn(t, d)
+		})
+	}
+}
+
+func readAll(resp *http.Response) ([]byte, error) { return io.ReadAll(resp.Body) }

@@ -1,0 +1,94 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+// routes is the whole API, one line per route.
+func (s *Server) routes() {
+	const get, post, patch, del = http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete
+
+	// Sign-in.
+	register(s, public, op(post, "/api/login", "login", "Sign in with email and password; sets the session cookie",
+		withClientAddr), s.login)
+	register(s, public, op(post, "/api/logout", "logout", "Sign out: clears the session cookie"), s.logout)
+	register(s, member, op(get, "/api/me", "me", "The signed-in user"), s.me)
+
+	// Accounts.
+	register(s, member, op(post, "/api/accounts", "create-account", "Add an IMAP account (its login is tested first)").status(201), s.createAccount)
+	register(s, member, op(get, "/api/accounts", "list-accounts", "The user's accounts, each with its live or latest task"), s.listAccounts)
+	register(s, member, op(get, "/api/accounts/{id}", "get-account", "One account"), s.getAccount)
+	register(s, member, op(patch, "/api/accounts/{id}", "update-account", "Change an account; a new server, login or password is tested first"), s.patchAccount)
+	register(s, member, op(del, "/api/accounts/{id}", "delete-account", "Remove an account and everything stored for it").status(204), s.deleteAccount)
+
+	// Sync tasks.
+	register(s, member, op(post, "/api/accounts/{id}/sync", "start-sync", "Sync now: the live task of the account, or a new one").status(202), s.startSync)
+	register(s, member, op(get, "/api/accounts/{id}/sync", "account-sync", "The account's live task, else its latest"), s.accountSync)
+	register(s, member, op(get, "/api/sync/tasks/{id}", "get-task", "One sync task"), s.getTask)
+	register(s, member, op(post, "/api/sync/tasks/{id}/cancel", "cancel-task", "Cancel a task: at once when queued, at its next heartbeat when running"), s.cancelTask)
+	s.plain(member, get, "/api/sync/tasks/{id}/events", "task-events", "Server-sent events of a task: snapshot, progress, one terminal event", "text/event-stream", s.taskEvents)
+
+	// Stored mail.
+	register(s, member, op(get, "/api/accounts/{id}/folders", "list-folders", "The account's folders and their checkpoints"), s.listFolders)
+	register(s, member, op(get, "/api/accounts/{id}/messages", "list-messages", "A page of messages, newest first, optionally searched"), s.listMessages)
+	register(s, member, op(get, "/api/messages/{id}", "get-message", "One message with its text"), s.getMessage)
+	s.plain(member, get, "/api/messages/{id}/raw", "get-message-raw", "The exact bytes the IMAP server sent", "message/rfc822", s.rawMessage)
+
+	// Operators.
+	register(s, member, op(get, "/api/health/sync", "sync-health", "Sync tasks: active, dead, oldest heartbeat age"), s.syncHealth)
+	register(s, admin, op(post, "/api/health/sync/cleanup", "sync-cleanup", "Reap every dead task now and list what changed"), s.cleanup)
+	register(s, admin, op(get, "/api/health/sync/detailed", "sync-detailed", "Every account's sync state"), s.syncDetailed)
+	register(s, admin, op(get, "/api/health/system", "system-health", "CPU, memory, disk, goroutines, database round trip, uptime, version"), s.systemHealth)
+	s.mux.HandleFunc("GET /livez", s.livez)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+
+	// Anything else under /api/ is a problem document, not the mux's plain-text 404.
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// operation is a huma.Operation under construction.
+type operation huma.Operation
+
+func op(method, path, id, summary string, middlewares ...func(huma.Context, func(huma.Context))) operation {
+	return operation{Method: method, Path: path, OperationID: id, Summary: summary, Middlewares: middlewares}
+}
+
+func (o operation) status(code int) operation {
+	o.DefaultStatus = code
+	return o
+}
+
+// register adds a huma operation behind the access check.
+func register[I, O any](s *Server, acc access, o operation, h func(context.Context, *I) (*O, error)) {
+	hop := huma.Operation(o)
+	// The access check runs first, before the input is even parsed.
+	hop.Middlewares = append(huma.Middlewares{s.requireHuma(acc)}, hop.Middlewares...)
+	if acc != public {
+		hop.Security = []map[string][]string{{"bearer": {}}, {"session": {}}}
+		hop.Errors = append(hop.Errors, http.StatusUnauthorized)
+	}
+	if acc == admin {
+		hop.Errors = append(hop.Errors, http.StatusForbidden)
+	}
+	huma.Register(s.api, hop, h)
+}
+
+// plain adds a handler that huma does not serve (a stream, raw bytes) behind the access check,
+// and describes it in the OpenAPI document all the same.
+func (s *Server) plain(acc access, method, path, id, summary, contentType string, h http.HandlerFunc) {
+	s.mux.HandleFunc(method+" "+path, s.requirePlain(acc, h))
+	s.api.OpenAPI().AddOperation(&huma.Operation{
+		Method: method, Path: path, OperationID: id, Summary: summary,
+		Security:   []map[string][]string{{"bearer": {}}, {"session": {}}},
+		Parameters: []*huma.Param{{Name: "id", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}},
+		Responses: map[string]*huma.Response{
+			"200": {Description: summary, Content: map[string]*huma.MediaType{contentType: {}}},
+		},
+	})
+}

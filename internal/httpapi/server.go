@@ -1,0 +1,171 @@
+// Package httpapi is mailsync's HTTP interface: the JSON API (huma v2 on a net/http ServeMux,
+// which also serves its OpenAPI 3.1 description), the SSE progress streams, the operators'
+// health and metrics endpoints, and the authentication in front of them.
+//
+// Every error is an RFC 9457 problem document. Another user's account, task or message answers
+// 404, exactly as one that does not exist, so ids reveal nothing.
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+
+	"mailsync/internal/auth"
+	"mailsync/internal/metrics"
+	"mailsync/internal/secret"
+	"mailsync/internal/store"
+	"mailsync/internal/task"
+)
+
+// LoginChecker tests IMAP credentials before an account is stored or changed. The server wires
+// the real one (package imapconn); tests use a fake.
+type LoginChecker interface {
+	CheckLogin(ctx context.Context, a store.Account, password string) error
+}
+
+// Subscriber delivers task change signals (package events).
+type Subscriber interface {
+	Subscribe(taskID string) (<-chan struct{}, func())
+}
+
+// Config is what the API is built from.
+type Config struct {
+	Store    *store.Store
+	Tasks    *task.Manager
+	Events   Subscriber
+	Box      *secret.Box
+	Login    LoginChecker
+	Sessions *auth.Sessions
+	Metrics  *metrics.Registry
+	Log      *slog.Logger
+	Version  string
+	// DataDir is the directory whose disk /api/health/system reports ("" for none).
+	DataDir string
+	// SecureCookies marks the session cookie Secure (serve over HTTPS, or behind a TLS proxy).
+	SecureCookies bool
+	// LoginLimiter limits login attempts per client address and per email; nil: 10 at once, then
+	// one per 6 s.
+	LoginLimiter *auth.Limiter
+	// PasswordParams are the argon2id costs of new password hashes; zero: auth.DefaultParams.
+	PasswordParams auth.Params
+
+	// SSE timing; zero values take the defaults (15 s, 1 s, 250 ms).
+	KeepAlive        time.Duration // comment lines that keep proxies from closing idle streams
+	PollInterval     time.Duration // re-read of a streamed task when no signal came
+	MinEventInterval time.Duration // at most one progress event per interval ("a few per second")
+}
+
+// Server is the HTTP API. Handler returns what to serve; Shutdown ends streams and readiness.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	tasks   *task.Manager
+	api     huma.API
+	mux     *http.ServeMux
+	handler http.Handler
+	limiter *auth.Limiter
+	started time.Time
+
+	closeOnce sync.Once
+	closing   chan struct{}
+
+	dummyOnce sync.Once
+	dummy     string
+}
+
+// New builds the API from cfg.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil || cfg.Tasks == nil || cfg.Events == nil || cfg.Box == nil || cfg.Login == nil ||
+		cfg.Sessions == nil || cfg.Metrics == nil:
+		return nil, fmt.Errorf("httpapi: Store, Tasks, Events, Box, Login, Sessions and Metrics are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 15 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.MinEventInterval <= 0 {
+		cfg.MinEventInterval = 250 * time.Millisecond
+	}
+	if cfg.PasswordParams == (auth.Params{}) {
+		cfg.PasswordParams = auth.DefaultParams()
+	}
+	limiter := cfg.LoginLimiter
+	if limiter == nil {
+		limiter = auth.NewLimiter(6*time.Second, 10)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Log, store: cfg.Store, tasks: cfg.Tasks, mux: http.NewServeMux(),
+		limiter: limiter, started: time.Now(), closing: make(chan struct{}),
+	}
+	s.api = humago.New(s.mux, s.humaConfig())
+	s.routes()
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusForbidden, "cross-origin request refused: unsafe requests must come from this site's own pages")
+	}))
+	s.handler = s.recover(s.observe(cop.Handler(s.mux)))
+	return s, nil
+}
+
+func (s *Server) humaConfig() huma.Config {
+	c := huma.DefaultConfig("mailsync", s.cfg.Version)
+	c.OpenAPIPath = "/api/openapi"
+	c.DocsPath = ""
+	c.SchemasPath = ""
+	// No $schema links in responses: the UI and scripts read plain JSON.
+	c.CreateHooks = nil
+	c.Info.Description = "Keeps a complete, current copy of IMAP mailboxes and serves it."
+	c.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer":  {Type: "http", Scheme: "bearer", Description: "An API token (mailsync token create EMAIL)."},
+		"session": {Type: "apiKey", In: "cookie", Name: sessionCookie, Description: "The web UI's session, from POST /api/login."},
+	}
+	c.Transformers = append(c.Transformers, scrubErrorValues)
+	return c
+}
+
+// scrubErrorValues removes the echoed input values huma puts in validation errors: one of them
+// could be a password, and no response may ever carry one.
+func scrubErrorValues(_ huma.Context, _ string, v any) (any, error) {
+	if e, ok := v.(*huma.ErrorModel); ok {
+		for _, d := range e.Errors {
+			d.Value = nil
+		}
+	}
+	return v, nil
+}
+
+// Handler is the API's root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// OpenAPI returns the API description.
+func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
+
+// Shutdown marks the server as going away: /readyz answers 503 and every SSE stream ends, so
+// http.Server.Shutdown does not wait for them. Wire it with http.Server.RegisterOnShutdown.
+func (s *Server) Shutdown() {
+	s.closeOnce.Do(func() { close(s.closing) })
+}
+
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"mailsync/internal/store"
+	"mailsync/internal/task"
+)
+
+// eventID is the SSE id of an event showing t: twice the latest time recorded in the row, plus
+// one for a terminal row, so ids grow as the task moves and the terminal event's id is above
+// every progress id, even one from the same millisecond.
+func eventID(t task.Task) int64 {
+	v := t.CreatedAt
+	for _, at := range []time.Time{t.StartedAt, t.HeartbeatAt, t.FinishedAt, t.CancelRequestedAt} {
+		if at.After(v) {
+			v = at
+		}
+	}
+	id := 2 * v.UnixMilli()
+	if !t.State.Active() {
+		id++
+	}
+	return id
+}
+
+// parseLastEventID reads the Last-Event-ID header: absent is 0.
+func parseLastEventID(h string) (int64, error) {
+	if h == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseInt(strings.TrimSpace(h), 10, 64)
+	if err != nil || id < 0 {
+		return 0, fmt.Errorf("Last-Event-ID %q is not an id this server sent", h)
+	}
+	return id, nil
+}
+
+// taskEvents streams a task as server-sent events: a "snapshot" event first, "progress" events
+// as the row changes (at most one per MinEventInterval), then exactly one terminal event named
+// for the final state ("succeeded", "failed", "cancelled"), after which the server closes. A
+// stream for a finished task sends just the terminal event; a reconnect (Last-Event-ID) after
+// the client already has the terminal event answers 204, which stops an EventSource for good.
+//
+// The row is the truth: a signal from the events bus wakes the stream early, and it re-reads the
+// row at least every PollInterval anyway, so a lost signal costs latency, never an event.
+func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	if _, err := uuid.Parse(id); err != nil {
+		writeProblem(w, http.StatusUnprocessableEntity, fmt.Sprintf("task id %q is not a UUID", id))
+		return
+	}
+	last, err := parseLastEventID(r.Header.Get("Last-Event-ID"))
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	signals, stop := s.cfg.Events.Subscribe(id) // before the first read: no change can slip between
+	defer stop()
+	t, err := s.ownTask(ctx, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !t.State.Active() && last >= eventID(t) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Time{}) // a server WriteTimeout must not cut a long stream
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+
+	send := func(name string, t task.Task) ([]byte, bool) {
+		data, _ := json.Marshal(s.taskJSON(t))
+		_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", eventID(t), name, data)
+		return data, err == nil && rc.Flush() == nil
+	}
+	if !t.State.Active() {
+		send(string(t.State), t)
+		return
+	}
+	sent, ok := send("snapshot", t)
+	if !ok {
+		return
+	}
+
+	poll := time.NewTicker(s.cfg.PollInterval)
+	defer poll.Stop()
+	keepalive := time.NewTicker(s.cfg.KeepAlive)
+	defer keepalive.Stop()
+	var (
+		nextRead = time.Now().Add(s.cfg.MinEventInterval)
+		readAt   <-chan time.Time // armed while a re-read waits for the rate limit
+	)
+	wake := func() {
+		if readAt == nil {
+			readAt = time.After(time.Until(nextRead))
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closing:
+			return // the client reconnects, to this instance's successor or another one
+		case <-signals:
+			wake()
+		case <-poll.C:
+			wake()
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		case <-readAt:
+			readAt, nextRead = nil, time.Now().Add(s.cfg.MinEventInterval)
+			t, err := s.tasks.Get(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return // the account was deleted, and its tasks with it
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("httpapi: event stream cannot read its task", "task", id, "err", err)
+				}
+				continue
+			}
+			if !t.State.Active() {
+				send(string(t.State), t)
+				return
+			}
+			data, _ := json.Marshal(s.taskJSON(t))
+			if bytes.Equal(data, sent) {
+				continue
+			}
+			if sent, ok = send("progress", t); !ok {
+				return
+			}
+		}
+	}
+}

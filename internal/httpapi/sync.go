@@ -1,0 +1,110 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"mailsync/internal/store"
+	"mailsync/internal/task"
+)
+
+// ownTask returns the signed-in user's task; another user's answers 404 like a missing one.
+func (s *Server) ownTask(ctx context.Context, id string) (task.Task, error) {
+	notFound := huma.Error404NotFound(fmt.Sprintf("task %s not found", id))
+	t, err := s.tasks.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return task.Task{}, notFound
+	}
+	if err != nil {
+		return task.Task{}, err
+	}
+	a, err := s.store.Account(ctx, t.AccountID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && a.UserID != userFrom(ctx).ID) {
+		return task.Task{}, notFound
+	}
+	if err != nil {
+		return task.Task{}, err
+	}
+	return t, nil
+}
+
+type startSyncInput struct {
+	ID   int64 `path:"id" minimum:"1"`
+	Body *struct {
+		ForceFull bool `json:"force_full,omitempty" doc:"Rescan every folder and reconcile, instead of an incremental sync."`
+	} `required:"false"`
+}
+
+type startSyncOutput struct {
+	Status int
+	Body   struct {
+		Task   TaskJSON `json:"task"`
+		Reused bool     `json:"reused" doc:"True when the account already had a live task, which is the one returned."`
+	}
+}
+
+// startSync is "Sync now": idempotent, so any number of clicks, tabs and instances get the one
+// live task of the account; a dead one is replaced on the spot.
+func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncOutput, error) {
+	if _, err := s.ownAccount(ctx, in.ID); err != nil {
+		return nil, err
+	}
+	force := in.Body != nil && in.Body.ForceFull
+	t, created, err := s.tasks.Start(ctx, in.ID, force)
+	if err != nil {
+		return nil, err
+	}
+	out := &startSyncOutput{Status: 202}
+	out.Body.Task, out.Body.Reused = s.taskJSON(t), !created
+	return out, nil
+}
+
+type taskOutput struct {
+	Body TaskJSON
+}
+
+func (s *Server) accountSync(ctx context.Context, in *accountIDInput) (*taskOutput, error) {
+	if _, err := s.ownAccount(ctx, in.ID); err != nil {
+		return nil, err
+	}
+	t, err := s.tasks.Latest(ctx, in.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, huma.Error404NotFound(fmt.Sprintf("account %d has never been synced", in.ID))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &taskOutput{Body: s.taskJSON(t)}, nil
+}
+
+type taskIDInput struct {
+	ID string `path:"id" format:"uuid" doc:"The task's UUID."`
+}
+
+func (s *Server) getTask(ctx context.Context, in *taskIDInput) (*taskOutput, error) {
+	t, err := s.ownTask(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &taskOutput{Body: s.taskJSON(t)}, nil
+}
+
+// cancelTask cancels a queued task at once and asks a running one to stop at its next heartbeat;
+// a finished task is returned as it is.
+func (s *Server) cancelTask(ctx context.Context, in *taskIDInput) (*taskOutput, error) {
+	before, err := s.ownTask(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.tasks.Cancel(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	if before.State.Active() && !t.State.Active() {
+		s.cfg.Metrics.TaskFinished(t)
+	}
+	return &taskOutput{Body: s.taskJSON(t)}, nil
+}

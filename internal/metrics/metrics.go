@@ -1,0 +1,169 @@
+// Package metrics is mailsync's Prometheus instrumentation, on a registry of its own (never the
+// global default one). Components count through the methods of Registry; consumers declare the
+// small interface of the methods they call.
+package metrics
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"mailsync/internal/store"
+)
+
+// TaskSource is what the scrape-time task gauges read.
+type TaskSource interface {
+	TaskCounts(ctx context.Context) (map[store.TaskState]int, error)
+	ActiveTasks(ctx context.Context) ([]store.Task, error)
+}
+
+// Registry holds every mailsync metric.
+type Registry struct {
+	reg             *prometheus.Registry
+	taskDuration    *prometheus.HistogramVec
+	messagesFetched prometheus.Counter
+	bytesFetched    prometheus.Counter
+	imapErrors      *prometheus.CounterVec
+	zombiesReaped   prometheus.Counter
+	httpRequests    *prometheus.CounterVec
+	httpDuration    *prometheus.HistogramVec
+}
+
+// New returns a Registry whose task gauges read src at every scrape (the database is the truth;
+// gauges kept in memory would be wrong as soon as another instance changes a task).
+func New(src TaskSource) *Registry {
+	r := &Registry{
+		reg: prometheus.NewRegistry(),
+		taskDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mailsync_task_duration_seconds",
+			Help:    "How long finished sync tasks ran, from claim (or creation, if never claimed) to their end, by final state.",
+			Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200},
+		}, []string{"state"}),
+		messagesFetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailsync_messages_fetched_total", Help: "Messages downloaded from IMAP servers.",
+		}),
+		bytesFetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailsync_bytes_fetched_total", Help: "Bytes of raw messages downloaded from IMAP servers.",
+		}),
+		imapErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsync_imap_errors_total", Help: "IMAP errors, by class (auth, throttled, transient, permanent).",
+		}, []string{"class"}),
+		zombiesReaped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailsync_zombie_tasks_reaped_total", Help: "Tasks whose worker went silent, re-queued or ended by a reaper.",
+		}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsync_http_requests_total", Help: "HTTP requests, by method, route pattern and status code.",
+		}, []string{"method", "route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mailsync_http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern (SSE streams count their whole life).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
+		}, []string{"route"}),
+	}
+	r.reg.MustRegister(r.taskDuration, r.messagesFetched, r.bytesFetched, r.imapErrors, r.zombiesReaped,
+		r.httpRequests, r.httpDuration, newTaskCollector(src),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
+}
+
+// Gatherer exposes the registry (tests read it).
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
+// TaskFinished records a task that reached a terminal state. Call it once per task, where the
+// transition happened (the worker's Finish, a reap, a cancel of a queued task).
+func (r *Registry) TaskFinished(t store.Task) {
+	if t.State.Active() || t.FinishedAt.IsZero() {
+		return
+	}
+	from := t.StartedAt
+	if from.IsZero() {
+		from = t.CreatedAt
+	}
+	r.taskDuration.WithLabelValues(string(t.State)).Observe(max(0, t.FinishedAt.Sub(from).Seconds()))
+}
+
+// MessagesFetched counts n downloaded messages of size bytes in all.
+func (r *Registry) MessagesFetched(n int, bytes int64) {
+	r.messagesFetched.Add(float64(n))
+	r.bytesFetched.Add(float64(bytes))
+}
+
+// IMAPError counts one IMAP error of the class.
+func (r *Registry) IMAPError(class string) { r.imapErrors.WithLabelValues(class).Inc() }
+
+// ZombiesReaped counts n tasks a reaper changed.
+func (r *Registry) ZombiesReaped(n int) { r.zombiesReaped.Add(float64(n)) }
+
+// HTTPRequest counts one request. route is the mux pattern ("GET /api/sync/tasks/{id}"), never
+// the raw path, so the label set stays small.
+func (r *Registry) HTTPRequest(method, route string, code int, d time.Duration) {
+	r.httpRequests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+	r.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// taskCollector reads the task gauges from the database at scrape time.
+type taskCollector struct {
+	src                                      TaskSource
+	tasksDesc, oldestHeartbeatDesc, errsDesc *prometheus.Desc
+}
+
+func newTaskCollector(src TaskSource) *taskCollector {
+	return &taskCollector{
+		src:       src,
+		tasksDesc: prometheus.NewDesc("mailsync_tasks", "Sync tasks in the database, by state.", []string{"state"}, nil),
+		oldestHeartbeatDesc: prometheus.NewDesc("mailsync_oldest_heartbeat_age_seconds",
+			"Age of the oldest heartbeat among running tasks, by the database clock (0 when none runs).", nil, nil),
+		errsDesc: prometheus.NewDesc("mailsync_task_scrape_error",
+			"1 when the task gauges could not be read from the database at this scrape.", nil, nil),
+	}
+}
+
+func (c *taskCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.tasksDesc
+	ch <- c.oldestHeartbeatDesc
+	ch <- c.errsDesc
+}
+
+func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	failed := 0.0
+	counts, err := c.src.TaskCounts(ctx)
+	if err != nil {
+		failed = 1
+	}
+	for _, s := range []store.TaskState{store.TaskQueued, store.TaskRunning, store.TaskSucceeded, store.TaskFailed, store.TaskCancelled} {
+		if err == nil {
+			ch <- prometheus.MustNewConstMetric(c.tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
+		}
+	}
+	active, err := c.src.ActiveTasks(ctx)
+	if err != nil {
+		failed = 1
+	} else {
+		ch <- prometheus.MustNewConstMetric(c.oldestHeartbeatDesc, prometheus.GaugeValue, OldestHeartbeatAge(active).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(c.errsDesc, prometheus.GaugeValue, failed)
+}
+
+// OldestHeartbeatAge is the age of the stalest heartbeat among the running tasks, as of the
+// database clock when they were read; 0 when none runs.
+func OldestHeartbeatAge(tasks []store.Task) time.Duration {
+	var oldest time.Duration
+	for _, t := range tasks {
+		if t.State == store.TaskRunning {
+			oldest = max(oldest, t.ObservedAt.Sub(t.HeartbeatAt))
+		}
+	}
+	return oldest
+}
