@@ -1,0 +1,320 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// newBrowser starts one headless Chromium for a test and its subtests.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath("/usr/bin/chromium"),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1200, 900),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	if err := chromedp.Do(bctx); err != nil { // start the browser now, once
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return bctx
+}
+
+// page is one browser tab on a stack.
+type page struct {
+	t        *testing.T
+	ctx      context.Context
+	st       *stack
+	requests atomic.Int64 // every request the tab sent, counted from DevTools network events
+	log      func() string
+}
+
+func newPage(t *testing.T, browser context.Context, st *stack) *page {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(cancelTimeout)
+	p := &page{t: t, ctx: ctx, st: st}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if _, ok := ev.(*network.EventRequestWillBeSent); ok {
+			p.requests.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p *page) do(steps ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, steps...); err != nil {
+		p.t.Fatalf("browser: %v", err)
+	}
+}
+
+// eval returns the value of a JavaScript expression in the page.
+func eval[T any](p *page, expr string) T {
+	p.t.Helper()
+	v, err := chromedp.Run(p.ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		p.t.Fatalf("browser: evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript expression until it is truthy.
+func (p *page) waitFor(what, expr string, timeout time.Duration) {
+	p.t.Helper()
+	if _, err := chromedp.Run(p.ctx, chromedp.Poll[any](expr,
+		chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(20*time.Millisecond))); err != nil {
+		p.t.Fatalf("browser: waiting %s for %s (%s): %v\npage text: %s", timeout, what, expr, err,
+			eval[string](p, `document.querySelector('main').innerText`))
+	}
+}
+
+// login opens the UI and signs in.
+func (p *page) login() {
+	p.t.Helper()
+	p.do(chromedp.Navigate(p.st.url+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`#login-form input[name=email]`)),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=email]`), userEmail),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=password]`), userPassword),
+		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`h1`)))
+	p.waitFor("the accounts page", `document.querySelector('h1')?.textContent === 'Accounts'`, 10*time.Second)
+}
+
+func card(accountID int64) string {
+	return fmt.Sprintf(`section.account[data-account-id="%d"]`, accountID)
+}
+
+// cardState is the data-state of an account's card: none, queued, running, stalled, succeeded...
+func (p *page) cardState(accountID int64) string {
+	return eval[string](p, fmt.Sprintf(`document.querySelector('%s')?.dataset.state ?? ''`, card(accountID)))
+}
+
+func (p *page) stat(accountID int64, key string) int {
+	p.t.Helper()
+	s := eval[string](p, fmt.Sprintf(`document.querySelector('%s [data-stat=%s]').textContent`, card(accountID), key))
+	n, err := strconv.Atoi(strings.NewReplacer(",", "", ".", "", "\u202f", "", "\u00a0", "").Replace(s))
+	if err != nil {
+		p.t.Fatalf("stat %s shows %q, not a number", key, s)
+	}
+	return n
+}
+
+func (p *page) percent(accountID int64) float64 {
+	return eval[float64](p, fmt.Sprintf(`Number(document.querySelector('%s [role=progressbar]').getAttribute('aria-valuenow'))`, card(accountID)))
+}
+
+// screenshot writes a PNG of the page among the test's artifacts.
+func (p *page) screenshot(name string) {
+	p.t.Helper()
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		p.t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(p.t.ArtifactDir(), name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Logf("screenshot %s", path)
+}
+
+func TestBrowser(t *testing.T) {
+	browser := newBrowser(t)
+
+	t.Run("SyncNowStormIsOneTaskAndThePageGoesQuiet", func(t *testing.T) {
+		mb := &mailbox{folders: []int{1200, 500, 300}, step: 30 * time.Millisecond, batch: 50}
+		st := newStack(t, mb)
+		acct := st.addAccount("Work")
+		p := newPage(t, browser, st)
+		p.login()
+		p.waitFor("the card", fmt.Sprintf(`document.querySelector('%s')`, card(acct.ID)), 5*time.Second)
+		if got := p.cardState(acct.ID); got != "none" {
+			t.Fatalf("a never-synced account shows state %q", got)
+		}
+
+		release := mb.hold()
+		btn := chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)
+		for range 10 {
+			p.do(chromedp.Click(btn))
+		}
+		// And ten more from script, in one burst, in case the real clicks were too slow to race.
+		eval[any](p, fmt.Sprintf(`{ const b = document.querySelector('%s button[data-action=sync]'); for (let i = 0; i < 10; i++) b.click(); null }`, card(acct.ID)))
+		p.waitFor("the sync to run", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'running'`, card(acct.ID)), 10*time.Second)
+		p.waitFor("progress", fmt.Sprintf(`Number(document.querySelector('%s [role=progressbar]').getAttribute('aria-valuenow')) > 0`, card(acct.ID)), 10*time.Second)
+		if n := st.taskCount(acct.ID); n != 1 {
+			t.Fatalf("20 clicks made %d tasks, want 1", n)
+		}
+		if !eval[bool](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
+			t.Fatal("Sync now is enabled while the account's task is live")
+		}
+		p.waitFor("the halfway hold", fmt.Sprintf(`Number(document.querySelector('%s [role=progressbar]').getAttribute('aria-valuenow')) >= 50`, card(acct.ID)), 10*time.Second)
+		mid := p.percent(acct.ID)
+		time.Sleep(400 * time.Millisecond) // the bar's width transition
+		p.screenshot("accounts-mid-sync")
+		release()
+
+		p.waitFor("success", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
+		if got := p.percent(acct.ID); got != 100 || mid >= 100 {
+			t.Fatalf("progress went from %v to %v, want it to move and reach 100", mid, got)
+		}
+		if got, want := p.stat(acct.ID, "new"), mb.total(); got != want {
+			t.Errorf("page shows %d new messages, the mailbox has %d", got, want)
+		}
+		if got, want := p.stat(acct.ID, "total"), mb.total(); got != want {
+			t.Errorf("page shows %d messages, the mailbox has %d", got, want)
+		}
+		if n := st.taskCount(acct.ID); n != 1 {
+			t.Fatalf("%d tasks after the sync, want 1", n)
+		}
+		if eval[bool](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
+			t.Fatal("Sync now stays disabled after the sync ended")
+		}
+
+		before := p.requests.Load()
+		if before < 5 { // the page, its modules, the API calls, the stream: the counter must see them
+			t.Fatalf("only %d requests counted before the end: the network listener is not working", before)
+		}
+		time.Sleep(5 * time.Second)
+		if after := p.requests.Load(); after != before {
+			t.Fatalf("the page made %d requests in the 5 s after the terminal event, want 0", after-before)
+		}
+		p.screenshot("accounts-after-sync")
+	})
+
+	t.Run("ReloadMidSyncFollowsTheSameTask", func(t *testing.T) {
+		mb := &mailbox{folders: []int{400, 400}, step: 20 * time.Millisecond, batch: 40}
+		st := newStack(t, mb)
+		acct := st.addAccount("Home")
+		p := newPage(t, browser, st)
+		p.login()
+		release := mb.hold()
+		defer release()
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
+		p.waitFor("halfway", fmt.Sprintf(`Number(document.querySelector('%s [role=progressbar]').getAttribute('aria-valuenow')) >= 50`, card(acct.ID)), 10*time.Second)
+		taskID := eval[string](p, fmt.Sprintf(`document.querySelector('%s').dataset.taskId`, card(acct.ID)))
+
+		p.do(chromedp.Reload())
+		p.waitFor("the card after reload", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === 'running'`, card(acct.ID)), 10*time.Second)
+		if got := eval[string](p, fmt.Sprintf(`document.querySelector('%s').dataset.taskId`, card(acct.ID))); got != taskID {
+			t.Fatalf("after reload the page shows task %s, want the running %s", got, taskID)
+		}
+		if pct := p.percent(acct.ID); pct < 50 {
+			t.Fatalf("after reload the progress is %v%%, want the task's ≥ 50%%", pct)
+		}
+		if eval[bool](p, fmt.Sprintf(`!document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
+			t.Fatal("after reload Sync now is enabled during a live sync")
+		}
+		release()
+		p.waitFor("success", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
+		if n := st.taskCount(acct.ID); n != 1 {
+			t.Fatalf("%d tasks, want 1", n)
+		}
+	})
+
+	t.Run("DeadWorkerShowsStalledAndSyncNowStartsAFreshTask", func(t *testing.T) {
+		mb := &mailbox{folders: []int{200}, step: 10 * time.Millisecond, batch: 50}
+		st := newStack(t, mb)
+		acct := st.addAccount("Old server")
+		st.stopWorker() // this instance runs no worker: the test plays one that dies
+
+		dead, _, err := st.tasks.Start(context.Background(), acct.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claimed, ok, err := st.tasks.Claim(context.Background(), "worker-that-dies")
+		if err != nil || !ok || claimed.ID != dead.ID {
+			t.Fatalf("claim: %v %v %v", claimed.ID, ok, err)
+		}
+		// It never sends a heartbeat again, as if SIGKILLed.
+
+		p := newPage(t, browser, st)
+		p.login()
+		p.waitFor("the running task", fmt.Sprintf(`['running', 'stalled'].includes(document.querySelector('%s')?.dataset.state)`, card(acct.ID)), 5*time.Second)
+		timeout := lifecycle().HeartbeatTimeout
+		p.waitFor("stalled", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'stalled'`, card(acct.ID)), timeout+5*time.Second)
+		if eval[bool](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
+			t.Fatal("Sync now is disabled on a stalled task")
+		}
+		p.screenshot("accounts-stalled")
+
+		st.startWorker()
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
+		p.waitFor("success of the new task", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
+		newID := eval[string](p, fmt.Sprintf(`document.querySelector('%s').dataset.taskId`, card(acct.ID)))
+		if newID == dead.ID {
+			t.Fatal("the page shows the dead task as succeeded")
+		}
+		old, err := st.tasks.Get(context.Background(), dead.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if old.State != "failed" {
+			t.Fatalf("the dead task is %s, want failed (replaced by Start)", old.State)
+		}
+		if n := st.taskCount(acct.ID); n != 2 {
+			t.Fatalf("%d tasks, want the dead one and its replacement", n)
+		}
+	})
+
+	t.Run("WrongIMAPPasswordIsRefusedInWords", func(t *testing.T) {
+		st := newStack(t, &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10})
+		p := newPage(t, browser, st)
+		p.login()
+		p.do(chromedp.Click(chromedp.CSS(`a[href="#/accounts/new"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`#add-account-form`)))
+		fill := func(name, value string) chromedp.Action[chromedp.Void] {
+			return chromedp.SendKeys(chromedp.CSS(`#add-account-form [name=`+name+`]`), value)
+		}
+		p.do(fill("name", "Mistyped"), fill("imap_host", "127.0.0.1"),
+			chromedp.SetValue(chromedp.CSS(`#add-account-form [name=tls_mode]`), "none"),
+			chromedp.SetValue(chromedp.CSS(`#add-account-form [name=imap_port]`), "1143"),
+			fill("login", "ada"), fill("password", "not-the-password"),
+			chromedp.Click(chromedp.CSS(`#add-account-form button[type=submit]`)))
+		p.waitFor("the error", `!document.querySelector('#add-account-form [data-field=error]').hidden`, 10*time.Second)
+		msg := eval[string](p, `document.querySelector('#add-account-form [data-field=error]').textContent`)
+		for _, want := range []string{"Not saved", "refused the login", "Authentication failed"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q lacks %q", msg, want)
+			}
+		}
+		if strings.Contains(msg, "not-the-password") {
+			t.Errorf("error %q shows the password", msg)
+		}
+		if as := st.accounts(); len(as) != 0 {
+			t.Fatalf("a refused account was saved: %+v", as)
+		}
+		p.screenshot("add-account-refused")
+
+		// The right password goes through and lands on the accounts page.
+		p.do(chromedp.SetValue(chromedp.CSS(`#add-account-form [name=password]`), imapPassword),
+			chromedp.Click(chromedp.CSS(`#add-account-form button[type=submit]`)))
+		p.waitFor("the new account", `document.querySelector('section.account h2')?.textContent === 'Mistyped'`, 10*time.Second)
+		if as := st.accounts(); len(as) != 1 {
+			t.Fatalf("%d accounts saved, want 1", len(as))
+		}
+	})
+}
