@@ -280,6 +280,28 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("BrokenStreamFallsBackToPollingUntilTheEnd", func(t *testing.T) {
+		mb := &mailbox{folders: []int{300, 300}, step: 20 * time.Millisecond, batch: 30}
+		st := newStack(t, mb)
+		acct := st.addAccount("Behind a proxy")
+		st.breakStreams.Store(true)
+		p := newPage(t, browser, st)
+		p.login()
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
+		p.waitFor("success by polling", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
+		if st.taskPolls.Load() == 0 || st.streamRequests.Load() == 0 {
+			t.Fatalf("%d stream attempts, %d polls: want the stream tried and the task polled", st.streamRequests.Load(), st.taskPolls.Load())
+		}
+		if got, want := p.stat(acct.ID, "new"), mb.total(); got != want {
+			t.Errorf("page shows %d new messages, the mailbox has %d", got, want)
+		}
+		before := p.requests.Load()
+		time.Sleep(3 * time.Second)
+		if after := p.requests.Load(); after != before {
+			t.Fatalf("the page made %d requests after polling saw the end, want 0", after-before)
+		}
+	})
+
 	t.Run("WrongIMAPPasswordIsRefusedInWords", func(t *testing.T) {
 		st := newStack(t, &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10})
 		p := newPage(t, browser, st)

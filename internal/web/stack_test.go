@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,6 +137,11 @@ type stack struct {
 	user    store.User
 
 	stopWorker func()
+
+	// breakStreams makes every task event stream fail, as a proxy that does not pass them would.
+	breakStreams   atomic.Bool
+	streamRequests atomic.Int64
+	taskPolls      atomic.Int64 // GET /api/sync/tasks/{id}
 }
 
 func newStack(t *testing.T, mb *mailbox) *stack {
@@ -162,8 +168,21 @@ func newStack(t *testing.T, mb *mailbox) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st := &stack{t: t, store: s, tasks: tasks, box: box, bus: bus, mailbox: mb}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler())
+	mux.HandleFunc("GET /api/sync/tasks/{id}/events", func(w http.ResponseWriter, r *http.Request) {
+		st.streamRequests.Add(1)
+		if st.breakStreams.Load() {
+			http.Error(w, "streams are down", http.StatusBadGateway)
+			return
+		}
+		api.Handler().ServeHTTP(w, r)
+	})
+	mux.HandleFunc("GET /api/sync/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
+		st.taskPolls.Add(1)
+		api.Handler().ServeHTTP(w, r)
+	})
 	mux.Handle("/", web.Handler())
 	ts := httptest.NewUnstartedServer(mux)
 	ts.Config.RegisterOnShutdown(api.Shutdown)
@@ -181,7 +200,7 @@ func newStack(t *testing.T, mb *mailbox) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, store: s, tasks: tasks, box: box, bus: bus, mailbox: mb, url: ts.URL, user: u}
+	st.url, st.user = ts.URL, u
 	st.startWorker()
 	return st
 }
