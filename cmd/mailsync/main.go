@@ -28,6 +28,9 @@ type CLI struct {
 	Globals
 
 	Serve   ServeCmd   `cmd:"" help:"Run the HTTP API, the web UI, the workers and the reaper."`
+	Account AccountCmd `cmd:"" help:"Manage IMAP accounts."`
+	Sync    SyncCmd    `cmd:"" help:"Sync one account now (joins its live sync if there is one) and wait for the end."`
+	Status  StatusCmd  `cmd:"" help:"Show each account's current or last sync."`
 	Migrate MigrateCmd `cmd:"" help:"Bring the database schema up to date."`
 	Repair  RepairCmd  `cmd:"" help:"Reap dead sync tasks once and print every row changed (the operator's one-shot fix)."`
 	Version VersionCmd `cmd:"" help:"Print the version."`

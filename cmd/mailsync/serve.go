@@ -10,14 +10,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailsync/internal/task"
 	"mailsync/internal/web"
 	"mailsync/internal/worker"
 )
 
 // ServeCmd runs everything a mailsync instance does.
 type ServeCmd struct {
-	Addr    string `name:"addr" env:"MAILSYNC_ADDR" default:"127.0.0.1:8080" help:"Address to listen on."`
-	Workers int    `name:"workers" env:"MAILSYNC_WORKERS" default:"4" help:"How many syncs run at once on this instance."`
+	Addr             string        `name:"addr" env:"MAILSYNC_ADDR" default:"127.0.0.1:8080" help:"Address to listen on."`
+	Workers          int           `name:"workers" env:"MAILSYNC_WORKERS" default:"4" help:"How many syncs run at once on this instance."`
+	ScheduleInterval time.Duration `name:"schedule-interval" env:"MAILSYNC_SCHEDULE_INTERVAL" default:"30s" help:"How often to look for accounts whose scheduled sync is due."`
 }
 
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
@@ -32,8 +34,14 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 
-	w := worker.New(tasks, syncBody(), worker.Config{Concurrency: c.Workers, Logger: log})
+	body, err := g.syncBody(s)
+	if err != nil {
+		return err
+	}
+	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log})
 	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log}
+	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log,
+		Started: func(task.Task) { w.Wake() }}
 
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
@@ -60,6 +68,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { reaper.Run(ctx) })
+	wg.Go(func() { scheduler.Run(ctx) })
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -78,11 +87,4 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	wg.Wait()
 	log.Info("stopped")
 	return nil
-}
-
-// syncBody is what the workers run for each task.
-func syncBody() worker.Body {
-	return func(ctx context.Context, run *worker.Run) error {
-		return errors.New("this build has no sync engine yet")
-	}
 }

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mailsync/internal/imapconn"
+	"mailsync/internal/secret"
+	"mailsync/internal/store"
+)
+
+// AccountCmd manages IMAP accounts.
+type AccountCmd struct {
+	Add  AccountAddCmd  `cmd:"" help:"Add an IMAP account (the login is tested before anything is saved)."`
+	List AccountListCmd `cmd:"" help:"List accounts."`
+}
+
+// AccountAddCmd adds an account. The password comes from stdin or MAILSYNC_IMAP_PASSWORD, never
+// from the command line, where other users of the machine could read it.
+type AccountAddCmd struct {
+	User          string        `required:"" help:"Email of the mailsync user who owns the account."`
+	Name          string        `required:"" help:"A name for the account."`
+	IMAPURL       string        `name:"imap-url" required:"" placeholder:"imap[s]://LOGIN@HOST[:PORT]" help:"Where and as whom to log in."`
+	TLS           string        `name:"tls" enum:",none,starttls,tls" default:"" help:"none, starttls or tls (default: tls for imaps://, starttls for imap://)."`
+	TLSSkipVerify bool          `name:"tls-skip-verify" help:"Accept any server certificate (self-signed test servers only)."`
+	PasswordStdin bool          `name:"password-stdin" help:"Read the IMAP password from the first line of stdin (else MAILSYNC_IMAP_PASSWORD)."`
+	SyncInterval  time.Duration `name:"sync-interval" default:"0s" help:"Sync on a schedule this often (0: only when asked)."`
+}
+
+func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) error {
+	a, err := parseIMAPURL(c.IMAPURL, c.TLS)
+	if err != nil {
+		return err
+	}
+	a.Name, a.TLSSkipVerify, a.SyncInterval = c.Name, c.TLSSkipVerify, c.SyncInterval
+	password, err := readPassword(c.PasswordStdin, stdin, "MAILSYNC_IMAP_PASSWORD")
+	if err != nil {
+		return err
+	}
+	s, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	u, err := s.UserByEmail(ctx, c.User)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no user %s (add one with: mailsync user add %s --password-stdin)", c.User, c.User)
+	}
+	if err != nil {
+		return err
+	}
+	a.UserID = u.ID
+	conn, err := imapconn.Dial(ctx, imapConfig(a, password))
+	if err != nil {
+		return fmt.Errorf("nothing saved: %w", err)
+	}
+	conn.Close()
+	box, err := g.secretBox()
+	if err != nil {
+		return err
+	}
+	a.SecretEnc = box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
+	saved, err := s.CreateAccount(ctx, a)
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%s already has an account named %q", c.User, c.Name)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "account %d %q added: %s@%s:%d (%s)\n", saved.ID, saved.Name, saved.Login, saved.IMAPHost, saved.IMAPPort, saved.TLSMode)
+	return nil
+}
+
+// parseIMAPURL reads imap[s]://LOGIN@HOST[:PORT]. tlsMode overrides the scheme's default.
+func parseIMAPURL(raw, tlsMode string) (store.Account, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return store.Account{}, fmt.Errorf("--imap-url: %w", err)
+	}
+	var a store.Account
+	switch u.Scheme {
+	case "imaps":
+		a.TLSMode, a.IMAPPort = "tls", 993
+	case "imap":
+		a.TLSMode, a.IMAPPort = "starttls", 143
+	default:
+		return store.Account{}, fmt.Errorf("--imap-url %q: the scheme must be imap:// or imaps://", raw)
+	}
+	if _, hasPassword := u.User.Password(); hasPassword {
+		return store.Account{}, errors.New("--imap-url must not carry a password: give it on stdin (--password-stdin)")
+	}
+	a.Login = u.User.Username()
+	a.IMAPHost = u.Hostname()
+	if a.Login == "" || a.IMAPHost == "" {
+		return store.Account{}, fmt.Errorf("--imap-url %q: want imap[s]://LOGIN@HOST[:PORT]", raw)
+	}
+	if p := u.Port(); p != "" {
+		if a.IMAPPort, err = strconv.Atoi(p); err != nil || a.IMAPPort < 1 || a.IMAPPort > 65535 {
+			return store.Account{}, fmt.Errorf("--imap-url %q: bad port", raw)
+		}
+	}
+	if tlsMode != "" {
+		a.TLSMode = tlsMode
+	}
+	return a, nil
+}
+
+// readPassword takes a secret from the first line of stdin, or else from the environment.
+func readPassword(fromStdin bool, stdin io.Reader, env string) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password from stdin: %w", err)
+		}
+		if p := strings.TrimRight(line, "\r\n"); p != "" {
+			return p, nil
+		}
+		return "", errors.New("empty password on stdin")
+	}
+	if p := os.Getenv(env); p != "" {
+		return p, nil
+	}
+	return "", fmt.Errorf("no password: pipe it with --password-stdin or set %s", env)
+}
+
+// imapConfig is how an account is reached.
+func imapConfig(a store.Account, password string) imapconn.Config {
+	return imapconn.Config{
+		Host: a.IMAPHost, Port: a.IMAPPort, TLS: imapconn.TLSMode(a.TLSMode),
+		InsecureSkipVerify: a.TLSSkipVerify, Login: a.Login, Password: password,
+	}
+}
+
+// secretBox opens the server key: MAILSYNC_SECRET_KEY, or the key file in the data directory
+// (created on first use).
+func (g *Globals) secretBox() (*secret.Box, error) {
+	key, err := secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+	if err != nil {
+		return nil, err
+	}
+	return secret.New(key)
+}
+
+// AccountListCmd lists accounts.
+type AccountListCmd struct{}
+
+func (c *AccountListCmd) Run(ctx context.Context, g *Globals) error {
+	s, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	accounts, err := s.Accounts(ctx, 0)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tLOGIN\tSERVER\tTLS\tINTERVAL")
+	for _, a := range accounts {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s:%d\t%s\t%s\n", a.ID, a.Name, a.Login, a.IMAPHost, a.IMAPPort, a.TLSMode, a.SyncInterval)
+	}
+	return tw.Flush()
+}
+
+// findAccount resolves an account by id or, when unambiguous, by name.
+func findAccount(ctx context.Context, s *store.Store, ref string) (store.Account, error) {
+	if id, err := strconv.ParseInt(ref, 10, 64); err == nil {
+		a, err := s.Account(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Account{}, fmt.Errorf("no account %d (see: mailsync account list)", id)
+		}
+		return a, err
+	}
+	accounts, err := s.Accounts(ctx, 0)
+	if err != nil {
+		return store.Account{}, err
+	}
+	var found []store.Account
+	for _, a := range accounts {
+		if a.Name == ref {
+			found = append(found, a)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return store.Account{}, fmt.Errorf("no account named %q (see: mailsync account list)", ref)
+	case 1:
+		return found[0], nil
+	default:
+		return store.Account{}, fmt.Errorf("%d accounts are named %q: use the id (see: mailsync account list)", len(found), ref)
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"mailsync/internal/imaptest"
+	"mailsync/internal/store/storetest"
+)
+
+func TestParseIMAPURL(t *testing.T) {
+	cases := []struct {
+		url, tls  string
+		wantLogin string
+		wantHost  string
+		wantPort  int
+		wantTLS   string
+		wantErr   string
+	}{
+		{url: "imaps://bob@mail.example", wantLogin: "bob", wantHost: "mail.example", wantPort: 993, wantTLS: "tls"},
+		{url: "imap://bob%40example.org@mail.example:1143", wantLogin: "bob@example.org", wantHost: "mail.example", wantPort: 1143, wantTLS: "starttls"},
+		{url: "imap://bob@127.0.0.1:10143", tls: "none", wantLogin: "bob", wantHost: "127.0.0.1", wantPort: 10143, wantTLS: "none"},
+		{url: "imap://[::1]:143", wantErr: "LOGIN@HOST"},
+		{url: "http://bob@mail.example", wantErr: "scheme"},
+		{url: "imap://bob:hunter2@mail.example", wantErr: "must not carry a password"},
+		{url: "imap://bob@mail.example:99999", wantErr: "bad port"},
+	}
+	for _, tc := range cases {
+		a, err := parseIMAPURL(tc.url, tc.tls)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err %v, want %q", tc.url, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if a.Login != tc.wantLogin || a.IMAPHost != tc.wantHost || a.IMAPPort != tc.wantPort || a.TLSMode != tc.wantTLS {
+			t.Errorf("%s: got %s@%s:%d %s", tc.url, a.Login, a.IMAPHost, a.IMAPPort, a.TLSMode)
+		}
+	}
+}
+
+// mailsyncIn runs a command line with stdin.
+func mailsyncIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestAccountAddTestsLoginFirst(t *testing.T) {
+	dovecot := imaptest.StartDovecot(t)
+	u := dovecot.AddUser(t, "alice", "correct horse")
+	dsn := storetest.DSN(t, "sqlite")
+	s := storetest.OpenDSN(t, dsn, true)
+	if _, err := s.CreateUser(context.Background(), "alice@example.test", "x", false); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--db", dsn, "--data-dir", t.TempDir(), "account", "add", "--user", "alice@example.test",
+		"--name", "work", "--imap-url", "imap://" + u.Login + "@" + dovecot.Addr(), "--tls", "none", "--password-stdin"}
+
+	code, _, stderr := mailsyncIn(t, "wrong password\n", base...)
+	if code == 0 || !strings.Contains(stderr, "nothing saved") || !strings.Contains(stderr, "authentication failed") {
+		t.Fatalf("wrong password: code %d, stderr %q", code, stderr)
+	}
+	if accounts, _ := s.Accounts(context.Background(), 0); len(accounts) != 0 {
+		t.Fatalf("a failed login saved %d accounts", len(accounts))
+	}
+
+	code, out, stderr := mailsyncIn(t, u.Password+"\n", base...)
+	if code != 0 || !strings.Contains(out, `"work" added`) {
+		t.Fatalf("account add: code %d, out %q, err %q", code, out, stderr)
+	}
+	accounts, err := s.Accounts(context.Background(), 0)
+	if err != nil || len(accounts) != 1 {
+		t.Fatalf("accounts %v %v", accounts, err)
+	}
+	if bytes.Contains(accounts[0].SecretEnc, []byte(u.Password)) {
+		t.Fatal("the IMAP password is stored in the clear")
+	}
+	code, out, _ = mailsyncIn(t, "", "--db", dsn, "account", "list")
+	if code != 0 || !strings.Contains(out, "work") || strings.Contains(out, u.Password) {
+		t.Fatalf("account list: %d %q", code, out)
+	}
+	code, _, stderr = mailsyncIn(t, "", base...)
+	if code == 0 || !strings.Contains(stderr, "empty password") {
+		t.Fatalf("no password on stdin: %d %q", code, stderr)
+	}
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+
+	"mailsync/internal/task"
+	"mailsync/internal/worker"
+)
+
+// SyncCmd syncs one account now and waits for the end. It starts the account's task through the
+// same idempotent Start as the API, so it joins a sync that is already live (started by a server
+// or another terminal) instead of starting a second one. While it waits it also runs a worker, so
+// it needs no server; if a server's worker claims the task first, this one just watches.
+type SyncCmd struct {
+	Account string `arg:"" help:"Account id or name."`
+	Full    bool   `help:"Rescan everything and reconcile, instead of an incremental sync."`
+	JSON    bool   `name:"json" help:"Print the final task as JSON."`
+}
+
+func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
+	s, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	tasks, err := g.taskManager(s)
+	if err != nil {
+		return err
+	}
+	a, err := findAccount(ctx, s, c.Account)
+	if err != nil {
+		return err
+	}
+	body, err := g.syncBody(s)
+	if err != nil {
+		return err
+	}
+	t, created, err := tasks.Start(ctx, a.ID, c.Full)
+	if err != nil {
+		return err
+	}
+	if !created {
+		fmt.Fprintf(g.stderr, "joining the live sync %s of account %q\n", t.ID, a.Name)
+	}
+
+	workCtx, stopWork := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	w := worker.New(tasks, body, worker.Config{Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
+	wg.Go(func() { w.Run(workCtx) })
+	final, err := c.wait(ctx, g, tasks, t)
+	stopWork()
+	wg.Wait()
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		enc := json.NewEncoder(g.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(tasks.View(final)); err != nil {
+			return err
+		}
+	} else {
+		p := final.Progress
+		fmt.Fprintf(g.stdout, "%s: %s in %s: %d new, %d updated, %d deleted, %d folders, %.1f MB\n",
+			a.Name, final.State, final.FinishedAt.Sub(final.StartedAt).Round(time.Millisecond),
+			p.New, p.Updated, p.Deleted, p.FoldersTotal, float64(p.BytesDone)/1e6)
+	}
+	if final.State != task.Succeeded {
+		return fmt.Errorf("sync %s %s: %s", final.ID, final.State, final.Error)
+	}
+	return nil
+}
+
+// wait follows the task until it ends, drawing a progress bar on a terminal.
+func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t task.Task) (task.Task, error) {
+	var bar *progressbar.ProgressBar
+	if f, ok := g.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !c.JSON {
+		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(g.stderr), progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(false), progressbar.OptionClearOnFinish())
+		defer bar.Finish()
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		cur, err := tasks.Get(ctx, t.ID)
+		if err != nil {
+			return task.Task{}, err
+		}
+		if !cur.State.Active() {
+			return cur, nil
+		}
+		if bar != nil {
+			p := cur.Progress
+			bar.ChangeMax(max(p.MessagesTotal, 1))
+			bar.Describe(fmt.Sprintf("%s %s", cur.State, p.Phase))
+			bar.Set(p.MessagesDone)
+		}
+		select {
+		case <-ctx.Done():
+			return task.Task{}, errors.New("interrupted; the sync goes on if a server runs, else it resumes at the next sync")
+		case <-tick.C:
+		}
+	}
+}

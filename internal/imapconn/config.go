@@ -1,0 +1,90 @@
+package imapconn
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+)
+
+// TLSMode says how the connection to the server is protected.
+type TLSMode string
+
+const (
+	// TLSNone speaks plain IMAP. Only sensible on loopback or a trusted network.
+	TLSNone TLSMode = "none"
+	// TLSStartTLS connects in plain text and upgrades with STARTTLS before LOGIN.
+	TLSStartTLS TLSMode = "starttls"
+	// TLSImplicit speaks TLS from the first byte (usually port 993).
+	TLSImplicit TLSMode = "tls"
+)
+
+// ParseTLSMode accepts the names used in configuration and URLs.
+func ParseTLSMode(s string) (TLSMode, error) {
+	switch m := TLSMode(s); m {
+	case TLSNone, TLSStartTLS, TLSImplicit:
+		return m, nil
+	}
+	return "", fmt.Errorf("imapconn: unknown TLS mode %q (want none, starttls or tls)", s)
+}
+
+// Default timeouts, chosen so that a healthy server never trips them while a silent one is noticed
+// long before the sync task is declared dead (60 s without a heartbeat).
+const (
+	DefaultDialTimeout    = 15 * time.Second
+	DefaultCommandTimeout = 60 * time.Second
+)
+
+// Config says where and as whom to connect.
+type Config struct {
+	Host string
+	Port int
+	TLS  TLSMode // empty means TLSImplicit: the safe choice when nobody said otherwise
+	// InsecureSkipVerify accepts any server certificate. Meant for self-signed test servers only.
+	InsecureSkipVerify bool
+
+	Login    string
+	Password string
+
+	// DialTimeout bounds the TCP connect, the TLS handshake and the server greeting together.
+	DialTimeout time.Duration
+	// CommandTimeout bounds how long one command may go without progress: for a streaming fetch the
+	// clock restarts at every message, so a large fetch is never cut while it is moving. When it
+	// expires the connection is closed; the Conn is then unusable.
+	CommandTimeout time.Duration
+
+	// Logger receives debug records about the connection. Nil discards them. The password is
+	// never logged.
+	Logger *slog.Logger
+}
+
+// Addr returns host:port.
+func (cfg *Config) Addr() string {
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Host == "" {
+		return cfg, fmt.Errorf("imapconn: config: empty host")
+	}
+	if cfg.Port <= 0 || cfg.Port > 65535 {
+		return cfg, fmt.Errorf("imapconn: config: port %d out of range", cfg.Port)
+	}
+	if cfg.TLS == "" {
+		cfg.TLS = TLSImplicit
+	}
+	if _, err := ParseTLSMode(string(cfg.TLS)); err != nil {
+		return cfg, err
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = DefaultCommandTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,348 @@
+// Package imapconn is mailsync's IMAP client: dial, TLS, login, and the handful of commands a sync
+// needs, with timeouts, cancellation and error classes on top of go-imap v2. It is the only
+// production package that imports go-imap, so the library's quirks stay here:
+//
+//   - go-imap takes no context. Every method arms a watchdog that closes the socket when the
+//     context is done or the command makes no progress for Config.CommandTimeout; the method then
+//     returns an *Error wrapping ctx.Err() (or a timeout). A closed Conn is unusable: dial again.
+//   - go-imap v2 beta.8 has no QRESYNC: an unsolicited VANISHED would close the connection, so
+//     QRESYNC is never enabled. Gmail's X-GM-* items are never requested for the same reason.
+//   - Bodies are streamed from the socket, one message at a time, never buffered whole-folder.
+//
+// A Conn runs one command at a time: it is not safe for concurrent use. Open several Conns for
+// parallelism.
+package imapconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Caps are the server capabilities the syncer chooses its strategy by.
+type Caps struct {
+	IMAP4rev2  bool
+	CondStore  bool // HIGHESTMODSEQ, CHANGEDSINCE
+	ListStatus bool // every folder's STATUS in one LIST round trip
+	ESearch    bool // compact UID SEARCH results
+	Idle       bool
+	UIDPlus    bool
+	Move       bool
+}
+
+func capsFrom(set imap.CapSet) Caps {
+	return Caps{
+		IMAP4rev2:  set.Has(imap.CapIMAP4rev2),
+		CondStore:  set.Has(imap.CapCondStore),
+		ListStatus: set.Has(imap.CapListStatus), // CapSet.Has knows IMAP4rev2 implies it
+		ESearch:    set.Has(imap.CapESearch),
+		Idle:       set.Has(imap.CapIdle),
+		UIDPlus:    set.Has(imap.CapUIDPlus),
+		Move:       set.Has(imap.CapMove),
+	}
+}
+
+// Conn is one logged-in IMAP connection.
+type Conn struct {
+	cfg  Config
+	addr string
+	log  *slog.Logger
+
+	// sock is the TCP socket under everything (TLS included): closing it aborts whatever
+	// command is in flight, which is how contexts and timeouts are enforced.
+	sock   net.Conn
+	client *imapclient.Client
+	caps   Caps
+
+	// changed receives a token whenever the server reports, unasked, that the selected folder
+	// changed (EXISTS, EXPUNGE, FETCH). Filled by go-imap's reader goroutine; read by Idle.
+	changed chan struct{}
+
+	mu sync.Mutex
+	// aborted records why the watchdog closed the socket (ctx.Err() or a timeout), so the
+	// caller sees that instead of "use of closed network connection".
+	aborted error
+	// lost is set once the connection is unusable; every later call fails fast with it.
+	lost error
+}
+
+// Dial connects to the server, secures the connection as cfg.TLS says, and logs in. ctx bounds
+// the whole establishment: cancelling it closes the socket and Dial returns ctx.Err() wrapped in
+// an *Error. Later commands take their own contexts.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{cfg: cfg, addr: cfg.Addr(), changed: make(chan struct{}, 1)}
+	c.log = cfg.Logger.With("imap_addr", c.addr, "imap_login", cfg.Login)
+
+	start := time.Now()
+	if err := c.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.login(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.log.Debug("imap connected", "tls", string(cfg.TLS), "caps", fmt.Sprintf("%+v", c.caps),
+		"elapsed", time.Since(start))
+	return c, nil
+}
+
+func (c *Conn) connect(ctx context.Context) error {
+	op := fmt.Sprintf("connect to %s (TLS mode %s)", c.addr, c.cfg.TLS)
+	if err := ctx.Err(); err != nil {
+		return &Error{Op: op, Class: ClassTransient, Err: err}
+	}
+	dialer := net.Dialer{Timeout: c.cfg.DialTimeout}
+	sock, err := dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		}
+		return &Error{Op: op, Class: classifyCause(err), Err: err}
+	}
+	c.sock = sock
+
+	// One deadline for the TLS handshake and the greeting, like the TCP connect.
+	g := c.arm(ctx, c.cfg.DialTimeout, fmt.Errorf("%w: no TLS handshake or greeting within %s",
+		errTimeout, c.cfg.DialTimeout))
+	defer g.disarm()
+
+	tlsConfig := &tls.Config{
+		ServerName:         c.cfg.Host,
+		InsecureSkipVerify: c.cfg.InsecureSkipVerify, //nolint:gosec // opt-in, for test servers
+		MinVersion:         tls.VersionTLS12,
+	}
+	opts := &imapclient.Options{TLSConfig: tlsConfig, UnilateralDataHandler: c.unilateralHandler()}
+	switch c.cfg.TLS {
+	case TLSImplicit:
+		tlsConn := tls.Client(sock, tlsConfig)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			sock.Close()
+			return c.fail(op, err)
+		}
+		c.client = imapclient.New(tlsConn, opts)
+	case TLSStartTLS:
+		client, err := imapclient.NewStartTLS(sock, opts)
+		if err != nil {
+			sock.Close()
+			op := fmt.Sprintf("STARTTLS with %s", c.addr)
+			var se *imap.Error
+			if errors.As(err, &se) {
+				return &Error{Op: op, Class: ClassPermanent, Err: err}
+			}
+			return c.fail(op, err)
+		}
+		c.client = client
+	default:
+		c.client = imapclient.New(sock, opts)
+	}
+	if err := c.client.WaitGreeting(); err != nil {
+		c.client.Close()
+		var se *imap.Error
+		if errors.As(err, &se) {
+			// A BYE greeting is how busy servers turn connections away.
+			return &Error{Op: op, Class: ClassThrottled, Err: err}
+		}
+		return c.fail(op, err)
+	}
+	return nil
+}
+
+func (c *Conn) login(ctx context.Context) error {
+	op := fmt.Sprintf("login to %s as %s", c.addr, c.cfg.Login)
+	g := c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout))
+	defer g.disarm()
+
+	if err := c.client.Login(c.cfg.Login, c.cfg.Password).Wait(); err != nil {
+		var se *imap.Error
+		if errors.As(err, &se) {
+			class := ClassAuth
+			switch {
+			case isThrottle(se):
+				class = ClassThrottled
+			case se.Type == imap.StatusResponseTypeBad:
+				class = ClassPermanent
+			}
+			return &Error{Op: op, Class: class, Err: err}
+		}
+		return c.fail(op, err)
+	}
+	// Servers usually send their post-login capabilities with the OK; otherwise this asks.
+	set := c.client.Caps()
+	if set == nil {
+		return c.fail(op, errors.New("no CAPABILITY response after login"))
+	}
+	c.caps = capsFrom(set)
+	return nil
+}
+
+// unilateralHandler notes unsolicited changes for Idle. Its callbacks run on go-imap's reader
+// goroutine: they must not send commands or block. An unsolicited FETCH must be drained, or the
+// reader would wait forever for someone to read it.
+func (c *Conn) unilateralHandler() *imapclient.UnilateralDataHandler {
+	notify := func() {
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	}
+	return &imapclient.UnilateralDataHandler{
+		Expunge: func(uint32) { notify() },
+		Mailbox: func(data *imapclient.UnilateralDataMailbox) {
+			if data.NumMessages != nil {
+				notify()
+			}
+		},
+		Fetch: func(msg *imapclient.FetchMessageData) {
+			for msg.Next() != nil { // discards each item, literals included
+			}
+			notify()
+		},
+	}
+}
+
+// Caps returns the capabilities the server advertised after login.
+func (c *Conn) Caps() Caps { return c.caps }
+
+// Addr returns the server's host:port.
+func (c *Conn) Addr() string { return c.addr }
+
+// Close closes the connection at once (no LOGOUT round trip: the server does not need one).
+// It is safe to call more than once.
+func (c *Conn) Close() error {
+	c.setLost(net.ErrClosed)
+	err := c.sock.Close()
+	c.client.Close() // waits for the reader goroutine to exit
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// guard is the watchdog of one command: it closes the socket when ctx is done or when the
+// command makes no progress for the timeout.
+type guard struct {
+	timeout time.Duration
+	timer   *time.Timer
+	stopCtx func() bool
+}
+
+// errTimeout is the cause recorded when a watchdog closes the connection for lack of progress.
+var errTimeout = errors.New("timeout")
+
+func commandTimeout(d time.Duration) error {
+	return fmt.Errorf("%w: no progress within %s", errTimeout, d)
+}
+
+func (c *Conn) arm(ctx context.Context, timeout time.Duration, cause error) *guard {
+	return &guard{
+		timeout: timeout,
+		timer:   time.AfterFunc(timeout, func() { c.abort(cause) }),
+		stopCtx: context.AfterFunc(ctx, func() { c.abort(ctx.Err()) }),
+	}
+}
+
+// progress restarts the timeout clock; called as data arrives.
+func (g *guard) progress() { g.timer.Reset(g.timeout) }
+
+// pause stops the timeout clock while the caller holds the data; ctx still applies.
+func (g *guard) pause() { g.timer.Stop() }
+
+func (g *guard) disarm() {
+	g.timer.Stop()
+	g.stopCtx()
+}
+
+func (c *Conn) abort(cause error) {
+	c.mu.Lock()
+	if c.aborted == nil {
+		c.aborted = cause
+	}
+	c.mu.Unlock()
+	c.setLost(cause)
+	c.sock.Close()
+}
+
+// abandon gives up on a command after reading a literal failed: it closes the connection, waits
+// for go-imap's reader goroutine to exit, then releases the command. The order matters: a failed
+// literal has already handed the socket buffer back to the reader goroutine, and releasing the
+// command re-reads that literal, so it must wait until the goroutine is gone (go-imap beta.8
+// otherwise races on its bufio.Reader).
+func (c *Conn) abandon(cmd interface{ Close() error }, cause error) {
+	c.abort(cause)
+	c.client.Close()
+	cmd.Close()
+}
+
+func (c *Conn) setLost(err error) {
+	c.mu.Lock()
+	if c.lost == nil {
+		c.lost = err
+	}
+	c.mu.Unlock()
+}
+
+// fail turns an error that broke the connection into an *Error, preferring the watchdog's reason
+// (cancelled, timed out) over the socket's symptom.
+func (c *Conn) fail(op string, err error) error {
+	c.mu.Lock()
+	if c.aborted != nil {
+		err = c.aborted
+	}
+	c.mu.Unlock()
+	c.setLost(err)
+	class := classifyCause(err)
+	if class == ClassPermanent && !isTLSFailure(err) {
+		// The connection died under a command (EOF, reset, or go-imap giving up on a response it
+		// could not parse): a new connection may well succeed.
+		class = ClassTransient
+	}
+	return &Error{Op: op, Class: class, Err: err}
+}
+
+// begin checks that a command can be sent and arms its watchdog.
+func (c *Conn) begin(ctx context.Context, op string) (*guard, error) {
+	c.mu.Lock()
+	lost := c.lost
+	c.mu.Unlock()
+	if lost != nil {
+		return nil, &Error{Op: op, Class: ClassTransient, Err: fmt.Errorf("connection already closed: %w", lost)}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, &Error{Op: op, Class: ClassTransient, Err: err}
+	}
+	return c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout)), nil
+}
+
+// end disarms the watchdog and classifies the command's result: a status response (NO, BAD)
+// leaves the connection usable; anything else means it is gone.
+func (c *Conn) end(g *guard, op string, err error) error {
+	g.disarm()
+	if err == nil {
+		return nil
+	}
+	var se *imap.Error
+	if errors.As(err, &se) {
+		return &Error{Op: op, Class: classifyStatus(se), Err: err}
+	}
+	return c.fail(op, err)
+}
+
+// selected names the selected folder for error messages.
+func (c *Conn) selected() string {
+	if mbox := c.client.Mailbox(); mbox != nil {
+		return mbox.Name
+	}
+	return ""
+}

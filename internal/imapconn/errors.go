@@ -1,0 +1,215 @@
+package imapconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Class tells a caller what to do about an error: ask the user for a new password, wait, retry, or
+// give up and report.
+type Class string
+
+const (
+	// ClassAuth: the server refused the login or password. Retrying will not help.
+	ClassAuth Class = "auth"
+	// ClassThrottled: the server limits connections or rate ([LIMIT], [UNAVAILABLE], "too many
+	// connections"). Retry later, with fewer connections.
+	ClassThrottled Class = "throttled"
+	// ClassTransient: the network or the server went away (refused, reset, EOF mid-command,
+	// timeout, cancelled). Retrying, on a new connection, is expected to work.
+	ClassTransient Class = "transient"
+	// ClassPermanent: anything else (TLS verification failure, NO on SELECT, BAD, protocol
+	// errors). Retrying the same thing gives the same answer.
+	ClassPermanent Class = "permanent"
+)
+
+// Sentinels for errors.Is: every *Error matches the sentinel of its class.
+var (
+	ErrAuth      = errors.New("imap: authentication failed")
+	ErrThrottled = errors.New("imap: throttled by server")
+	ErrTransient = errors.New("imap: transient failure")
+	ErrPermanent = errors.New("imap: permanent failure")
+)
+
+// Error is every error this package returns from a server interaction.
+type Error struct {
+	// Op says what was being done, for a human: `login to mail.example.com:993 as bob`,
+	// `select "Archive"`.
+	Op    string
+	Class Class
+	// Err is the cause: a server status response, a network error, or the context's error.
+	Err error
+}
+
+func (e *Error) Error() string {
+	return "imap: " + e.Op + ": " + describe(e.Class, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrAuth) and friends work on the class.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrAuth:
+		return e.Class == ClassAuth
+	case ErrThrottled:
+		return e.Class == ClassThrottled
+	case ErrTransient:
+		return e.Class == ClassTransient
+	case ErrPermanent:
+		return e.Class == ClassPermanent
+	}
+	return false
+}
+
+// Classify returns the class of err: the class of the *Error in its chain if there is one, else a
+// best guess from the cause (network errors are transient, context errors are transient, unknown
+// errors are permanent). Classify(nil) is "".
+func Classify(err error) Class {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Class
+	}
+	return classifyCause(err)
+}
+
+func describe(class Class, err error) string {
+	var se *imap.Error
+	if errors.As(err, &se) {
+		said := "server said " + statusText(se)
+		switch class {
+		case ClassAuth:
+			return "authentication failed (" + said + ")"
+		case ClassThrottled:
+			return "the server is limiting connections, try again later (" + said + ")"
+		default:
+			return said
+		}
+	}
+	var rh tls.RecordHeaderError
+	if errors.As(err, &rh) {
+		return "the server does not speak TLS on this port (try TLS mode starttls or none): " + err.Error()
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed by the server"
+	}
+	return err.Error()
+}
+
+func statusText(se *imap.Error) string {
+	var sb strings.Builder
+	sb.WriteString(string(se.Type))
+	if se.Code != "" {
+		fmt.Fprintf(&sb, " [%s]", se.Code)
+	}
+	if se.Text != "" {
+		sb.WriteString(" ")
+		sb.WriteString(se.Text)
+	}
+	return sb.String()
+}
+
+// classifyCause guesses the class of an error that did not come through an *Error.
+func classifyCause(err error) Class {
+	var se *imap.Error
+	if errors.As(err, &se) {
+		return classifyStatus(se)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, errTimeout) {
+		return ClassTransient
+	}
+	if isTLSFailure(err) {
+		return ClassPermanent
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		if dnsErr.IsNotFound {
+			return ClassPermanent
+		}
+		return ClassTransient
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, syscall.ETIMEDOUT) {
+		return ClassTransient
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return ClassTransient
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return ClassTransient
+	}
+	return ClassPermanent
+}
+
+// classifyStatus reads a NO/BAD/BYE status response. Login failures are decided by the caller,
+// which knows that a bare NO on LOGIN means a wrong password.
+func classifyStatus(se *imap.Error) Class {
+	if isThrottle(se) {
+		return ClassThrottled
+	}
+	switch se.Code {
+	case imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed,
+		imap.ResponseCodeExpired:
+		return ClassAuth
+	case imap.ResponseCodeInUse:
+		return ClassTransient
+	}
+	if se.Type == imap.StatusResponseTypeBye {
+		return ClassTransient
+	}
+	return ClassPermanent
+}
+
+func isThrottle(se *imap.Error) bool {
+	switch se.Code {
+	case imap.ResponseCodeLimit, imap.ResponseCodeUnavailable:
+		return true
+	}
+	// Phrases servers use when they refuse because of load or connection limits without a
+	// [LIMIT] or [UNAVAILABLE] code (Gmail, Dovecot, Exchange, Yahoo).
+	throttleWords := [...]string{
+		"too many", "maximum number of connections", "connection limit", "rate limit",
+		"try again later", "throttl", "temporarily unavailable",
+	}
+	text := strings.ToLower(se.Text)
+	for _, w := range throttleWords {
+		if strings.Contains(text, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func isTLSFailure(err error) bool {
+	var (
+		rh       tls.RecordHeaderError
+		verify   *tls.CertificateVerificationError
+		alert    tls.AlertError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+	)
+	return errors.As(err, &rh) || errors.As(err, &verify) || errors.As(err, &alert) ||
+		errors.As(err, &unknown) || errors.As(err, &hostname) || errors.As(err, &invalid)
+}

@@ -1,0 +1,190 @@
+package imapconn
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Message is one message of the selected folder, with its exact bytes.
+type Message struct {
+	UID          uint32
+	Flags        []string // as the server sent them, e.g. \Seen, $Forwarded; never \Recent
+	Size         int64    // RFC822.SIZE
+	InternalDate time.Time
+	ModSeq       uint64 // 0 without CONDSTORE
+	Raw          []byte // the message exactly as sent; owned by the receiver
+}
+
+// FlagUpdate is the flag state of one message.
+type FlagUpdate struct {
+	UID    uint32
+	Flags  []string
+	ModSeq uint64 // 0 without CONDSTORE
+}
+
+// SearchAllUIDs returns every UID of the selected folder, ascending (UID SEARCH ALL; with ESEARCH
+// the answer comes as compact ranges).
+func (c *Conn) SearchAllUIDs(ctx context.Context) ([]uint32, error) {
+	op := fmt.Sprintf("search all UIDs of %q", c.selected())
+	g, err := c.begin(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	var opts *imap.SearchOptions
+	if c.caps.ESearch || c.caps.IMAP4rev2 {
+		opts = &imap.SearchOptions{ReturnAll: true}
+	}
+	data, err := c.client.UIDSearch(&imap.SearchCriteria{}, opts).Wait()
+	if err := c.end(g, op, err); err != nil {
+		return nil, err
+	}
+	all := data.AllUIDs()
+	uids := make([]uint32, len(all))
+	for i, uid := range all {
+		uids[i] = uint32(uid)
+	}
+	slices.Sort(uids)
+	return uids, nil
+}
+
+// FetchBodies fetches UID, FLAGS, RFC822.SIZE, INTERNALDATE (MODSEQ with CONDSTORE) and the whole
+// body (BODY.PEEK[], so \Seen is untouched) of the messages of uids in the selected folder, and
+// calls fn for each as it arrives, in server order. Only one body is in memory at a time, read
+// from the socket straight into its own slice, which fn may keep.
+//
+// If fn returns an error, FetchBodies closes the connection at once and returns that error:
+// draining the rest of a large fetch would cost more than dialling again.
+func (c *Conn) FetchBodies(ctx context.Context, uids UIDSet, fn func(Message) error) error {
+	op := fmt.Sprintf("fetch bodies %s of %q", uids, c.selected())
+	g, err := c.begin(ctx, op)
+	if err != nil {
+		return err
+	}
+	cmd := c.client.Fetch(uids.imap(), &imap.FetchOptions{
+		UID:          true,
+		Flags:        true,
+		RFC822Size:   true,
+		InternalDate: true,
+		ModSeq:       c.caps.CondStore,
+		BodySection:  []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	for data := cmd.Next(); data != nil; data = cmd.Next() {
+		msg, err := readMessage(data)
+		if err != nil {
+			// The body could not be read: the connection is broken.
+			g.disarm()
+			c.abandon(cmd, err)
+			return c.fail(op, err)
+		}
+		g.progress()
+		if !uids.contains(msg.UID) {
+			continue // "N:*" with N above every UID still returns the last message
+		}
+		g.pause() // the consumer's time is not the server's silence
+		err = fn(msg)
+		g.progress()
+		if err != nil {
+			// The connection is healthy but the caller wants no more: cut it rather than drain.
+			g.disarm()
+			c.abort(fmt.Errorf("fetch abandoned: %w", err))
+			cmd.Close() // hands the rest of the buffered response to go-imap's reader, which then fails
+			return err
+		}
+	}
+	return c.end(g, op, cmd.Close())
+}
+
+// readMessage reads every item of one FETCH response. The body literal must be read before the
+// next item: it is a reader on the socket.
+func readMessage(data *imapclient.FetchMessageData) (Message, error) {
+	var msg Message
+	for item := data.Next(); item != nil; item = data.Next() {
+		switch item := item.(type) {
+		case imapclient.FetchItemDataUID:
+			msg.UID = uint32(item.UID)
+		case imapclient.FetchItemDataFlags:
+			msg.Flags = flagStrings(item.Flags)
+		case imapclient.FetchItemDataRFC822Size:
+			msg.Size = item.Size
+		case imapclient.FetchItemDataInternalDate:
+			msg.InternalDate = item.Time
+		case imapclient.FetchItemDataModSeq:
+			msg.ModSeq = item.ModSeq
+		case imapclient.FetchItemDataBodySection:
+			if item.Literal == nil {
+				msg.Raw = []byte{} // NIL body: keep "present but empty" distinct from "not sent"
+				continue
+			}
+			raw := make([]byte, item.Literal.Size())
+			if _, err := io.ReadFull(item.Literal, raw); err != nil {
+				return msg, fmt.Errorf("reading body of UID %d: %w", msg.UID, err)
+			}
+			msg.Raw = raw
+		}
+	}
+	if msg.Raw == nil {
+		return msg, fmt.Errorf("server sent no body for message %d (UID %d)", data.SeqNum, msg.UID)
+	}
+	return msg, nil
+}
+
+// FetchFlags returns UID, FLAGS (and MODSEQ with CONDSTORE) of the messages of uids in the
+// selected folder. With changedSince > 0 (CONDSTORE only) it returns only the messages whose
+// flags changed after that mod-sequence.
+func (c *Conn) FetchFlags(ctx context.Context, uids UIDSet, changedSince uint64) ([]FlagUpdate, error) {
+	op := fmt.Sprintf("fetch flags %s of %q", uids, c.selected())
+	if changedSince > 0 {
+		op += fmt.Sprintf(" changed since %d", changedSince)
+	}
+	g, err := c.begin(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	cmd := c.client.Fetch(uids.imap(), &imap.FetchOptions{
+		UID:          true,
+		Flags:        true,
+		ModSeq:       c.caps.CondStore || changedSince > 0,
+		ChangedSince: changedSince,
+	})
+	var updates []FlagUpdate
+	for data := cmd.Next(); data != nil; data = cmd.Next() {
+		var u FlagUpdate
+		for item := data.Next(); item != nil; item = data.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				u.UID = uint32(item.UID)
+			case imapclient.FetchItemDataFlags:
+				u.Flags = flagStrings(item.Flags)
+			case imapclient.FetchItemDataModSeq:
+				u.ModSeq = item.ModSeq
+			}
+		}
+		g.progress()
+		if uids.contains(u.UID) {
+			updates = append(updates, u)
+		}
+	}
+	if err := c.end(g, op, cmd.Close()); err != nil {
+		return nil, err
+	}
+	return updates, nil
+}
+
+// flagStrings converts flags, leaving out \Recent: it describes the session (the first one to
+// see a message gets it), not the message, and keeping it would make every sync see a change.
+func flagStrings(flags []imap.Flag) []string {
+	out := make([]string, 0, len(flags))
+	for _, f := range flags {
+		if !strings.EqualFold(string(f), `\Recent`) {
+			out = append(out, string(f))
+		}
+	}
+	return out
+}
