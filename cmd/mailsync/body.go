@@ -1,16 +1,16 @@
 package main
 
 import (
-	"context"
-	"errors"
-
 	"mailsync/internal/store"
+	"mailsync/internal/syncer"
 	"mailsync/internal/worker"
 )
 
-// syncBody is what the workers run for each task.
+// syncBody is what the workers run for each task: the sync engine.
 func (g *Globals) syncBody(s *store.Store) (worker.Body, error) {
-	return func(ctx context.Context, run *worker.Run) error {
-		return errors.New("this build has no sync engine yet")
-	}, nil
+	box, err := g.secretBox()
+	if err != nil {
+		return nil, err
+	}
+	return syncer.New(s, box, syncer.Options{Logger: g.logger}).Run, nil
 }

@@ -243,22 +243,56 @@ func (s *Store) FolderUIDs(ctx context.Context, folderID int64) ([]FlagChange, e
 
 // Message returns one message with its raw bytes.
 func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
+	m, err := scanMessage(s.read.QueryRowContext(ctx, `
+		SELECT id, account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date, internal_date,
+			flags, size, snippet, body_text, raw, parse_error
+		FROM messages WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, fmt.Errorf("store: message %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("store: message %d: %w", id, err)
+	}
+	return m, nil
+}
+
+func nullTime(t time.Time) sql.NullInt64 { return at(t) }
+
+// FolderMessages returns every message of a folder with its raw bytes, by UID. It holds the whole
+// folder in memory: it is meant for verification (tests, the benchmark) and small folders.
+func (s *Store) FolderMessages(ctx context.Context, folderID int64) ([]Message, error) {
+	rows, err := s.read.QueryContext(ctx, `
+		SELECT id, account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date, internal_date,
+			flags, size, snippet, body_text, raw, parse_error
+		FROM messages WHERE folder_id = $1 ORDER BY uid`, folderID)
+	if err != nil {
+		return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
+	}
+	return out, nil
+}
+
+func scanMessage(row rowScanner) (Message, error) {
 	var (
 		m                  Message
 		uid                int64
 		to, flags          string
 		date, internalDate sql.NullInt64
 	)
-	err := s.read.QueryRowContext(ctx, `
-		SELECT id, account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date, internal_date,
-			flags, size, snippet, body_text, raw, parse_error
-		FROM messages WHERE id = $1`, id).Scan(&m.ID, &m.AccountID, &m.FolderID, &uid, &m.MessageID, &m.Subject,
-		&m.From, &to, &date, &internalDate, &flags, &m.Size, &m.Snippet, &m.BodyText, &m.Raw, &m.ParseError)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Message{}, fmt.Errorf("store: message %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Message{}, fmt.Errorf("store: message %d: %w", id, err)
+	if err := row.Scan(&m.ID, &m.AccountID, &m.FolderID, &uid, &m.MessageID, &m.Subject, &m.From, &to, &date,
+		&internalDate, &flags, &m.Size, &m.Snippet, &m.BodyText, &m.Raw, &m.ParseError); err != nil {
+		return Message{}, err
 	}
 	m.UID = uint32(uid)
 	if to != "" {
@@ -268,5 +302,3 @@ func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
 	m.Date, m.InternalDate = fromNullMillis(date), fromNullMillis(internalDate)
 	return m, nil
 }
-
-func nullTime(t time.Time) sql.NullInt64 { return at(t) }

@@ -49,6 +49,7 @@ var suite = []struct {
 	{"AccountUpdateDelete", testAccountUpdateDelete},
 	{"MessageListing", testMessageListing},
 	{"TaskCounts", testTaskCounts},
+	{"MailBatches", testMailBatches},
 }
 
 // env is one test's database, lifecycle and clock.

@@ -1,0 +1,94 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"mailsync/internal/store"
+	"mailsync/internal/task"
+)
+
+// testMailBatches writes batches as the syncer does (new messages, flags, deletions, a reset) and
+// reads them back with every read method.
+func testMailBatches(t *testing.T, dialect string) {
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	acct := SeedAccount(t, e.store)
+	e.start(t, acct.ID)
+	lease := e.claim(t, "w").Lease()
+	date := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	raw := func(i int) []byte { return []byte{'r', byte('0' + i), 0, 0xff, '\r', '\n'} } // binary-safe
+	msg := func(uid uint32) store.Message {
+		return store.Message{UID: uid, MessageID: "id@x", Subject: "s", From: "a@x", To: []string{"b@x", "c@x"},
+			Date: date, InternalDate: date.Add(time.Minute), Flags: []string{`\Seen`}, Size: 6, Snippet: "sn",
+			BodyText: "body", Raw: raw(int(uid)), ParseError: ""}
+	}
+	folder := store.Folder{AccountID: acct.ID, Name: "Données", Delimiter: ".", Attributes: []string{`\HasNoChildren`},
+		UIDValidity: 7, UIDNext: 4, HighestModSeq: 9, Messages: 3}
+	commit := func(b store.Batch) int64 {
+		t.Helper()
+		id, err := e.store.CommitBatch(ctx, lease, task.Progress{}, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	id := commit(store.Batch{Folder: folder, Messages: []store.Message{msg(1), msg(2), msg(3)}})
+	folder.HighestModSeq = 10
+	if again := commit(store.Batch{Folder: folder, Flags: []store.FlagChange{{UID: 2, Flags: []string{`\Flagged`, "$X"}}},
+		Deleted: []uint32{3}}); again != id {
+		t.Fatalf("the folder's id changed from %d to %d", id, again)
+	}
+
+	folders, err := e.store.Folders(ctx, acct.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(folders) != 1 || folders[0].Name != "Données" || folders[0].HighestModSeq != 10 || folders[0].UIDNext != 4 ||
+		folders[0].Delimiter != "." || !slices.Equal(folders[0].Attributes, folder.Attributes) {
+		t.Fatalf("folders = %+v", folders)
+	}
+	msgs, err := e.store.FolderMessages(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 2 || msgs[0].UID != 1 || msgs[1].UID != 2 {
+		t.Fatalf("messages after delete: %+v", msgs)
+	}
+	want := msg(1)
+	got := msgs[0]
+	if !bytes.Equal(got.Raw, want.Raw) || !got.Date.Equal(want.Date) || !got.InternalDate.Equal(want.InternalDate) ||
+		!slices.Equal(got.To, want.To) || got.Subject != want.Subject || got.Size != want.Size || got.BodyText != want.BodyText {
+		t.Fatalf("message 1 = %+v, want %+v", got, want)
+	}
+	if one, err := e.store.Message(ctx, got.ID); err != nil || !bytes.Equal(one.Raw, want.Raw) {
+		t.Fatalf("Message(%d) = %+v, %v", got.ID, one, err)
+	}
+	uids, err := e.store.FolderUIDs(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(uids) != 2 || !slices.Equal(uids[1].Flags, []string{`\Flagged`, "$X"}) {
+		t.Fatalf("uids = %+v", uids)
+	}
+
+	// UIDVALIDITY changed: the reset and the new rows land together.
+	folder.UIDValidity, folder.UIDNext = 8, 2
+	commit(store.Batch{Folder: folder, Reset: true, Messages: []store.Message{msg(1)}})
+	if msgs, _ := e.store.FolderMessages(ctx, id); len(msgs) != 1 {
+		t.Fatalf("after reset: %d messages, want 1", len(msgs))
+	}
+
+	if err := e.store.DeleteFolder(ctx, lease, task.Progress{}, acct.ID, "Données"); err != nil {
+		t.Fatal(err)
+	}
+	if folders, _ := e.store.Folders(ctx, acct.ID); len(folders) != 0 {
+		t.Fatalf("folder not deleted: %+v", folders)
+	}
+	if msgs, _ := e.store.FolderMessages(ctx, id); len(msgs) != 0 {
+		t.Fatalf("messages of a deleted folder remain: %d", len(msgs))
+	}
+}

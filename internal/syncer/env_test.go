@@ -1,0 +1,295 @@
+package syncer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"mailsync/internal/imapconn"
+	"mailsync/internal/secret"
+	"mailsync/internal/store"
+	"mailsync/internal/store/storetest"
+	"mailsync/internal/syncer"
+	"mailsync/internal/task"
+	"mailsync/internal/worker"
+)
+
+// fast is a lifecycle sped up for tests.
+var fast = task.Config{
+	HeartbeatInterval: 100 * time.Millisecond,
+	HeartbeatTimeout:  time.Second,
+	SelfFence:         700 * time.Millisecond,
+	ReapInterval:      200 * time.Millisecond,
+	QueuedTimeout:     time.Minute,
+	MaxAttempts:       1,
+	MaxRunTime:        5 * time.Minute,
+}
+
+// server is where a test account lives.
+type server struct {
+	host           string
+	port           int
+	login, passwd  string
+	delim          string // hierarchy separator of folder names
+	hasCondStore   bool
+	describe       string
+	statusIsListed bool
+}
+
+// env is a store, a worker running the syncer, and one account on a server.
+type env struct {
+	store   *store.Store
+	tasks   *task.Manager
+	acct    store.Account
+	srv     server
+	fetched atomic.Int64 // bodies downloaded, over every sync
+}
+
+func newEnv(t *testing.T, dialect string, srv server, opts syncer.Options) *env {
+	t.Helper()
+	return newEnvDSN(t, storetest.DSN(t, dialect), srv, opts)
+}
+
+func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
+	t.Helper()
+	ctx := context.Background()
+	st := storetest.OpenDSN(t, dsn, true)
+	tasks, err := task.NewManager(st, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := testBox(t)
+	u, err := st.CreateUser(ctx, rand.Text()+"@example.test", "x", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := st.CreateAccount(ctx, store.Account{
+		UserID: u.ID, Name: "test", IMAPHost: srv.host, IMAPPort: srv.port, TLSMode: "none",
+		Login: srv.login, SecretEnc: box.Seal([]byte(srv.passwd), []byte("account:"+srv.login+"@"+srv.host)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{store: st, tasks: tasks, acct: acct, srv: srv}
+	user := opts.Fetched
+	opts.Fetched = func(folder string, uid uint32) {
+		e.fetched.Add(1)
+		if user != nil {
+			user(folder, uid)
+		}
+	}
+	if opts.CommandTimeout == 0 {
+		opts.CommandTimeout = 20 * time.Second
+	}
+	s := syncer.New(st, box, opts)
+	w := worker.New(tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
+	wctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(wctx)
+	}()
+	t.Cleanup(func() {
+		stop()
+		<-done
+	})
+	return e
+}
+
+// testBox is a secret box with a fresh key.
+func testBox(t *testing.T) *secret.Box {
+	t.Helper()
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box, err := secret.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return box
+}
+
+// sync runs one sync task to its end and returns the final row.
+func (e *env) sync(t *testing.T, force bool) task.Task {
+	t.Helper()
+	ctx := context.Background()
+	tk, _, err := e.tasks.Start(ctx, e.acct.ID, force)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.wait(t, tk.ID)
+}
+
+func (e *env) wait(t *testing.T, id string) task.Task {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		tk, err := e.tasks.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tk.State.Active() {
+			return tk
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s still %s after 3 minutes (phase %q)", id, tk.State, tk.Progress.Phase)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// syncOK runs a sync that must succeed.
+func (e *env) syncOK(t *testing.T, force bool) task.Task {
+	t.Helper()
+	tk := e.sync(t, force)
+	if tk.State != task.Succeeded {
+		t.Fatalf("sync %s: %s: %s", tk.ID, tk.State, tk.Error)
+	}
+	return tk
+}
+
+// serverMessage is one message as the server has it.
+type serverMessage struct {
+	UID   uint32
+	Flags []string
+	Size  int64
+	Raw   []byte
+}
+
+// serverState reads every selectable folder of the account, with every message, over a fresh
+// connection.
+func (e *env) serverState(t *testing.T) map[string][]serverMessage {
+	t.Helper()
+	ctx := context.Background()
+	c, err := imapconn.Dial(ctx, imapconn.Config{Host: e.srv.host, Port: e.srv.port, TLS: imapconn.TLSNone,
+		Login: e.srv.login, Password: e.srv.passwd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	folders, err := c.ListFolders(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]serverMessage{}
+	for _, f := range folders {
+		if f.NoSelect {
+			continue
+		}
+		if _, err := c.Select(ctx, f.Name, false); err != nil {
+			t.Fatal(err)
+		}
+		msgs := []serverMessage{}
+		err := c.FetchBodies(ctx, imapconn.UIDsFrom(1), func(m imapconn.Message) error {
+			msgs = append(msgs, serverMessage{UID: m.UID, Flags: sorted(m.Flags), Size: m.Size, Raw: m.Raw})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[f.Name] = msgs
+	}
+	return out
+}
+
+// storeState reads the account's copy in the same shape.
+func (e *env) storeState(t *testing.T) map[string][]serverMessage {
+	t.Helper()
+	ctx := context.Background()
+	folders, err := e.store.Folders(ctx, e.acct.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]serverMessage{}
+	for _, f := range folders {
+		msgs, err := e.store.FolderMessages(ctx, f.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list := []serverMessage{}
+		for _, m := range msgs {
+			list = append(list, serverMessage{UID: m.UID, Flags: sorted(m.Flags), Size: m.Size, Raw: m.Raw})
+		}
+		out[f.Name] = list
+	}
+	return out
+}
+
+// assertMirrors fails the test unless the store equals the server, folder by folder: names,
+// UIDs, flags, sizes and bytes.
+func (e *env) assertMirrors(t *testing.T) {
+	t.Helper()
+	want, got := e.serverState(t), e.storeState(t)
+	if diff := compareStates(want, got); diff != "" {
+		t.Fatalf("store differs from server:\n%s", diff)
+	}
+}
+
+func compareStates(want, got map[string][]serverMessage) string {
+	var b strings.Builder
+	for name := range want {
+		if _, ok := got[name]; !ok {
+			fmt.Fprintf(&b, "folder %q missing from the store\n", name)
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			fmt.Fprintf(&b, "folder %q in the store but not on the server\n", name)
+		}
+	}
+	for name, w := range want {
+		g, ok := got[name]
+		if !ok {
+			continue
+		}
+		if len(w) != len(g) {
+			fmt.Fprintf(&b, "folder %q: server has %d messages (UIDs %v), store %d (UIDs %v)\n", name, len(w), uidsOf(w), len(g), uidsOf(g))
+			continue
+		}
+		for i := range w {
+			switch {
+			case w[i].UID != g[i].UID:
+				fmt.Fprintf(&b, "folder %q: message %d: UID %d on the server, %d in the store\n", name, i, w[i].UID, g[i].UID)
+			case !slices.Equal(w[i].Flags, g[i].Flags):
+				fmt.Fprintf(&b, "folder %q: UID %d: flags %v on the server, %v in the store\n", name, w[i].UID, w[i].Flags, g[i].Flags)
+			case w[i].Size != g[i].Size:
+				fmt.Fprintf(&b, "folder %q: UID %d: size %d on the server, %d in the store\n", name, w[i].UID, w[i].Size, g[i].Size)
+			case !bytes.Equal(w[i].Raw, g[i].Raw):
+				fmt.Fprintf(&b, "folder %q: UID %d: raw bytes differ\n", name, w[i].UID)
+			}
+		}
+	}
+	return b.String()
+}
+
+func uidsOf(msgs []serverMessage) []uint32 {
+	out := make([]uint32, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.UID
+	}
+	return out
+}
+
+func sorted(flags []string) []string {
+	out := slices.Clone(flags)
+	slices.Sort(out)
+	if out == nil {
+		out = []string{}
+	}
+	return out
+}
+
+// storedCount is how many messages the store holds for the account.
+func (e *env) storedCount(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for _, msgs := range e.storeState(t) {
+		n += len(msgs)
+	}
+	return n
+}
