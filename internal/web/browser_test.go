@@ -147,7 +147,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("SyncNowStormIsOneTaskAndThePageGoesQuiet", func(t *testing.T) {
 		mb := &mailbox{folders: []int{1200, 500, 300}, step: 30 * time.Millisecond, batch: 50}
-		st := newStack(t, mb)
+		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Work")
 		p := newPage(t, browser, st)
 		p.login()
@@ -207,7 +207,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("ReloadMidSyncFollowsTheSameTask", func(t *testing.T) {
 		mb := &mailbox{folders: []int{400, 400}, step: 20 * time.Millisecond, batch: 40}
-		st := newStack(t, mb)
+		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Home")
 		p := newPage(t, browser, st)
 		p.login()
@@ -237,7 +237,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("DeadWorkerShowsStalledAndSyncNowStartsAFreshTask", func(t *testing.T) {
 		mb := &mailbox{folders: []int{200}, step: 10 * time.Millisecond, batch: 50}
-		st := newStack(t, mb)
+		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Old server")
 		st.stopWorker() // this instance runs no worker: the test plays one that dies
 
@@ -282,7 +282,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("BrokenStreamFallsBackToPollingUntilTheEnd", func(t *testing.T) {
 		mb := &mailbox{folders: []int{300, 300}, step: 20 * time.Millisecond, batch: 30}
-		st := newStack(t, mb)
+		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Behind a proxy")
 		st.breakStreams.Store(true)
 		p := newPage(t, browser, st)
@@ -303,7 +303,8 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("WrongIMAPPasswordIsRefusedInWords", func(t *testing.T) {
-		st := newStack(t, &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10})
+		mb := &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10}
+		st := newStack(t, mb.sync, fakeLogin{})
 		p := newPage(t, browser, st)
 		p.login()
 		p.do(chromedp.Click(chromedp.CSS(`a[href="#/accounts/new"]`)),

@@ -127,14 +127,14 @@ func (m *mailbox) sync(ctx context.Context, run *worker.Run) error {
 
 // stack is one mailsync server as `mailsync serve` builds it, on a loopback port.
 type stack struct {
-	t       *testing.T
-	store   *store.Store
-	tasks   *task.Manager
-	box     *secret.Box
-	bus     *events.Bus
-	mailbox *mailbox
-	url     string
-	user    store.User
+	t     *testing.T
+	store *store.Store
+	tasks *task.Manager
+	box   *secret.Box
+	bus   *events.Bus
+	body  worker.Body
+	url   string
+	user  store.User
 
 	stopWorker func()
 
@@ -144,7 +144,8 @@ type stack struct {
 	taskPolls      atomic.Int64 // GET /api/sync/tasks/{id}
 }
 
-func newStack(t *testing.T, mb *mailbox) *stack {
+// newStack starts a server whose workers run body and whose API tests IMAP logins with login.
+func newStack(t *testing.T, body worker.Body, login httpapi.LoginChecker) *stack {
 	t.Helper()
 	s := storetest.Open(t, "sqlite")
 	tasks, err := task.NewManager(s, lifecycle())
@@ -160,7 +161,7 @@ func newStack(t *testing.T, mb *mailbox) *stack {
 	params := auth.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	api, err := httpapi.New(httpapi.Config{
-		Store: s, Tasks: tasks, Events: bus, Box: box, Login: fakeLogin{},
+		Store: s, Tasks: tasks, Events: bus, Box: box, Login: login,
 		Sessions: auth.NewSessions(auth.DeriveKey([]byte("browser test key"), "session"), time.Hour),
 		Metrics:  metrics.New(s), Log: log, Version: "test", PasswordParams: params,
 		PollInterval: 100 * time.Millisecond, MinEventInterval: 50 * time.Millisecond,
@@ -168,7 +169,7 @@ func newStack(t *testing.T, mb *mailbox) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, store: s, tasks: tasks, box: box, bus: bus, mailbox: mb}
+	st := &stack{t: t, store: s, tasks: tasks, box: box, bus: bus, body: body}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.Handler())
 	mux.HandleFunc("GET /api/sync/tasks/{id}/events", func(w http.ResponseWriter, r *http.Request) {
@@ -208,7 +209,7 @@ func newStack(t *testing.T, mb *mailbox) *stack {
 // startWorker runs a worker on the stack until stopWorker or the end of the test.
 func (st *stack) startWorker() {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := worker.New(st.tasks, st.mailbox.sync, worker.Config{
+	w := worker.New(st.tasks, st.body, worker.Config{
 		Concurrency: 2, PollInterval: 50 * time.Millisecond, ProgressEvery: 20 * time.Millisecond,
 		Changed: st.bus.TaskChanged, ShutdownGrace: time.Second,
 		Logger: slog.New(slog.NewTextHandler(st.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -223,11 +224,16 @@ func (st *stack) startWorker() {
 	st.t.Cleanup(st.stopWorker)
 }
 
-// addAccount stores an account directly, as `mailsync account add` would.
+// addAccount stores an account for the fake mailbox directly, as `mailsync account add` would.
 func (st *stack) addAccount(name string) store.Account {
 	st.t.Helper()
-	a := store.Account{UserID: st.user.ID, Name: name, IMAPHost: "127.0.0.1", IMAPPort: 1143, TLSMode: "none", Login: "ada"}
-	a.SecretEnc = st.box.Seal([]byte(imapPassword), secret.AccountContext(a.Login, a.IMAPHost))
+	return st.addIMAPAccount(name, "127.0.0.1", 1143, "ada", imapPassword)
+}
+
+func (st *stack) addIMAPAccount(name, host string, port int, login, password string) store.Account {
+	st.t.Helper()
+	a := store.Account{UserID: st.user.ID, Name: name, IMAPHost: host, IMAPPort: port, TLSMode: "none", Login: login}
+	a.SecretEnc = st.box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
 	out, err := st.store.CreateAccount(context.Background(), a)
 	if err != nil {
 		st.t.Fatal(err)

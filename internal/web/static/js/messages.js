@@ -47,6 +47,7 @@ export async function messagesView(root, {accountID, params, navigate}) {
     cursor = page.next_cursor;
     more.hidden = !cursor;
     more.disabled = false;
+    list.dataset.query = q; // the page is ready for this search
     status.textContent = list.children.length === 0
       ? (q ? `Nothing matches “${q}”.` : 'No messages stored yet. Sync the account first.')
       : '';

@@ -93,6 +93,12 @@ export class TaskFollower {
 
   update(task) {
     if (this.stopped || !task || task.id !== this.task.id) return;
+    const shown = this.task.progress;
+    if (isActive(task) && shown && task.progress && task.progress.messages_done < shown.messages_done) {
+      // A late write can carry older counters than one already shown. A bar must not move
+      // backwards: keep the counters shown, take the rest (state, liveness, phase).
+      task = {...task, progress: shown, percent: Math.max(task.percent, this.task.percent || 0)};
+    }
     this.task = task;
     if (!isActive(task)) this.stop();
     this.onUpdate(task);
