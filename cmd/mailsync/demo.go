@@ -40,8 +40,9 @@ type demo struct {
 
 // startDemo fills an in-memory IMAP server with generated mail and makes sure the demo user and
 // account exist and point at it. It is idempotent: a restart finds the user and the account of
-// the previous run and only moves the account to the new server's port (the mail is the same,
-// generated from the same seed; the new server's UIDVALIDITY makes the next sync start over).
+// the previous run and only moves the account to the new server's port. The new server holds the
+// very same mailbox (same seed, same order of APPENDs, so the same UIDs and UIDVALIDITY), so the
+// copy already stored stays valid and the next sync has nothing to fetch.
 func startDemo(ctx context.Context, addr string, s *store.Store, box *secret.Box, log *slog.Logger) (*demo, error) {
 	if !loopback(addr) {
 		return nil, fmt.Errorf("demo: %s is not a loopback address; the demo's password is public, so it listens on 127.0.0.1 or ::1 only", addr)

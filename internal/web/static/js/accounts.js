@@ -112,7 +112,9 @@ class AccountCard {
   // show draws the card for task (the latest view of the account's live or last task).
   show(task) {
     this.task = task || null;
-    const d = describe(this.task);
+    const d = this.starting
+      ? {key: 'starting', label: 'Starting…', detail: 'Asking the server for a sync.'}
+      : describe(this.task);
     const p = (task && task.progress) || {};
     const live = isActive(task) && !isStalled(task);
 
