@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -299,6 +300,92 @@ func TestBrowser(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		if after := p.requests.Load(); after != before {
 			t.Fatalf("the page made %d requests after polling saw the end, want 0", after-before)
+		}
+	})
+
+	t.Run("FailedSyncShowsItsErrorAndRetries", func(t *testing.T) {
+		mb := &mailbox{folders: []int{200}, step: 5 * time.Millisecond, batch: 20}
+		st := newStack(t, mb.sync, fakeLogin{})
+		acct := st.addAccount("Flaky")
+		p := newPage(t, browser, st)
+		p.login()
+		mb.failNext(errors.New("transient: the IMAP server closed the connection"))
+		btn := chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)
+		p.do(chromedp.Click(btn))
+		p.waitFor("the failure", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'failed'`, card(acct.ID)), 15*time.Second)
+		msg := eval[string](p, fmt.Sprintf(`document.querySelector('%s [data-field=error]').textContent`, card(acct.ID)))
+		if !strings.Contains(msg, "closed the connection") {
+			t.Errorf("the card shows %q, want the task's error", msg)
+		}
+		if label := eval[string](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').textContent`, card(acct.ID))); label != "Retry" {
+			t.Errorf("the button says %q after a failure, want Retry", label)
+		}
+		p.screenshot("accounts-failed")
+		p.do(chromedp.Click(btn))
+		p.waitFor("the retry's success", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 15*time.Second)
+		if eval[bool](p, fmt.Sprintf(`!document.querySelector('%s [data-field=error]').hidden`, card(acct.ID))) {
+			t.Error("the old error is still shown after a successful retry")
+		}
+	})
+
+	t.Run("CancelStopsTheSyncAndThePageGoesQuiet", func(t *testing.T) {
+		mb := &mailbox{folders: []int{400}, step: 10 * time.Millisecond, batch: 20}
+		st := newStack(t, mb.sync, fakeLogin{})
+		acct := st.addAccount("Too big")
+		p := newPage(t, browser, st)
+		p.login()
+		release := mb.hold()
+		defer release()
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
+		p.waitFor("the hold", fmt.Sprintf(`Number(document.querySelector('%s [role=progressbar]').getAttribute('aria-valuenow')) >= 50`, card(acct.ID)), 10*time.Second)
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=cancel]`)))
+		p.waitFor("cancelled", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'cancelled'`, card(acct.ID)), 10*time.Second)
+		if eval[bool](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
+			t.Error("Sync now stays disabled after a cancel")
+		}
+		before := p.requests.Load()
+		time.Sleep(2 * time.Second)
+		if after := p.requests.Load(); after != before {
+			t.Fatalf("the page made %d requests after the cancel ended the task, want 0", after-before)
+		}
+	})
+
+	t.Run("HealthPageForAnAdmin", func(t *testing.T) {
+		mb := &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10}
+		st := newStack(t, mb.sync, fakeLogin{})
+		acct := st.addAccount("Checked")
+		st.stopWorker()
+		dead, _, err := st.tasks.Start(context.Background(), acct.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.tasks.Claim(context.Background(), "worker-that-dies"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(lifecycle().HeartbeatTimeout + 200*time.Millisecond)
+
+		p := newPage(t, browser, st)
+		p.login()
+		p.do(chromedp.Click(chromedp.CSS(`nav a[data-nav=health]`)))
+		p.waitFor("the health page", `document.querySelector('button[data-action=cleanup]') !== null`, 10*time.Second)
+		text := eval[string](p, `document.querySelector('main').innerText`)
+		for _, want := range []string{"sync:dead", "database:responseTime", "process:goroutines", "Checked", "running, not live"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("the health page lacks %q:\n%s", want, text)
+			}
+		}
+		p.do(chromedp.Click(chromedp.CSS(`button[data-action=cleanup]`)))
+		p.waitFor("the cleanup result", `document.querySelector('main .notice') !== null`, 10*time.Second)
+		if got := eval[string](p, `document.querySelector('main .notice').textContent`); !strings.Contains(got, "Cleaned up 1 dead sync") {
+			t.Errorf("cleanup says %q", got)
+		}
+		p.screenshot("health")
+		after, err := st.tasks.Get(context.Background(), dead.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.State == "running" {
+			t.Error("the dead task is still running after the cleanup")
 		}
 	})
 

@@ -67,6 +67,15 @@ type mailbox struct {
 
 	mu   sync.Mutex
 	gate chan struct{}
+	// failOnce, when set, fails the next sync halfway with this error.
+	failOnce error
+}
+
+// failNext makes the next sync fail halfway with err.
+func (m *mailbox) failNext(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failOnce = err
 }
 
 func (m *mailbox) total() int {
@@ -92,7 +101,8 @@ func (m *mailbox) sync(ctx context.Context, run *worker.Run) error {
 	p := task.Progress{Phase: "listing folders", FoldersTotal: len(m.folders), MessagesTotal: m.total()}
 	run.Report(p)
 	m.mu.Lock()
-	gate := m.gate
+	gate, fail := m.gate, m.failOnce
+	m.failOnce = nil
 	m.mu.Unlock()
 	for i, n := range m.folders {
 		p.Phase = fmt.Sprintf("fetching folder %d", i+1)
@@ -108,6 +118,9 @@ func (m *mailbox) sync(ctx context.Context, run *worker.Run) error {
 			p.New += k
 			p.BytesDone += int64(k) * 4096
 			run.Report(p)
+			if fail != nil && p.MessagesDone >= p.MessagesTotal/2 {
+				return fail
+			}
 			if gate != nil && p.MessagesDone >= p.MessagesTotal/2 {
 				select {
 				case <-ctx.Done():
