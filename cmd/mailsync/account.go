@@ -141,10 +141,15 @@ func imapConfig(a store.Account, password string) imapconn.Config {
 	}
 }
 
-// secretBox opens the server key: MAILSYNC_SECRET_KEY, or the key file in the data directory
-// (created on first use).
+// serverKey is MAILSYNC_SECRET_KEY, or the key file in the data directory (created on first use).
+// It is read from the environment rather than a flag so that it never shows in a process list.
+func (g *Globals) serverKey() ([]byte, error) {
+	return secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+}
+
+// secretBox seals and opens account passwords under the server key.
 func (g *Globals) secretBox() (*secret.Box, error) {
-	key, err := secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+	key, err := g.serverKey()
 	if err != nil {
 		return nil, err
 	}

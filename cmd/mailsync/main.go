@@ -33,6 +33,8 @@ type CLI struct {
 	Status  StatusCmd  `cmd:"" help:"Show each account's current or last sync."`
 	Migrate MigrateCmd `cmd:"" help:"Bring the database schema up to date."`
 	Repair  RepairCmd  `cmd:"" help:"Reap dead sync tasks once and print every row changed (the operator's one-shot fix)."`
+	User    UserCmd    `cmd:"" help:"Manage users."`
+	Token   TokenCmd   `cmd:"" help:"Manage API tokens."`
 	Version VersionCmd `cmd:"" help:"Print the version."`
 }
 

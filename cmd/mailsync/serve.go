@@ -9,16 +9,26 @@ import (
 	"sync"
 	"time"
 
+	"mailsync/internal/auth"
+	"mailsync/internal/events"
+	"mailsync/internal/httpapi"
+	"mailsync/internal/imapconn"
+	"mailsync/internal/metrics"
+	"mailsync/internal/secret"
+	"mailsync/internal/store"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
 
-// ServeCmd runs everything a mailsync instance does.
+// ServeCmd runs everything a mailsync instance does: the HTTP API, the workers, the reaper and
+// the scheduler. Several instances may share one PostgreSQL database.
 type ServeCmd struct {
 	Addr             string        `name:"addr" env:"MAILSYNC_ADDR" default:"127.0.0.1:8080" help:"Address to listen on."`
 	Workers          int           `name:"workers" env:"MAILSYNC_WORKERS" default:"4" help:"How many syncs run at once on this instance."`
-	Demo             bool          `name:"demo" env:"MAILSYNC_DEMO" help:"Also run a built-in IMAP server on loopback, filled with a few thousand generated messages, and a demo user and account for it: try mailsync without a mailbox of your own."`
 	ScheduleInterval time.Duration `name:"schedule-interval" env:"MAILSYNC_SCHEDULE_INTERVAL" default:"30s" help:"How often to look for accounts whose scheduled sync is due."`
+	SecureCookies    bool          `name:"secure-cookies" env:"MAILSYNC_SECURE_COOKIES" help:"Mark the session cookie Secure (when served over HTTPS or behind a TLS proxy)."`
+	SessionTTL       time.Duration `name:"session-ttl" env:"MAILSYNC_SESSION_TTL" default:"720h" help:"How long a web login lasts."`
+	Demo             bool          `name:"demo" env:"MAILSYNC_DEMO" help:"Also run a built-in IMAP server on loopback, filled with a few thousand generated messages, and a demo user and account for it: try mailsync without a mailbox of your own."`
 }
 
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
@@ -32,52 +42,77 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-
-	key, box, err := g.serverKey()
+	key, err := g.serverKey()
 	if err != nil {
 		return err
 	}
-	bus, changed, runBridge := g.taskSignals(log)
-	tasks.Changed = changed
-	var demoInfo *demo
+	box, err := secret.New(key)
+	if err != nil {
+		return err
+	}
+	var demoRun *demo
 	if c.Demo {
-		if demoInfo, err = startDemo(ctx, c.Addr, s, box, log); err != nil {
+		if demoRun, err = startDemo(ctx, c.Addr, s, box, log); err != nil {
 			return err
 		}
-		defer demoInfo.Close()
+		defer demoRun.Close()
 	}
-	api, err := g.newAPI(s, tasks, bus, key, box)
+	reg := metrics.New(s)
+	body, err := g.syncBody(s, box, reg)
 	if err != nil {
 		return err
 	}
 
-	body, err := g.syncBody(s)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Task changes reach SSE streams through the bus; on PostgreSQL the bridge carries them to
+	// every other instance too. They are hints: streams re-read the row.
+	bus := events.NewBus()
+	publish := bus.TaskChanged
+	if s.Dialect() == "postgres" {
+		bridge := events.NewBridge(bus, g.DB, "", log)
+		wg.Go(func() { bridge.Run(ctx) })
+		publish = bridge.TaskChanged
+	}
+	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log, Changed: publish})
+	tasks.Changed = func(t task.Task) {
+		publish(t)
+		switch {
+		case t.State == task.Queued:
+			w.Wake()
+		case !t.State.Active():
+			reg.TaskFinished(t)
+		}
+	}
+	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log,
+		Reaped: func(ts []task.Task) { reg.ZombiesReaped(len(ts)) }}
+	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log}
+
+	api, err := httpapi.New(httpapi.Config{
+		Store: s, Tasks: tasks, Events: bus, Box: box, Login: imapLogin{},
+		Sessions: auth.NewSessions(auth.DeriveKey(key, "session"), c.SessionTTL), Metrics: reg,
+		Log: log, Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,
+	})
 	if err != nil {
 		return err
 	}
-	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log, Changed: changed})
-	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log}
-	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log,
-		Started: func(task.Task) { w.Wake() }}
-
 	srv := &http.Server{Handler: httpHandler(api), ReadHeaderTimeout: 10 * time.Second}
-	srv.RegisterOnShutdown(api.Shutdown) // event streams end, so Shutdown need not wait for them
+	srv.RegisterOnShutdown(api.Shutdown)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	log.Info("mailsync listening", "addr", "http://"+ln.Addr().String(), "db", s.Dialect(), "owner", w.Owner())
-	if demoInfo != nil {
-		demoInfo.announce(g.stdout, "http://"+ln.Addr().String())
+	log.Info("mailsync listening", "url", "http://"+ln.Addr().String(), "db", s.Dialect(), "worker", w.Owner())
+	if demoRun != nil {
+		demoRun.announce(g.stdout, "http://"+ln.Addr().String())
 	}
 
-	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { reaper.Run(ctx) })
 	wg.Go(func() { scheduler.Run(ctx) })
-	if runBridge != nil {
-		wg.Go(func() { runBridge(ctx) })
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -87,12 +122,24 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down: handing running syncs back to the queue")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelShutdown()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", err)
 	}
+	cancel()
 	wg.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// imapLogin checks an account's login against its server before it is saved.
+type imapLogin struct{}
+
+func (imapLogin) CheckLogin(ctx context.Context, a store.Account, password string) error {
+	conn, err := imapconn.Dial(ctx, imapConfig(a, password))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
 
+	"mailsync/internal/metrics"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
@@ -40,7 +41,11 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	body, err := g.syncBody(s)
+	box, err := g.secretBox()
+	if err != nil {
+		return err
+	}
+	body, err := g.syncBody(s, box, metrics.New(s))
 	if err != nil {
 		return err
 	}

@@ -46,11 +46,19 @@ func (s *Server) authenticate(r *http.Request) (store.User, error) {
 		if !strings.EqualFold(scheme, "Bearer") || !auth.LooksLikeToken(token) {
 			return store.User{}, errUnauthenticated
 		}
-		u, err := s.store.UserByToken(r.Context(), auth.HashToken(token))
+		hash := auth.HashToken(token)
+		if u, ok := s.tokens.get(hash); ok {
+			return u, nil
+		}
+		u, err := s.store.UserByToken(r.Context(), hash)
 		if errors.Is(err, store.ErrNotFound) {
 			return store.User{}, errUnauthenticated
 		}
-		return u, err
+		if err != nil {
+			return store.User{}, err
+		}
+		s.tokens.put(hash, u)
+		return u, nil
 	}
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {

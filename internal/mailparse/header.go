@@ -41,7 +41,7 @@ type header struct {
 func splitHeader(raw []byte, p *problems) (header, []byte) {
 	var h header
 	pos := 0
-	if bytes.HasPrefix(raw, []byte("From ")) {
+	if isMboxFromLine(raw) {
 		pos = lineEnd(raw, 0)
 	}
 	seenField := false
@@ -90,6 +90,13 @@ func splitHeader(raw []byte, p *problems) (header, []byte) {
 		}
 	}
 	return h, body
+}
+
+// isMboxFromLine reports whether raw starts with an mbox separator ("From sender date"), which
+// some stores leave in front of the message; "From : x" is a (sloppy) header field, not one.
+func isMboxFromLine(raw []byte) bool {
+	rest, ok := bytes.CutPrefix(raw, []byte("From "))
+	return ok && len(bytes.TrimLeft(rest, " \t")) > 0 && bytes.TrimLeft(rest, " \t")[0] != ':'
 }
 
 // set records a field if it is one mailparse uses; the first occurrence wins, except To and Cc

@@ -131,6 +131,10 @@ func tidyLines(s string) string {
 	blank := 0
 	for line := range strings.SplitSeq(s, "\n") {
 		line = strings.TrimSpace(line)
+		if strings.Contains(line, "  ") {
+			// Text runs are collapsed one by one; runs joined across tags may still double up.
+			line = strings.Join(strings.Fields(line), " ")
+		}
 		if line == "" {
 			blank++
 			continue

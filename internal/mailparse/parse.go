@@ -130,7 +130,7 @@ func Parse(raw []byte) (msg Message, err error) {
 	text := extractBody(hdr, body, &probs)
 	msg.BodyText = text
 	msg.Snippet = snippet(text, SnippetRunes)
-	return msg, nil
+	return msg, nil // the deferred function sets err from probs
 }
 
 // sanitized guarantees the package's promise on every string: valid UTF-8 and no NUL.

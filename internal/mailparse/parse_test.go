@@ -110,6 +110,18 @@ func parseCases(t testing.TB) []parseCase {
 			want: want{body: "plain version"},
 		},
 		{
+			name: "empty plain part falls back to html",
+			raw: join(commonHeaders(`Content-Type: multipart/alternative; boundary=alt`), sep("",
+				"--alt", "Content-Type: text/plain", "", "  ", "--alt", "Content-Type: text/html", "",
+				"<p>the real content</p>", "--alt--", "")),
+			want: want{body: "the real content"},
+		},
+		{
+			name: "sloppy From field is not an mbox line",
+			raw:  crlf("From : Alice <alice@example.org>", "Subject: s", "", "b"),
+			want: want{from: "Alice <alice@example.org>", subject: "s", body: "b"},
+		},
+		{
 			name: "html only",
 			raw: join(commonHeaders("Content-Type: text/html; charset=utf-8"), sep("",
 				"<html><head><title>T</title><style>p{color:red}</style></head>",

@@ -113,31 +113,48 @@ func capText(s string, limit int) string {
 }
 
 // snippet returns the first n runes of text with every run of white space collapsed to one
-// space, for message lists.
+// space, for message lists. It copies whole words at a time: it runs on every message.
 func snippet(text string, n int) string {
 	var b strings.Builder
 	b.Grow(min(len(text), n*2))
-	count, space := 0, false
-	for i := 0; i < len(text) && count < n; {
+	count := 0 // runes written, separators included
+	word := -1 // byte offset where the current word starts, -1 between words
+	for i := 0; i < len(text); {
 		r, size := rune(text[i]), 1
 		if r >= utf8.RuneSelf {
 			r, size = utf8.DecodeRuneInString(text[i:])
 		}
-		i += size
 		if unicode.IsSpace(r) {
-			space = b.Len() > 0
+			if word >= 0 {
+				b.WriteString(text[word:i])
+				word = -1
+			}
+			i += size
 			continue
 		}
-		if space {
-			if count+1 >= n {
-				break
-			}
-			b.WriteByte(' ')
-			count++
-			space = false
+		if count >= n {
+			break
 		}
-		b.WriteString(text[i-size : i])
+		if word < 0 {
+			if b.Len() > 0 {
+				if count+1 >= n {
+					break
+				}
+				b.WriteByte(' ')
+				count++
+			}
+			word = i
+		}
 		count++
+		i += size
+		if count >= n {
+			b.WriteString(text[word:i])
+			word = -1
+			break
+		}
+	}
+	if word >= 0 {
+		b.WriteString(text[word:])
 	}
 	return b.String()
 }

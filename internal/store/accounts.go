@@ -62,7 +62,11 @@ func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
 
 // Account returns one account by id.
 func (s *Store) Account(ctx context.Context, id int64) (Account, error) {
-	a, err := scanAccount(s.read.QueryRowContext(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id))
+	row, err := s.queryRowPrepared(ctx, `SELECT `+accountColumns+` FROM accounts WHERE id = $1`, id)
+	var a Account
+	if err == nil {
+		a, err = scanAccount(row)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("store: account %d: %w", id, ErrNotFound)
 	}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -38,6 +39,8 @@ type Store struct {
 	dialect dialect
 	// dsn is kept, without its password, for messages.
 	dsn string
+	// readStmts caches the prepared statements of the hottest reads (see prepared.go).
+	readStmts sync.Map // query -> *sql.Stmt
 }
 
 // Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also

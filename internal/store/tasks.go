@@ -382,7 +382,11 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 
 // Task returns one task by id.
 func (s *Store) Task(ctx context.Context, id string) (Task, error) {
-	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`SELECT `+taskColumns+` FROM sync_tasks WHERE id = $1`), id))
+	row, err := s.queryRowPrepared(ctx, s.sql(`SELECT `+taskColumns+` FROM sync_tasks WHERE id = $1`), id)
+	var t Task
+	if err == nil {
+		t, err = scanTask(row)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Task{}, fmt.Errorf("store: task %s: %w", id, ErrNotFound)
 	}
@@ -405,6 +409,26 @@ func (s *Store) LatestTask(ctx context.Context, accountID int64) (Task, error) {
 		return Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, err)
 	}
 	return t, nil
+}
+
+// TaskWithOwner returns one task by id and the id of the user owning its account, in one query:
+// the API checks ownership on every read of a task.
+func (s *Store) TaskWithOwner(ctx context.Context, id string) (Task, int64, error) {
+	var owner int64
+	row, err := s.queryRowPrepared(ctx, s.sql(`SELECT `+taskColumns+`,
+		(SELECT user_id FROM accounts WHERE accounts.id = sync_tasks.account_id)
+		FROM sync_tasks WHERE id = $1`), id)
+	var t Task
+	if err == nil {
+		t, err = scanTask(row, &owner)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, 0, fmt.Errorf("store: task %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Task{}, 0, fmt.Errorf("store: task %s: %w", id, err)
+	}
+	return t, owner, nil
 }
 
 // ActiveTasks returns every queued or running task, oldest first.

@@ -51,10 +51,12 @@ func (s *Store) UserByToken(ctx context.Context, tokenHash string) (User, error)
 		lastUsed sql.NullInt64
 		now      int64
 	)
-	err := s.read.QueryRowContext(ctx, s.sql(`
+	row, err := s.queryRowPrepared(ctx, s.sql(`
 		SELECT u.id, u.email, u.password_hash, u.is_admin, u.created_at, t.id, t.last_used_at, {{now}}
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`), tokenHash).
-		Scan(&u.ID, &u.Email, &u.PasswordHash, &u.IsAdmin, &created, &tokenID, &lastUsed, &now)
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`), tokenHash)
+	if err == nil {
+		err = row.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.IsAdmin, &created, &tokenID, &lastUsed, &now)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("store: token: %w", ErrNotFound)
 	}

@@ -5,19 +5,21 @@ import "time"
 // View is a task as the API and the CLI show it (DESIGN §5): one shape for every client, with
 // live and percent derived from the row rather than stored.
 type View struct {
-	ID          string       `json:"id"`
-	AccountID   int64        `json:"account_id"`
-	State       State        `json:"state"`
-	Phase       string       `json:"phase"`
-	Percent     float64      `json:"percent"`
-	Live        bool         `json:"live"`
-	ForceFull   bool         `json:"force_full"`
-	CreatedAt   *time.Time   `json:"created_at"`
-	StartedAt   *time.Time   `json:"started_at"`
-	HeartbeatAt *time.Time   `json:"heartbeat_at"`
-	FinishedAt  *time.Time   `json:"finished_at"`
-	Error       string       `json:"error"`
-	Progress    ProgressView `json:"progress"`
+	ID          string     `json:"id"`
+	AccountID   int64      `json:"account_id"`
+	State       State      `json:"state"`
+	Phase       string     `json:"phase"`
+	Percent     float64    `json:"percent"`
+	Live        bool       `json:"live"`
+	ForceFull   bool       `json:"force_full"`
+	CreatedAt   *time.Time `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	HeartbeatAt *time.Time `json:"heartbeat_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	Error       string     `json:"error"`
+	// CancelRequested is set once a cancel was asked for a running task that has not stopped yet.
+	CancelRequested bool         `json:"cancel_requested"`
+	Progress        ProgressView `json:"progress"`
 }
 
 // ProgressView is the progress part of View.
@@ -39,7 +41,7 @@ func (m *Manager) View(t Task) View {
 		ID: t.ID, AccountID: t.AccountID, State: t.State, Phase: p.Phase, Percent: Percent(t),
 		Live: m.Live(t), ForceFull: t.ForceFull,
 		CreatedAt: timePtr(t.CreatedAt), StartedAt: timePtr(t.StartedAt), HeartbeatAt: timePtr(t.HeartbeatAt),
-		FinishedAt: timePtr(t.FinishedAt), Error: t.Error,
+		FinishedAt: timePtr(t.FinishedAt), Error: t.Error, CancelRequested: !t.CancelRequestedAt.IsZero() && t.State.Active(),
 		Progress: ProgressView{
 			FoldersTotal: p.FoldersTotal, FoldersDone: p.FoldersDone, MessagesTotal: p.MessagesTotal,
 			MessagesDone: p.MessagesDone, BytesDone: p.BytesDone, New: p.New, Updated: p.Updated, Deleted: p.Deleted,

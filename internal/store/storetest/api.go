@@ -247,3 +247,22 @@ func testTaskCounts(t *testing.T, dialect string) {
 		t.Fatalf("TaskCounts = %v, want %v", counts, want)
 	}
 }
+
+func testTaskWithOwner(t *testing.T, dialect string) {
+	e := newEnv(t, dialect)
+	ctx := context.Background()
+	a := SeedAccount(t, e.store)
+	tk := e.start(t, a.ID)
+	for range 2 { // the second read goes through the cached prepared statement
+		got, owner, err := e.store.TaskWithOwner(ctx, tk.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != tk.ID || owner != a.UserID || got.ObservedAt.IsZero() {
+			t.Fatalf("TaskWithOwner = %+v owner %d, want task %s of user %d", got, owner, tk.ID, a.UserID)
+		}
+	}
+	if _, _, err := e.store.TaskWithOwner(ctx, "00000000-0000-4000-8000-000000000000"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing task: got %v, want ErrNotFound", err)
+	}
+}

@@ -50,6 +50,7 @@ var suite = []struct {
 	{"MessageListing", testMessageListing},
 	{"TaskCounts", testTaskCounts},
 	{"MailBatches", testMailBatches},
+	{"TaskWithOwner", testTaskWithOwner},
 }
 
 // env is one test's database, lifecycle and clock.

@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"mailsync/internal/store"
+)
+
+type fakeSource struct {
+	counts map[store.TaskState]int
+	active []store.Task
+	err    error
+}
+
+func (f fakeSource) TaskCounts(context.Context) (map[store.TaskState]int, error) {
+	return f.counts, f.err
+}
+func (f fakeSource) ActiveTasks(context.Context) ([]store.Task, error) { return f.active, f.err }
+
+func scrape(t *testing.T, r *Registry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+func TestRegistry(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	src := fakeSource{
+		counts: map[store.TaskState]int{store.TaskRunning: 2, store.TaskSucceeded: 5},
+		active: []store.Task{
+			{State: store.TaskRunning, HeartbeatAt: now.Add(-7 * time.Second), ObservedAt: now},
+			{State: store.TaskRunning, HeartbeatAt: now.Add(-2 * time.Second), ObservedAt: now},
+			{State: store.TaskQueued, CreatedAt: now.Add(-time.Hour), ObservedAt: now},
+		},
+	}
+	r := New(src)
+	r.TaskFinished(store.Task{State: store.TaskSucceeded, StartedAt: now, FinishedAt: now.Add(3 * time.Second)})
+	r.TaskFinished(store.Task{State: store.TaskRunning}) // not finished: ignored
+	r.MessagesFetched(10, 2048)
+	r.IMAPError("auth")
+	r.ZombiesReaped(2)
+	r.HTTPRequest("GET", "GET /api/sync/tasks/{id}", 200, time.Millisecond)
+	out := scrape(t, r)
+	for _, want := range []string{
+		`mailsync_tasks{state="running"} 2`,
+		`mailsync_tasks{state="succeeded"} 5`,
+		`mailsync_tasks{state="failed"} 0`,
+		`mailsync_oldest_heartbeat_age_seconds 7`,
+		`mailsync_task_duration_seconds_count{state="succeeded"} 1`,
+		`mailsync_task_duration_seconds_sum{state="succeeded"} 3`,
+		`mailsync_messages_fetched_total 10`,
+		`mailsync_bytes_fetched_total 2048`,
+		`mailsync_imap_errors_total{class="auth"} 1`,
+		`mailsync_zombie_tasks_reaped_total 2`,
+		`mailsync_http_requests_total{code="200",method="GET",route="GET /api/sync/tasks/{id}"} 1`,
+		`mailsync_task_scrape_error 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+}
+
+func TestScrapeSurvivesDatabaseErrors(t *testing.T) {
+	out := scrape(t, New(fakeSource{err: errors.New("down")}))
+	if !strings.Contains(out, "mailsync_task_scrape_error 1") {
+		t.Fatalf("scrape with the database down:\n%s", out)
+	}
+}
