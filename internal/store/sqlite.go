@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -35,7 +37,13 @@ func openSQLite(path string) (*Store, error) {
 			return nil, fmt.Errorf("store: sqlite: %w", err)
 		}
 	}
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+	if err := createSQLite(path); err != nil {
+		return nil, fmt.Errorf("store: sqlite: create %s: %w", path, err)
+	}
+	// wal_autocheckpoint bounds the WAL (1 GiB with 64 KiB pages) while the checkpointer waits
+	// for writes to pause; journal_size_limit shrinks the file back after a checkpoint.
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)" +
+		"&_pragma=wal_autocheckpoint(16384)&_pragma=journal_size_limit(67108864)"
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + pragmas
 	write, err := sql.Open("sqlite", base+"&_txlock=immediate")
 	if err != nil {
@@ -51,5 +59,103 @@ func openSQLite(path string) (*Store, error) {
 	}
 	read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
-	return &Store{write: write, read: read, dialect: sqliteDialect, dsn: "sqlite:" + path}, nil
+	cp, err := sql.Open("sqlite", base)
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("store: sqlite: %w", err)
+	}
+	cp.SetMaxOpenConns(1)
+	return &Store{write: write, read: read, dialect: sqliteDialect, dsn: "sqlite:" + path,
+		checkpoints: startCheckpointer(cp)}, nil
+}
+
+// checkpointer copies the WAL into the database file on its own connection once writes pause.
+// A checkpoint costs a copy of every page written plus two fsyncs: left to the writer
+// (wal_autocheckpoint), one lands inside the commit that crosses the threshold, and during a full
+// sync they took two thirds of the writer's time (measured: 20,000 messages written in 0.45 s
+// without checkpoints, 1.4-2.2 s with them). Deferred to a quiet moment, the same work happens
+// after the sync, off every caller's path. The writer's own auto-checkpoint, set high in the DSN,
+// remains the bound on the WAL's size while writes never pause.
+type checkpointer struct {
+	db   *sql.DB
+	kick chan struct{}
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// checkpointQuiet is how long writes must pause before a checkpoint runs.
+const checkpointQuiet = 250 * time.Millisecond
+
+func startCheckpointer(db *sql.DB) *checkpointer {
+	ctx, stop := context.WithCancel(context.Background())
+	c := &checkpointer{db: db, kick: make(chan struct{}, 1), stop: stop, done: make(chan struct{})}
+	go c.run(ctx)
+	return c
+}
+
+func (c *checkpointer) run(ctx context.Context) {
+	defer close(c.done)
+	quiet := time.NewTimer(checkpointQuiet)
+	quiet.Stop()
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			quiet.Stop()
+			return
+		case <-c.kick:
+			quiet.Reset(checkpointQuiet)
+			pending = true
+		case <-quiet.C:
+			if !pending {
+				continue
+			}
+			pending = false
+			// PASSIVE never blocks the writer or readers; what it cannot copy yet (frames a
+			// reader still needs) the next round takes. An error (SQLITE_BUSY) is the same: later.
+			c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
+}
+
+// wrote tells the checkpointer that the WAL grew.
+func (c *checkpointer) wrote() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *checkpointer) close() error {
+	c.stop()
+	<-c.done
+	return c.db.Close()
+}
+
+// pageSize is the page size of new databases. Messages average ~13 KB: with the default 4 KiB
+// pages each one spans an overflow chain of several pages, and every page is a separate write to
+// the WAL and again to the database at checkpoint. 64 KiB pages cut the system calls of a
+// full sync by an order of magnitude (measured: see bench/README.md).
+const pageSize = 65536
+
+// createSQLite gives a database that does not exist yet its page size. It must happen before
+// the switch to WAL, which fixes the page size for good, and the driver applies DSN pragmas in
+// alphabetical order (journal_mode before page_size), so it is done here, once.
+func createSQLite(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+		return nil
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	for _, pragma := range []string{fmt.Sprintf("PRAGMA page_size = %d", pageSize), "PRAGMA journal_mode = WAL"} {
+		if _, err := db.Exec(pragma); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -41,6 +41,8 @@ type Store struct {
 	dsn string
 	// readStmts caches the prepared statements of the hottest reads (see prepared.go).
 	readStmts sync.Map // query -> *sql.Stmt
+	// checkpoints runs SQLite's WAL checkpoints off the writer's path; nil on PostgreSQL.
+	checkpoints *checkpointer
 }
 
 // Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also
@@ -70,7 +72,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 
 // Close releases every connection.
 func (s *Store) Close() error {
-	err := s.write.Close()
+	var err error
+	if s.checkpoints != nil {
+		err = s.checkpoints.close()
+	}
+	err = errors.Join(err, s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}
@@ -116,6 +122,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if s.checkpoints != nil {
+		s.checkpoints.wrote()
 	}
 	return nil
 }

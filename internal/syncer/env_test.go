@@ -49,14 +49,40 @@ type env struct {
 	acct    store.Account
 	srv     server
 	fetched atomic.Int64 // bodies downloaded, over every sync
+	calls   *countingStore
 }
 
-func newEnv(t *testing.T, dialect string, srv server, opts syncer.Options) *env {
+// countingStore counts the syncer's calls that only a folder that changed should cost.
+type countingStore struct {
+	syncer.Store
+	writes, folderReads atomic.Int64
+}
+
+func (c *countingStore) CommitBatch(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error) {
+	c.writes.Add(1)
+	return c.Store.CommitBatch(ctx, l, p, b)
+}
+
+func (c *countingStore) DeleteFolder(ctx context.Context, l store.Lease, p store.Progress, accountID int64, name string) error {
+	c.writes.Add(1)
+	return c.Store.DeleteFolder(ctx, l, p, accountID, name)
+}
+
+func (c *countingStore) FolderUIDs(ctx context.Context, folderID int64) ([]store.FlagChange, error) {
+	c.folderReads.Add(1)
+	return c.Store.FolderUIDs(ctx, folderID)
+}
+
+func newEnv(t testing.TB, dialect string, srv server, opts syncer.Options) *env {
 	t.Helper()
-	return newEnvDSN(t, storetest.DSN(t, dialect), srv, opts)
+	e, key := newAccount(t, storetest.DSN(t, dialect), srv)
+	e.startWorker(t, key, opts)
+	return e
 }
 
-func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
+// newAccount makes a store with one account on srv and returns it with the server key its
+// password is sealed under. No worker runs yet.
+func newAccount(t testing.TB, dsn string, srv server) (*env, []byte) {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.OpenDSN(t, dsn, true)
@@ -64,7 +90,9 @@ func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box := testBox(t)
+	key := make([]byte, secret.KeySize)
+	rand.Read(key)
+	box := newBox(t, key)
 	u, err := st.CreateUser(ctx, rand.Text()+"@example.test", "x", false)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +104,12 @@ func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, tasks: tasks, acct: acct, srv: srv}
+	return &env{store: st, tasks: tasks, acct: acct, srv: srv}, key
+}
+
+// startWorker runs a worker with the syncer in this process until the test ends.
+func (e *env) startWorker(t testing.TB, key []byte, opts syncer.Options) {
+	t.Helper()
 	user := opts.Fetched
 	opts.Fetched = func(folder string, uid uint32) {
 		e.fetched.Add(1)
@@ -87,8 +120,9 @@ func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
 	if opts.CommandTimeout == 0 {
 		opts.CommandTimeout = 20 * time.Second
 	}
-	s := syncer.New(st, box, opts)
-	w := worker.New(tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
+	e.calls = &countingStore{Store: e.store}
+	s := syncer.New(e.calls, newBox(t, key), opts)
+	w := worker.New(e.tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
 	wctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -99,14 +133,10 @@ func newEnvDSN(t *testing.T, dsn string, srv server, opts syncer.Options) *env {
 		stop()
 		<-done
 	})
-	return e
 }
 
-// testBox is a secret box with a fresh key.
-func testBox(t *testing.T) *secret.Box {
+func newBox(t testing.TB, key []byte) *secret.Box {
 	t.Helper()
-	key := make([]byte, secret.KeySize)
-	rand.Read(key)
 	box, err := secret.New(key)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +145,7 @@ func testBox(t *testing.T) *secret.Box {
 }
 
 // sync runs one sync task to its end and returns the final row.
-func (e *env) sync(t *testing.T, force bool) task.Task {
+func (e *env) sync(t testing.TB, force bool) task.Task {
 	t.Helper()
 	ctx := context.Background()
 	tk, _, err := e.tasks.Start(ctx, e.acct.ID, force)
@@ -125,7 +155,7 @@ func (e *env) sync(t *testing.T, force bool) task.Task {
 	return e.wait(t, tk.ID)
 }
 
-func (e *env) wait(t *testing.T, id string) task.Task {
+func (e *env) wait(t testing.TB, id string) task.Task {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
@@ -144,7 +174,7 @@ func (e *env) wait(t *testing.T, id string) task.Task {
 }
 
 // syncOK runs a sync that must succeed.
-func (e *env) syncOK(t *testing.T, force bool) task.Task {
+func (e *env) syncOK(t testing.TB, force bool) task.Task {
 	t.Helper()
 	tk := e.sync(t, force)
 	if tk.State != task.Succeeded {

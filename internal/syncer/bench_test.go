@@ -1,0 +1,136 @@
+package syncer_test
+
+import (
+	"context"
+	"iter"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mailsync/internal/imapconn"
+	"mailsync/internal/imaptest"
+	"mailsync/internal/mailgen"
+	"mailsync/internal/syncer"
+)
+
+// corpusFiles turns a mailgen corpus into Maildir files for Dovecot ("." separates levels).
+func corpusFiles(seed int64, n int) iter.Seq[imaptest.MailFile] {
+	return func(yield func(imaptest.MailFile) bool) {
+		mailgen.Generate(mailgen.Options{Seed: seed, Messages: n}, func(m mailgen.Mail) error {
+			var flags strings.Builder
+			for _, f := range m.Flags {
+				switch f {
+				case `\Seen`:
+					flags.WriteByte('S')
+				case `\Flagged`:
+					flags.WriteByte('F')
+				case `\Answered`:
+					flags.WriteByte('R')
+				case `\Draft`:
+					flags.WriteByte('D')
+				}
+			}
+			if !yield(imaptest.MailFile{Folder: strings.ReplaceAll(m.Folder, "/", "."), Flags: flags.String(), Date: m.Date, Raw: m.Raw}) {
+				return errStop
+			}
+			return nil
+		})
+	}
+}
+
+type stopErr struct{}
+
+func (stopErr) Error() string { return "stop" }
+
+var errStop error = stopErr{}
+
+// dovecotWithCorpus starts a Dovecot holding n generated messages, its index already built.
+func dovecotWithCorpus(tb testing.TB, n int) server {
+	tb.Helper()
+	d := imaptest.StartDovecot(tb)
+	u := d.AddUser(tb, "bob", "secret-pw")
+	d.WriteMaildir(tb, u, corpusFiles(11, n))
+	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: ".", hasCondStore: true}
+	warm(tb, srv)
+	return srv
+}
+
+// warm makes Dovecot build its index of every folder, as a first access would.
+func warm(tb testing.TB, srv server) {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := imapconn.Dial(ctx, imapconn.Config{Host: srv.host, Port: srv.port, TLS: imapconn.TLSNone, Login: srv.login, Password: srv.passwd})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	folders, err := c.ListFolders(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, f := range folders {
+		if f.NoSelect {
+			continue
+		}
+		if _, err := c.Select(ctx, f.Name, false); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := c.FetchFlags(ctx, imapconn.UIDsFrom(1), 0); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFullSync measures a first sync of 20,000 messages into SQLite, then a no-change sync,
+// with the raw fetch floor for comparison. bench/syncbench compares with mbsync; this one is for
+// profiling (go test -bench FullSync -benchtime 1x -cpuprofile cpu.out).
+func BenchmarkFullSync(b *testing.B) {
+	srv := dovecotWithCorpus(b, 20000)
+	for range 2 {
+		n, d := rawFetch(b, srv)
+		b.Logf("raw fetch of %d bodies: %s", n, d)
+	}
+	for b.Loop() {
+		e := newEnv(b, "sqlite", srv, syncer.Options{})
+		var ru0, ru1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		start := time.Now()
+		tk := e.syncOK(b, false)
+		full := time.Since(start)
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		b.Logf("cpu user %s sys %s", time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()), time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano()))
+		start = time.Now()
+		e.syncOK(b, false)
+		b.Logf("full %s (%d messages, %d MB), no-change %s", full, tk.Progress.New, tk.Progress.BytesDone>>20, time.Since(start))
+	}
+}
+
+// rawFetch downloads every body of every folder and discards them: the floor of any sync.
+func rawFetch(tb testing.TB, srv server) (int, time.Duration) {
+	tb.Helper()
+	start := time.Now()
+	ctx := context.Background()
+	c, err := imapconn.Dial(ctx, imapconn.Config{Host: srv.host, Port: srv.port, TLS: imapconn.TLSNone, Login: srv.login, Password: srv.passwd})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	folders, err := c.ListFolders(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, f := range folders {
+		if f.NoSelect {
+			continue
+		}
+		if _, err := c.Select(ctx, f.Name, false); err != nil {
+			tb.Fatal(err)
+		}
+		if err := c.FetchBodies(ctx, imapconn.UIDsFrom(1), func(imapconn.Message) error { n++; return nil }); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return n, time.Since(start)
+}

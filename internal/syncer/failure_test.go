@@ -1,0 +1,171 @@
+package syncer_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"mailsync/internal/imaptest"
+	"mailsync/internal/syncer"
+	"mailsync/internal/task"
+)
+
+func wantFailed(t *testing.T, tk task.Task, fragments ...string) {
+	t.Helper()
+	t.Logf("task error: %s", tk.Error)
+	if tk.State != task.Failed {
+		t.Fatalf("task %s, want failed (error %q)", tk.State, tk.Error)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(tk.Error, f) {
+			t.Errorf("task error %q does not say %q", tk.Error, f)
+		}
+	}
+}
+
+func TestWrongPasswordFailsWithAuthError(t *testing.T) {
+	t.Parallel()
+	srv, _, _ := startDovecot(t)
+	srv.passwd = "not-the-password"
+	e := newEnv(t, "sqlite", srv, syncer.Options{})
+	wantFailed(t, e.sync(t, false), "auth error", "authentication failed", "login")
+}
+
+func TestUnreachableHostFailsWithTransientError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // nothing listens there any more: connection refused
+	e := newEnv(t, "sqlite", server{host: "127.0.0.1", port: port, login: "bob", passwd: "pw"}, syncer.Options{})
+	wantFailed(t, e.sync(t, false), "transient error", "connect to 127.0.0.1")
+}
+
+// TestServerDiesMidFetch kills Dovecot in the middle of a first sync: the task fails with a
+// transient error, what was committed is intact, and the next sync resumes from the checkpoint.
+func TestServerDiesMidFetch(t *testing.T) {
+	t.Parallel()
+	const total, killAt = 1500, 400
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	d.WriteMaildir(t, u, corpusFiles(5, total))
+	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
+	warm(t, srv)
+
+	var (
+		seen atomic.Int64
+		once sync.Once
+	)
+	e := newEnv(t, "sqlite", srv, syncer.Options{BatchMessages: 50, Fetched: func(string, uint32) {
+		if seen.Add(1) == killAt {
+			once.Do(d.Stop)
+		}
+	}})
+	wantFailed(t, e.sync(t, false), "transient error")
+	stored := e.storedCount(t)
+	if stored == 0 || stored >= total {
+		t.Fatalf("%d of %d messages stored before the server died; want some but not all", stored, total)
+	}
+
+	d.Start(t)
+	// What was committed before the crash is exactly the server's.
+	server := e.serverState(t)
+	for name, msgs := range e.storeState(t) {
+		for _, m := range msgs {
+			if diff := compareStates(map[string][]serverMessage{name: {m}}, map[string][]serverMessage{name: pick(server[name], m.UID)}); diff != "" {
+				t.Fatalf("after the crash: %s", diff)
+			}
+		}
+	}
+	before := e.fetched.Load()
+	e.syncOK(t, false)
+	e.assertMirrors(t)
+	if again := e.fetched.Load() - before; again != int64(total-stored) {
+		t.Errorf("the resumed sync downloaded %d bodies; %d were missing", again, total-stored)
+	}
+}
+
+func pick(msgs []serverMessage, uid uint32) []serverMessage {
+	for _, m := range msgs {
+		if m.UID == uid {
+			return []serverMessage{m}
+		}
+	}
+	return nil
+}
+
+// TestUnselectableFolderIsSkipped makes one folder unreadable to Dovecot: the sync succeeds,
+// names the folder in its final phase, and syncs the others.
+func TestUnselectableFolderIsSkipped(t *testing.T) {
+	t.Parallel()
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	c := d.Client(t, u)
+	c.CreateFolder("Broken")
+	c.CreateFolder("Fine")
+	c.AddMessage("Fine", []byte(unparseable))
+	c.AddMessage("INBOX", []byte(unparseable))
+	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
+	broken := filepath.Join(d.MaildirPath(u), ".Broken")
+	if err := os.Chmod(broken, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(broken, 0o755) })
+
+	e := newEnv(t, "sqlite", srv, syncer.Options{})
+	tk := e.syncOK(t, false)
+	t.Logf("final phase: %s", tk.Progress.Phase)
+	if !strings.Contains(tk.Progress.Phase, `"Broken"`) {
+		t.Errorf("final phase %q does not name the skipped folder", tk.Progress.Phase)
+	}
+	got := e.storeState(t)
+	if len(got["Fine"]) != 1 || len(got["INBOX"]) != 1 {
+		t.Errorf("the readable folders were not synced: %v", got)
+	}
+}
+
+// TestCancelStopsSync cancels a running sync: the task ends cancelled, soon, with its committed
+// batches kept.
+func TestCancelStopsSync(t *testing.T) {
+	t.Parallel()
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	d.WriteMaildir(t, u, corpusFiles(6, 1000))
+	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
+	warm(t, srv)
+	var (
+		e    *env
+		seen atomic.Int64
+		ids  = make(chan string, 1)
+	)
+	e = newEnv(t, "sqlite", srv, syncer.Options{BatchMessages: 20, Fetched: func(string, uint32) {
+		if seen.Add(1) == 100 {
+			if _, err := e.tasks.Cancel(context.Background(), <-ids); err != nil {
+				t.Error(err)
+			}
+		}
+		if seen.Load() > 100 {
+			time.Sleep(time.Millisecond) // a slow server: the cancel must not wait for the end
+		}
+	}})
+	tk, _, err := e.tasks.Start(context.Background(), e.acct.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids <- tk.ID
+	tk = e.wait(t, tk.ID)
+	if tk.State != task.Cancelled {
+		t.Fatalf("task %s (%s), want cancelled", tk.State, tk.Error)
+	}
+	if n := e.storedCount(t); n == 0 || n >= 1000 {
+		t.Errorf("%d messages stored by the cancelled sync; want the batches before the cancel", n)
+	}
+}
