@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -387,6 +388,24 @@ func TestBrowser(t *testing.T) {
 		if after.State == "running" {
 			t.Error("the dead task is still running after the cleanup")
 		}
+	})
+
+	t.Run("ExpiredSessionGoesBackToSignIn", func(t *testing.T) {
+		mb := &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10}
+		st := newStack(t, mb.sync, fakeLogin{})
+		acct := st.addAccount("Anywhere")
+		p := newPage(t, browser, st)
+		p.login()
+		p.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error { // as if the session had expired
+			_, err := cdp.Call(ctx, t, network.ClearBrowserCookies, cdp.Empty{})
+			return err
+		}))
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
+		p.waitFor("the sign-in form", `document.querySelector('#login-form') !== null`, 10*time.Second)
+		if n := st.taskCount(acct.ID); n != 0 {
+			t.Fatalf("a signed-out click started %d tasks", n)
+		}
+		p.login()
 	})
 
 	t.Run("WrongIMAPPasswordIsRefusedInWords", func(t *testing.T) {

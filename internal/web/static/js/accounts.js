@@ -7,20 +7,22 @@ import {formatDuration, formatNumber, formatTime, h, replace} from './dom.js';
 
 export async function accountsView(root) {
   const accounts = await get('/api/accounts');
+  const empty = () => h('div', {class: 'panel empty'},
+    h('p', {}, 'No mailbox connected yet.'),
+    h('a', {class: 'button primary', href: '#/accounts/new'}, 'Connect an IMAP account'));
   const cards = [];
   for (const a of accounts) {
-    const card = new AccountCard(a, () => cards.splice(cards.indexOf(card), 1));
+    const card = new AccountCard(a, () => {
+      cards.splice(cards.indexOf(card), 1);
+      if (cards.length === 0) root.append(empty());
+    });
     cards.push(card);
   }
   replace(root,
     h('div', {class: 'page-head'},
       h('h1', {}, 'Accounts'),
       h('a', {class: 'button primary', href: '#/accounts/new'}, 'Add account')),
-    cards.length === 0
-      ? h('div', {class: 'panel empty'},
-        h('p', {}, 'No mailbox connected yet.'),
-        h('a', {class: 'button primary', href: '#/accounts/new'}, 'Connect an IMAP account'))
-      : cards.map((c) => c.el));
+    cards.length === 0 ? empty() : cards.map((c) => c.el));
   return () => cards.forEach((c) => c.dispose());
 }
 
@@ -31,6 +33,9 @@ function describe(task) {
   if (isStalled(task)) {
     return {key: 'stalled', label: 'Stalled',
       detail: `Its worker stopped answering (last heard ${formatTime(task.heartbeat_at || task.created_at)}). Start a new sync.`};
+  }
+  if (isActive(task) && task.cancel_requested) {
+    return {key: 'cancelling', label: 'Cancelling', detail: 'The sync stops at its next checkpoint…'};
   }
   switch (task.state) {
     case 'queued':
@@ -147,7 +152,7 @@ class AccountCard {
 
     this.syncBtn.disabled = this.starting || live;
     this.fullBtn.disabled = this.starting || live;
-    this.cancelBtn.disabled = !isActive(task);
+    this.cancelBtn.disabled = !isActive(task) || !!task.cancel_requested;
     this.syncBtn.textContent = task?.state === 'failed' ? 'Retry' : 'Sync now';
   }
 
@@ -175,11 +180,10 @@ class AccountCard {
     this.cancelBtn.disabled = true;
     try {
       const task = await post(`/api/sync/tasks/${encodeURIComponent(this.task.id)}/cancel`);
-      // A running task stops at its next heartbeat; the stream brings the terminal event.
-      if (!isActive(task)) {
-        this.follower.stop();
-        this.show(task);
-      }
+      // A queued task is cancelled at once; a running one stops at its next heartbeat, and the
+      // stream brings the terminal event.
+      if (!isActive(task)) this.follower.stop();
+      if (task.id === this.task?.id) this.show(task);
     } catch (err) {
       this.error = `Could not cancel: ${err.message}`;
       this.show(this.task);

@@ -45,6 +45,11 @@ export async function request(method, path, body, opts = {}) {
     try { data = JSON.parse(text); } catch { data = null; }
   }
   if (!resp.ok && !(opts.accept || []).includes(resp.status)) {
+    if (resp.status === 401 && path !== '/api/login') {
+      // The session ended (expired, signed out in another tab, password changed): the page
+      // goes back to the sign-in form, whatever asked.
+      window.dispatchEvent(new CustomEvent('mailsync:signed-out'));
+    }
     throw new APIError(resp.status, data, text.slice(0, 200));
   }
   return data;

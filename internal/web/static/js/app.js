@@ -58,7 +58,7 @@ async function route() {
     } else if (parts[0] === 'messages' && parts[1]) {
       await messageView(view, {messageID: Number(parts[1])});
     } else if (parts[0] === 'health') {
-      await healthView(view, {me});
+      await healthView(view, {me, refresh: route});
     } else {
       replace(view, h('div', {class: 'panel'}, h('p', {}, 'There is no such page. '), h('a', {href: '#/accounts'}, 'Go to your accounts')));
     }
@@ -95,6 +95,11 @@ document.getElementById('logout').addEventListener('click', async () => {
 });
 
 window.addEventListener('hashchange', route);
+window.addEventListener('mailsync:signed-out', () => {
+  if (!me) return;
+  me = null;
+  route();
+});
 
 (async () => {
   try {

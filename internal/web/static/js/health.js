@@ -47,7 +47,7 @@ function accountsTable(accounts) {
     })));
 }
 
-export async function healthView(root, {me}) {
+export async function healthView(root, {me, refresh}) {
   const accept = {accept: [503]};
   const sync = await get('/api/health/sync', accept);
   const parts = [h('div', {class: 'page-head'}, h('h1', {}, 'Health'))];
@@ -70,7 +70,8 @@ export async function healthView(root, {me}) {
       replace(result, h('p', {class: 'notice'}, reaped.length === 0
         ? 'Nothing to clean up: no dead sync.'
         : `Cleaned up ${reaped.length} dead sync${reaped.length > 1 ? 's' : ''}: ` +
-          reaped.map((t) => `${t.id.slice(0, 8)} (account ${t.account_id}) → ${t.state}`).join(', ')));
+          reaped.map((t) => `${t.id.slice(0, 8)} (account ${t.account_id}) → ${t.state}`).join(', ')),
+      h('button', {type: 'button', class: 'link', onclick: refresh}, 'Refresh the figures'));
     } catch (err) {
       replace(result, h('p', {class: 'error'}, err.message));
     } finally {
