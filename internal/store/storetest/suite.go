@@ -49,8 +49,8 @@ var suite = []struct {
 	{"AccountUpdateDelete", testAccountUpdateDelete},
 	{"MessageListing", testMessageListing},
 	{"TaskCounts", testTaskCounts},
-	{"MailBatches", testMailBatches},
 	{"TaskWithOwner", testTaskWithOwner},
+	{"MailBatches", testMailBatches},
 }
 
 // env is one test's database, lifecycle and clock.
