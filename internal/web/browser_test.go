@@ -42,22 +42,21 @@ func newBrowser(t *testing.T) context.Context {
 	return bctx
 }
 
-// page is one browser tab on a stack.
+// page is one browser tab on a mailsync server.
 type page struct {
 	t        *testing.T
 	ctx      context.Context
-	st       *stack
+	url      string       // of the server the page is on
 	requests atomic.Int64 // every request the tab sent, counted from DevTools network events
-	log      func() string
 }
 
-func newPage(t *testing.T, browser context.Context, st *stack) *page {
+func newPage(t *testing.T, browser context.Context, url string) *page {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext()) // its own cookies
 	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
 	t.Cleanup(cancelTimeout)
-	p := &page{t: t, ctx: ctx, st: st}
+	p := &page{t: t, ctx: ctx, url: url}
 	if err := chromedp.Listen(ctx, func(ev any) {
 		if _, ok := ev.(*network.EventRequestWillBeSent); ok {
 			p.requests.Add(1)
@@ -98,7 +97,7 @@ func (p *page) waitFor(what, expr string, timeout time.Duration) {
 // login opens the UI and signs in.
 func (p *page) login() {
 	p.t.Helper()
-	p.do(chromedp.Navigate(p.st.url+"/"),
+	p.do(chromedp.Navigate(p.url+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#login-form input[name=email]`)),
 		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=email]`), userEmail),
 		chromedp.SendKeys(chromedp.CSS(`#login-form input[name=password]`), userPassword),
@@ -151,7 +150,7 @@ func TestBrowser(t *testing.T) {
 		mb := &mailbox{folders: []int{1200, 500, 300}, step: 30 * time.Millisecond, batch: 50}
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Work")
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		p.waitFor("the card", fmt.Sprintf(`document.querySelector('%s')`, card(acct.ID)), 5*time.Second)
 		if got := p.cardState(acct.ID); got != "none" {
@@ -211,7 +210,7 @@ func TestBrowser(t *testing.T) {
 		mb := &mailbox{folders: []int{400, 400}, step: 20 * time.Millisecond, batch: 40}
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Home")
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		release := mb.hold()
 		defer release()
@@ -253,7 +252,7 @@ func TestBrowser(t *testing.T) {
 		}
 		// It never sends a heartbeat again, as if SIGKILLed.
 
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		p.waitFor("the running task", fmt.Sprintf(`['running', 'stalled'].includes(document.querySelector('%s')?.dataset.state)`, card(acct.ID)), 5*time.Second)
 		timeout := lifecycle().HeartbeatTimeout
@@ -287,7 +286,7 @@ func TestBrowser(t *testing.T) {
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Behind a proxy")
 		st.breakStreams.Store(true)
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
 		p.waitFor("success by polling", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
@@ -308,7 +307,7 @@ func TestBrowser(t *testing.T) {
 		mb := &mailbox{folders: []int{200}, step: 5 * time.Millisecond, batch: 20}
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Flaky")
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		mb.failNext(errors.New("transient: the IMAP server closed the connection"))
 		btn := chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)
@@ -333,7 +332,7 @@ func TestBrowser(t *testing.T) {
 		mb := &mailbox{folders: []int{400}, step: 10 * time.Millisecond, batch: 20}
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Too big")
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		release := mb.hold()
 		defer release()
@@ -365,7 +364,7 @@ func TestBrowser(t *testing.T) {
 		}
 		time.Sleep(lifecycle().HeartbeatTimeout + 200*time.Millisecond)
 
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		p.do(chromedp.Click(chromedp.CSS(`nav a[data-nav=health]`)))
 		p.waitFor("the health page", `document.querySelector('button[data-action=cleanup]') !== null`, 10*time.Second)
@@ -394,7 +393,7 @@ func TestBrowser(t *testing.T) {
 		mb := &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10}
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Anywhere")
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		p.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error { // as if the session had expired
 			_, err := cdp.Call(ctx, t, network.ClearBrowserCookies, cdp.Empty{})
@@ -411,7 +410,7 @@ func TestBrowser(t *testing.T) {
 	t.Run("WrongIMAPPasswordIsRefusedInWords", func(t *testing.T) {
 		mb := &mailbox{folders: []int{10}, step: time.Millisecond, batch: 10}
 		st := newStack(t, mb.sync, fakeLogin{})
-		p := newPage(t, browser, st)
+		p := newPage(t, browser, st.url)
 		p.login()
 		p.do(chromedp.Click(chromedp.CSS(`a[href="#/accounts/new"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`#add-account-form`)))

@@ -97,7 +97,7 @@ func TestBrowserOnDovecot(t *testing.T) {
 	st = newStack(t, func(ctx context.Context, run *worker.Run) error {
 		return syncer.New(st.store, st.box, syncer.Options{}).Run(ctx, run)
 	}, imapLogin{})
-	p := newPage(t, browser, st)
+	p := newPage(t, browser, st.url)
 	p.login()
 
 	// Add the account through the form: the wrong password first, then the right one.
