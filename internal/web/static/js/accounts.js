@@ -32,7 +32,7 @@ function describe(task) {
   const p = task.progress || {};
   if (isStalled(task)) {
     return {key: 'stalled', label: 'Stalled',
-      detail: `Its worker stopped answering (last heard ${formatTime(task.heartbeat_at || task.created_at)}). Start a new sync.`};
+      detail: `Its worker stopped answering (last heard ${formatTime(task.heartbeat_at || task.created_at, true)}). Start a new sync.`};
   }
   if (isActive(task) && task.cancel_requested) {
     return {key: 'cancelling', label: 'Cancelling', detail: 'The sync stops at its next checkpoint…'};

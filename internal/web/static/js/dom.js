@@ -49,11 +49,13 @@ export function formatBytes(n) {
   return `${n < 10 && i > 0 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
 }
 
-export function formatTime(iso) {
+// formatTime shows an RFC 3339 time in the reader's zone; withSeconds for times that matter to
+// the second (a last heartbeat).
+export function formatTime(iso, withSeconds = false) {
   if (!iso) return '—';
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return '—';
-  return d.toLocaleString(undefined, {dateStyle: 'medium', timeStyle: 'short'});
+  return d.toLocaleString(undefined, {dateStyle: 'medium', timeStyle: withSeconds ? 'medium' : 'short'});
 }
 
 export function formatDuration(ms) {

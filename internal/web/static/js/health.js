@@ -43,7 +43,7 @@ function accountsTable(accounts) {
         : (t.state === 'queued' || t.state === 'running') && !t.live ? `${t.state}, not live` : t.state;
       return h('tr', {},
         h('td', {}, a.name), h('td', {class: 'num'}, a.user_id), h('td', {}, a.imap_host),
-        h('td', {}, state), h('td', {}, formatTime(t?.heartbeat_at)), h('td', {class: 'muted'}, t?.error || ''));
+        h('td', {}, state), h('td', {}, formatTime(t?.heartbeat_at, true)), h('td', {class: 'muted'}, t?.error || ''));
     })));
 }
 
