@@ -33,15 +33,11 @@ type ServeCmd struct {
 
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.logger
-	s, err := g.openStore(ctx)
+	s, tasks, err := g.openTasks(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tasks, err := g.taskManager(s)
-	if err != nil {
-		return err
-	}
 	key, err := g.serverKey()
 	if err != nil {
 		return err
