@@ -160,11 +160,16 @@ func (g *Globals) openStore(ctx context.Context) (*store.Store, error) {
 	return s, nil
 }
 
-// taskManager builds the lifecycle from the flags.
-func (g *Globals) taskManager(s *store.Store) (*task.Manager, error) {
+// openTasks opens the database (as openStore does) with the sync-task lifecycle the flags set.
+func (g *Globals) openTasks(ctx context.Context) (*store.Store, *task.Manager, error) {
+	s, err := g.openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	m, err := task.NewManager(s, g.Lifecycle.config())
 	if err != nil {
-		return nil, err
+		s.Close()
+		return nil, nil, err
 	}
-	return m, nil
+	return s, m, nil
 }

@@ -11,15 +11,11 @@ import (
 type RepairCmd struct{}
 
 func (c *RepairCmd) Run(ctx context.Context, g *Globals) error {
-	s, err := g.openStore(ctx)
+	s, tasks, err := g.openTasks(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tasks, err := g.taskManager(s)
-	if err != nil {
-		return err
-	}
 	reaped, err := tasks.Reap(ctx)
 	if err != nil {
 		return err

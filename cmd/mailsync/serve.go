@@ -28,19 +28,16 @@ type ServeCmd struct {
 	ScheduleInterval time.Duration `name:"schedule-interval" env:"MAILSYNC_SCHEDULE_INTERVAL" default:"30s" help:"How often to look for accounts whose scheduled sync is due."`
 	SecureCookies    bool          `name:"secure-cookies" env:"MAILSYNC_SECURE_COOKIES" help:"Mark the session cookie Secure (when served over HTTPS or behind a TLS proxy)."`
 	SessionTTL       time.Duration `name:"session-ttl" env:"MAILSYNC_SESSION_TTL" default:"720h" help:"How long a web login lasts."`
+	Demo             bool          `name:"demo" env:"MAILSYNC_DEMO" help:"Also run a built-in IMAP server on loopback, filled with a few thousand generated messages, and a demo user and account for it: try mailsync without a mailbox of your own."`
 }
 
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.logger
-	s, err := g.openStore(ctx)
+	s, tasks, err := g.openTasks(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tasks, err := g.taskManager(s)
-	if err != nil {
-		return err
-	}
 	key, err := g.serverKey()
 	if err != nil {
 		return err
@@ -48,6 +45,13 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	box, err := secret.New(key)
 	if err != nil {
 		return err
+	}
+	var demoRun *demo
+	if c.Demo {
+		if demoRun, err = startDemo(ctx, c.Addr, s, box, log); err != nil {
+			return err
+		}
+		defer demoRun.Close()
 	}
 	reg := metrics.New(s)
 	body, err := g.syncBody(s, box, reg)
@@ -91,13 +95,16 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: httpHandler(api), ReadHeaderTimeout: 10 * time.Second}
 	srv.RegisterOnShutdown(api.Shutdown)
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("mailsync listening", "url", "http://"+ln.Addr().String(), "db", s.Dialect(), "worker", w.Owner())
+	if demoRun != nil {
+		demoRun.announce(g.stdout, "http://"+ln.Addr().String())
+	}
 
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { reaper.Run(ctx) })

@@ -16,15 +16,11 @@ type StatusCmd struct {
 }
 
 func (c *StatusCmd) Run(ctx context.Context, g *Globals) error {
-	s, err := g.openStore(ctx)
+	s, tasks, err := g.openTasks(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tasks, err := g.taskManager(s)
-	if err != nil {
-		return err
-	}
 	var accounts []store.Account
 	if c.Account != "" {
 		a, err := findAccount(ctx, s, c.Account)

@@ -28,15 +28,11 @@ type SyncCmd struct {
 }
 
 func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
-	s, err := g.openStore(ctx)
+	s, tasks, err := g.openTasks(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tasks, err := g.taskManager(s)
-	if err != nil {
-		return err
-	}
 	a, err := findAccount(ctx, s, c.Account)
 	if err != nil {
 		return err

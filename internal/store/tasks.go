@@ -176,11 +176,14 @@ func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, create
 }
 
 // ClaimTask moves the oldest queued task to running under owner, with a new epoch and one more
-// attempt. It returns ErrNotFound when nothing is queued.
+// attempt. Progress starts again from zero: each run counts its own work (a resumed sync has less
+// to do than the one that died). It returns ErrNotFound when nothing is queued.
 func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (Task, error) {
 	row := s.write.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET state = 'running', owner = $1, epoch = epoch + 1, attempt = attempt + 1,
-			started_at = COALESCE($2, {{now}}), heartbeat_at = COALESCE($2, {{now}})
+			started_at = COALESCE($2, {{now}}), heartbeat_at = COALESCE($2, {{now}}), phase = 'starting',
+			folders_total = 0, folders_done = 0, messages_total = 0, messages_done = 0, bytes_done = 0,
+			new_messages = 0, updated_messages = 0, deleted_messages = 0
 		WHERE id = (SELECT id FROM sync_tasks WHERE state = 'queued'
 		            ORDER BY created_at, id LIMIT 1 `+s.dialect.skipLocked+`)
 		  AND state = 'queued'
@@ -211,13 +214,24 @@ type querier interface {
 
 // heartbeat is the fenced statement that opens every write of a lease holder: a data batch starts
 // with it, so a zombie's batch is refused before it writes anything.
+//
+// Counters never go down within a run: the worker's heartbeat and the syncer's batches both write
+// progress, and a heartbeat that read the progress just before a batch committed newer figures
+// must not put the older ones back.
 func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, now time.Time) (time.Time, error) {
 	p = p.normalized()
 	var cancelRequested sql.NullInt64
 	err := q.QueryRowContext(ctx, s.sql(`
-		UPDATE sync_tasks SET heartbeat_at = COALESCE($3, {{now}}), phase = $4,
-			folders_total = $5, folders_done = $6, messages_total = $7, messages_done = $8,
-			bytes_done = $9, new_messages = $10, updated_messages = $11, deleted_messages = $12
+		UPDATE sync_tasks SET heartbeat_at = COALESCE($3, {{now}}),
+			phase = CASE WHEN $8 >= messages_done THEN $4 ELSE phase END,
+			folders_total = CASE WHEN $5 > folders_total THEN $5 ELSE folders_total END,
+			folders_done = CASE WHEN $6 > folders_done THEN $6 ELSE folders_done END,
+			messages_total = CASE WHEN $7 > messages_total THEN $7 ELSE messages_total END,
+			messages_done = CASE WHEN $8 > messages_done THEN $8 ELSE messages_done END,
+			bytes_done = CASE WHEN $9 > bytes_done THEN $9 ELSE bytes_done END,
+			new_messages = CASE WHEN $10 > new_messages THEN $10 ELSE new_messages END,
+			updated_messages = CASE WHEN $11 > updated_messages THEN $11 ELSE updated_messages END,
+			deleted_messages = CASE WHEN $12 > deleted_messages THEN $12 ELSE deleted_messages END
 		WHERE id = $1 AND epoch = $2 AND state = 'running'
 		RETURNING cancel_requested_at`),
 		l.TaskID, l.Epoch, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,

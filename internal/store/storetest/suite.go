@@ -41,6 +41,7 @@ var suite = []struct {
 	{"TaskThatAlwaysDiesFailsAfterMaxAttempts", testMaxAttempts},
 	{"Cancel", testCancel},
 	{"InterruptKeepsAttempt", testInterrupt},
+	{"ProgressNeverGoesBackWithinARun", testProgressMonotonic},
 	{"Liveness", testLiveness},
 	{"MigrationRepairsInconsistentRows", testMigrationRepairs},
 	{"SchemaNewerThanBinary", testSchemaTooNew},
@@ -612,5 +613,30 @@ func testSchemaTooNew(t *testing.T, dialect string) {
 	_, err = s.Migrate(ctx)
 	if !errors.Is(err, store.ErrSchemaTooNew) {
 		t.Fatalf("migrate on a newer schema: %v, want ErrSchemaTooNew", err)
+	}
+}
+
+// testProgressMonotonic: a heartbeat carrying older figures than a batch already wrote leaves the
+// newer ones; a new run (a new claim) counts from zero.
+func testProgressMonotonic(t *testing.T, dialect string) {
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	tk := e.start(t, SeedAccount(t, e.store).ID)
+	r := e.claim(t, "w")
+	newer := task.Progress{Phase: "fetching INBOX", FoldersTotal: 2, FoldersDone: 1, MessagesTotal: 100, MessagesDone: 60, BytesDone: 6000, New: 60}
+	older := task.Progress{Phase: "fetching INBOX", FoldersTotal: 2, MessagesTotal: 100, MessagesDone: 40, BytesDone: 4000, New: 40}
+	for _, p := range []task.Progress{newer, older} {
+		if _, err := e.tasks.Heartbeat(ctx, r.Lease(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.get(t, tk.ID).Progress; got != newer {
+		t.Fatalf("after a stale heartbeat the progress is %+v, want %+v", got, newer)
+	}
+	e.clock.Advance(61 * time.Second)
+	e.reap(t)
+	again := e.claim(t, "w2")
+	if again.Progress.MessagesDone != 0 || again.Progress.MessagesTotal != 0 {
+		t.Fatalf("a new run starts with the old run's progress: %+v", again.Progress)
 	}
 }

@@ -1,0 +1,205 @@
+// The accounts page: one card per account with its sync state, progress and last results, and
+// the Sync now / Full resync / Cancel buttons.
+
+import {del, get, post} from './api.js';
+import {TaskFollower, isActive, isStalled} from './sync.js';
+import {formatDuration, formatNumber, formatTime, h, replace} from './dom.js';
+
+export async function accountsView(root) {
+  const accounts = await get('/api/accounts');
+  const empty = () => h('div', {class: 'panel empty'},
+    h('p', {}, 'No mailbox connected yet.'),
+    h('a', {class: 'button primary', href: '#/accounts/new'}, 'Connect an IMAP account'));
+  const cards = [];
+  for (const a of accounts) {
+    const card = new AccountCard(a, () => {
+      cards.splice(cards.indexOf(card), 1);
+      if (cards.length === 0) root.append(empty());
+    });
+    cards.push(card);
+  }
+  replace(root,
+    h('div', {class: 'page-head'},
+      h('h1', {}, 'Accounts'),
+      h('a', {class: 'button primary', href: '#/accounts/new'}, 'Add account')),
+    cards.length === 0 ? empty() : cards.map((c) => c.el));
+  return () => cards.forEach((c) => c.dispose());
+}
+
+// describe turns a task into what the card says about it.
+function describe(task) {
+  if (!task) return {key: 'none', label: 'Never synced', detail: 'Press Sync now to copy this mailbox.'};
+  const p = task.progress || {};
+  if (isStalled(task)) {
+    return {key: 'stalled', label: 'Stalled',
+      detail: `Its worker stopped answering (last heard ${formatTime(task.heartbeat_at || task.created_at, true)}). Start a new sync.`};
+  }
+  if (isActive(task) && task.cancel_requested) {
+    return {key: 'cancelling', label: 'Cancelling', detail: 'The sync stops at its next checkpoint…'};
+  }
+  switch (task.state) {
+    case 'queued':
+      return {key: 'queued', label: 'Queued', detail: 'Waiting for a worker…'};
+    case 'running': {
+      const folders = p.folders_total ? ` · folder ${Math.min(p.folders_done + 1, p.folders_total)} of ${p.folders_total}` : '';
+      return {key: 'running', label: 'Syncing', detail: (task.phase || 'working') + folders};
+    }
+    case 'succeeded':
+      return {key: 'succeeded', label: 'Up to date', detail: `Synced ${formatTime(task.finished_at)}.`};
+    case 'failed':
+      return {key: 'failed', label: 'Failed', detail: `The sync of ${formatTime(task.started_at || task.created_at)} failed.`};
+    case 'cancelled':
+      return {key: 'cancelled', label: 'Cancelled', detail: `Cancelled ${formatTime(task.finished_at)}.`};
+    default:
+      return {key: task.state, label: task.state, detail: ''};
+  }
+}
+
+function duration(task) {
+  if (!task || !task.started_at) return null;
+  const end = task.finished_at ? new Date(task.finished_at) : new Date();
+  return end - new Date(task.started_at);
+}
+
+class AccountCard {
+  constructor(account, onRemoved) {
+    this.account = account;
+    this.onRemoved = onRemoved;
+    this.task = null;
+    this.starting = false;
+    this.error = '';
+    this.follower = new TaskFollower((t) => this.show(t));
+
+    const stat = (key, label, title) => {
+      const dd = h('dd', {'data-stat': key}, '—');
+      this.stats[key] = dd;
+      return h('div', {class: 'stat', title}, h('dt', {}, label), dd);
+    };
+    this.stats = {};
+    this.stateEl = h('span', {class: 'state'});
+    this.detailEl = h('span', {class: 'muted'});
+    this.fill = h('div');
+    this.bar = h('div', {class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100,
+      'aria-valuenow': 0, 'aria-label': `Sync progress of ${account.name}`}, this.fill);
+    this.phaseEl = h('span', {'data-field': 'counts'});
+    this.percentEl = h('span', {'data-field': 'percent'});
+    this.errorEl = h('div', {class: 'error', role: 'alert', 'data-field': 'error', hidden: true});
+    this.syncBtn = h('button', {type: 'button', class: 'primary', 'data-action': 'sync', onclick: () => this.start(false)}, 'Sync now');
+    this.fullBtn = h('button', {type: 'button', 'data-action': 'full', title: 'Rescan every folder and reconcile',
+      onclick: () => this.start(true)}, 'Full resync');
+    this.cancelBtn = h('button', {type: 'button', 'data-action': 'cancel', onclick: () => this.cancel()}, 'Cancel');
+    this.el = h('section', {class: 'panel account', 'data-account-id': account.id},
+      h('div', {class: 'account-head'},
+        h('h2', {}, account.name),
+        h('span', {class: 'muted small'}, `${account.login} · ${account.imap_host}:${account.imap_port} · ${account.tls_mode}`)),
+      h('p', {class: 'status'}, this.stateEl, ' ', this.detailEl),
+      h('div', {class: 'progress'}, this.bar, h('div', {class: 'progress-text'}, this.phaseEl, this.percentEl)),
+      h('dl', {class: 'stats'},
+        stat('new', 'New', 'Messages copied for the first time'),
+        stat('updated', 'Updated', 'Messages whose flags changed'),
+        stat('deleted', 'Deleted', 'Messages gone from the server'),
+        stat('total', 'Messages', 'Messages this sync covered'),
+        stat('duration', 'Duration', 'Time from start to end')),
+      this.errorEl,
+      h('div', {class: 'actions'},
+        this.syncBtn, this.fullBtn, this.cancelBtn,
+        h('a', {class: 'button', href: `#/accounts/${account.id}/messages`}, 'Messages'),
+        h('button', {type: 'button', class: 'link danger', 'data-action': 'remove', onclick: () => this.remove()}, 'Remove')));
+
+    this.show(account.last_task);
+    if (isActive(account.last_task)) this.follower.follow(account.last_task); // a reload mid-sync picks it up
+  }
+
+  dispose() {
+    this.follower.stop();
+  }
+
+  // show draws the card for task (the latest view of the account's live or last task).
+  show(task) {
+    this.task = task || null;
+    const d = this.starting
+      ? {key: 'starting', label: 'Starting…', detail: 'Asking the server for a sync.'}
+      : describe(this.task);
+    const p = (task && task.progress) || {};
+    const live = isActive(task) && !isStalled(task);
+
+    this.el.dataset.state = d.key;
+    this.el.dataset.taskId = task ? task.id : '';
+    this.stateEl.className = `state ${d.key}`;
+    this.stateEl.textContent = d.label;
+    this.detailEl.textContent = d.detail;
+
+    const pct = task ? Math.max(0, Math.min(100, task.percent || 0)) : 0;
+    this.fill.style.width = `${pct}%`;
+    this.bar.setAttribute('aria-valuenow', String(Math.round(pct * 10) / 10));
+    this.bar.classList.toggle('done', task?.state === 'succeeded');
+    this.bar.classList.toggle('bad', task?.state === 'failed' || d.key === 'stalled');
+    this.percentEl.textContent = task ? `${Math.floor(pct)}%` : '';
+    this.phaseEl.textContent = task && p.messages_total
+      ? `${formatNumber(p.messages_done)} of ${formatNumber(p.messages_total)} messages`
+      : '';
+
+    const set = (k, v) => { this.stats[k].textContent = v; };
+    set('new', task ? formatNumber(p.new) : '—');
+    set('updated', task ? formatNumber(p.updated) : '—');
+    set('deleted', task ? formatNumber(p.deleted) : '—');
+    set('total', task ? formatNumber(p.messages_total) : '—');
+    set('duration', formatDuration(duration(task)));
+
+    const err = this.error || (task?.state === 'failed' ? (task.error || 'The sync failed.') : '');
+    this.errorEl.hidden = !err;
+    this.errorEl.textContent = err;
+
+    this.syncBtn.disabled = this.starting || live;
+    this.fullBtn.disabled = this.starting || live;
+    this.cancelBtn.disabled = !isActive(task) || !!task.cancel_requested;
+    this.syncBtn.textContent = task?.state === 'failed' ? 'Retry' : 'Sync now';
+  }
+
+  // start is Sync now (or Full resync). The server answers with the account's one live task, new
+  // or not, so a click that races another tab simply joins the same task.
+  async start(forceFull) {
+    if (this.starting || (isActive(this.task) && !isStalled(this.task))) return;
+    this.starting = true;
+    this.error = '';
+    this.show(this.task); // disables the buttons before the request leaves
+    try {
+      const {task} = await post(`/api/accounts/${this.account.id}/sync`, {force_full: forceFull});
+      this.starting = false;
+      this.follower.follow(task);
+      this.show(task);
+    } catch (err) {
+      this.starting = false;
+      this.error = `Could not start the sync: ${err.message}`;
+      this.show(this.task);
+    }
+  }
+
+  async cancel() {
+    if (!isActive(this.task)) return;
+    this.cancelBtn.disabled = true;
+    try {
+      const task = await post(`/api/sync/tasks/${encodeURIComponent(this.task.id)}/cancel`);
+      // A queued task is cancelled at once; a running one stops at its next heartbeat, and the
+      // stream brings the terminal event.
+      if (!isActive(task)) this.follower.stop();
+      if (task.id === this.task?.id) this.show(task);
+    } catch (err) {
+      this.error = `Could not cancel: ${err.message}`;
+      this.show(this.task);
+    }
+  }
+
+  async remove() {
+    if (!window.confirm(`Remove ${this.account.name} and every message mailsync stored for it? The IMAP mailbox itself is not touched.`)) return;
+    try {
+      await del(`/api/accounts/${this.account.id}`);
+      this.dispose();
+      this.el.remove();
+      this.onRemoved();
+    } catch (err) {
+      this.error = `Could not remove the account: ${err.message}`;
+      this.show(this.task);
+    }
+  }
+}

@@ -1,0 +1,111 @@
+// mailsync's single page: a router over the URL fragment and the signed-in user.
+//
+//   #/login                      sign in
+//   #/accounts                   accounts, sync buttons and progress
+//   #/accounts/new               add an account
+//   #/accounts/{id}/messages     stored mail, ?folder=&q=
+//   #/messages/{id}              one message
+//   #/health                     operators' health
+
+import {get, post} from './api.js';
+import {h, replace} from './dom.js';
+import {accountsView} from './accounts.js';
+import {addAccountView} from './addaccount.js';
+import {healthView} from './health.js';
+import {loginView} from './login.js';
+import {messageView, messagesView} from './messages.js';
+
+const view = document.getElementById('view');
+const nav = document.getElementById('nav');
+let me = null;
+let cleanup = null; // ends what the current view keeps running (event streams, timers)
+let generation = 0; // a view that finishes loading after the user moved on is dropped
+
+function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function parse(hash) {
+  const [path, query] = hash.replace(/^#/, '').split('?');
+  return {parts: path.split('/').filter(Boolean), params: new URLSearchParams(query || '')};
+}
+
+async function route() {
+  const gen = ++generation;
+  if (cleanup) {
+    cleanup();
+    cleanup = null;
+  }
+  const {parts, params} = parse(location.hash);
+  if (!me) {
+    showNav();
+    loginView(view, {onSignedIn: (user) => {
+      me = user;
+      navigate(parts[0] && parts[0] !== 'login' ? location.hash : '#/accounts');
+    }});
+    return;
+  }
+  showNav(parts[0] || 'accounts');
+  try {
+    let done;
+    if (parts.length === 0 || parts[0] === 'login' || (parts[0] === 'accounts' && parts.length === 1)) {
+      done = await accountsView(view);
+    } else if (parts[0] === 'accounts' && parts[1] === 'new') {
+      addAccountView(view, {navigate});
+    } else if (parts[0] === 'accounts' && parts[2] === 'messages') {
+      await messagesView(view, {accountID: Number(parts[1]), params, navigate});
+    } else if (parts[0] === 'messages' && parts[1]) {
+      await messageView(view, {messageID: Number(parts[1])});
+    } else if (parts[0] === 'health') {
+      await healthView(view, {me, refresh: route});
+    } else {
+      replace(view, h('div', {class: 'panel'}, h('p', {}, 'There is no such page. '), h('a', {href: '#/accounts'}, 'Go to your accounts')));
+    }
+    if (gen !== generation) {
+      if (done) done();
+    } else {
+      cleanup = done || null;
+    }
+  } catch (err) {
+    if (gen !== generation) return;
+    if (err.status === 401) {
+      me = null;
+      route();
+      return;
+    }
+    replace(view, h('div', {class: 'panel'}, h('p', {class: 'error', role: 'alert'}, err.message),
+      h('p', {}, h('a', {href: '#/accounts'}, 'Back to your accounts'))));
+  }
+}
+
+function showNav(current) {
+  nav.hidden = !me;
+  document.getElementById('who').textContent = me ? me.email : '';
+  for (const a of nav.querySelectorAll('a[data-nav]')) {
+    if (a.dataset.nav === current) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+document.getElementById('logout').addEventListener('click', async () => {
+  try { await post('/api/logout'); } catch { /* signed out locally all the same */ }
+  me = null;
+  navigate('#/login');
+});
+
+window.addEventListener('hashchange', route);
+window.addEventListener('mailsync:signed-out', () => {
+  if (!me) return;
+  me = null;
+  route();
+});
+
+(async () => {
+  try {
+    me = await get('/api/me');
+  } catch {
+    me = null;
+  }
+  route();
+})();

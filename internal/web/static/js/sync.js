@@ -1,0 +1,132 @@
+// Following one sync task until it ends.
+//
+// The contract of the "Sync now" button rests here:
+//   - progress comes from the task's EventSource (snapshot, progress, then one terminal event);
+//   - on the terminal event the stream is closed at once (an EventSource left open would
+//     reconnect by itself) and nothing further is requested;
+//   - if the stream fails, the task is polled with a growing delay, and the stream is tried again
+//     after each successful poll; polling stops at a terminal state;
+//   - stop() ends everything (leaving the page, following another task).
+
+import {get} from './api.js';
+
+export const TERMINAL_STATES = ['succeeded', 'failed', 'cancelled'];
+
+export function isActive(task) {
+  return !!task && (task.state === 'queued' || task.state === 'running');
+}
+
+// isStalled: the task claims to be active but nobody has been heard from within the timeout (its
+// worker died). The server replaces it on the next start, so the page offers one.
+export function isStalled(task) {
+  return isActive(task) && task.live === false;
+}
+
+const FIRST_RETRY_MS = 500;
+const MAX_RETRY_MS = 10000;
+
+export class TaskFollower {
+  // onUpdate(task) is called with every new view of the task, the last one terminal.
+  constructor(onUpdate) {
+    this.onUpdate = onUpdate;
+    this.task = null;
+    this.source = null;
+    this.timer = null;
+    this.retryMs = FIRST_RETRY_MS;
+    this.stopped = true;
+  }
+
+  // follow starts following task (a view from the API), leaving any previous one.
+  follow(task) {
+    this.stop();
+    this.stopped = false;
+    this.task = task;
+    this.retryMs = FIRST_RETRY_MS;
+    if (isActive(task)) this.open();
+    else this.stopped = true;
+  }
+
+  get following() {
+    return !this.stopped;
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.source) {
+      this.source.close();
+      this.source = null;
+    }
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  open() {
+    const id = this.task.id;
+    const es = new EventSource(`/api/sync/tasks/${encodeURIComponent(id)}/events`);
+    this.source = es;
+    const onTask = (ev) => {
+      if (this.source !== es) return;
+      let task;
+      try { task = JSON.parse(ev.data); } catch { return; }
+      this.retryMs = FIRST_RETRY_MS; // the stream works
+      this.update(task);
+    };
+    es.addEventListener('snapshot', onTask);
+    es.addEventListener('progress', onTask);
+    for (const name of TERMINAL_STATES) {
+      es.addEventListener(name, (ev) => {
+        es.close(); // before anything else: no reconnect, no further request
+        onTask(ev);
+      });
+    }
+    es.onerror = () => {
+      if (this.source !== es) return;
+      // The stream broke (server restart, proxy, network). An EventSource would retry on its own,
+      // forever; poll instead, which ends at a terminal state whatever happens to streams.
+      es.close();
+      this.source = null;
+      this.schedulePoll();
+    };
+  }
+
+  update(task) {
+    if (this.stopped || !task || task.id !== this.task.id) return;
+    const shown = this.task.progress;
+    if (isActive(task) && shown && task.progress && task.progress.messages_done < shown.messages_done) {
+      // A late write can carry older counters than one already shown. A bar must not move
+      // backwards: keep the counters shown, take the rest (state, liveness, phase).
+      task = {...task, progress: shown, percent: Math.max(task.percent, this.task.percent || 0)};
+    }
+    this.task = task;
+    if (!isActive(task)) this.stop();
+    this.onUpdate(task);
+  }
+
+  schedulePoll() {
+    if (this.stopped) return;
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
+    this.timer = setTimeout(() => this.poll(), delay);
+  }
+
+  async poll() {
+    this.timer = null;
+    if (this.stopped) return;
+    let task;
+    try {
+      task = await get(`/api/sync/tasks/${encodeURIComponent(this.task.id)}`);
+    } catch (err) {
+      if (err.status === 404) { // the account was deleted, its tasks with it
+        this.stop();
+        return;
+      }
+      this.schedulePoll();
+      return;
+    }
+    this.update(task);
+    if (this.stopped) return;
+    this.open(); // the server answers again: try the stream once more
+  }
+}
