@@ -2,6 +2,7 @@ package syncer_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"mailsync/internal/imaptest"
+	"mailsync/internal/mailgen"
 	"mailsync/internal/syncer"
 	"mailsync/internal/task"
 )
@@ -170,4 +172,73 @@ func TestCancelStopsSync(t *testing.T) {
 	if n := e.storedCount(t); n == 0 || n >= 1000 {
 		t.Errorf("%d messages stored by the cancelled sync; want the batches before the cancel", n)
 	}
+}
+
+// TestPoisonMessageIsSkipped serves one message whose FETCH response go-imap cannot parse (it
+// closes the connection on it): the sync still succeeds, with every other message, names the one
+// it skipped, and the next sync does not trip on it again.
+func TestPoisonMessageIsSkipped(t *testing.T) {
+	t.Parallel()
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	c := d.Client(t, u)
+	var poison uint32
+	for i := range 20 {
+		uid := c.AddMessage("INBOX", mailgen.Message(9, i))
+		if i == 6 {
+			poison = uid
+		}
+	}
+	direct := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
+	p := startProxy(t, d.Addr())
+	p.poison = fmt.Sprintf("UID %d ", poison)
+	viaProxy := direct
+	viaProxy.port = p.port()
+
+	e := newEnv(t, "sqlite", viaProxy, syncer.Options{BatchMessages: 4})
+	tk := e.syncOK(t, false)
+	t.Logf("final phase: %s", tk.Progress.Phase)
+	if !strings.Contains(tk.Progress.Phase, fmt.Sprintf("message UID %d of \"INBOX\"", poison)) {
+		t.Errorf("final phase %q does not name the skipped message", tk.Progress.Phase)
+	}
+	e.srv = direct
+	want := e.serverState(t)
+	var inbox []serverMessage
+	for _, m := range want["INBOX"] {
+		if m.UID != poison {
+			inbox = append(inbox, m)
+		}
+	}
+	want["INBOX"] = inbox
+	if diff := compareStates(want, e.storeState(t)); diff != "" {
+		t.Fatalf("store differs from the server, the poison message aside:\n%s", diff)
+	}
+	before := e.fetched.Load()
+	if tk := e.syncOK(t, false); tk.Progress.New != 0 || e.fetched.Load() != before {
+		t.Errorf("the next sync downloaded %d bodies (%d new); want none", e.fetched.Load()-before, tk.Progress.New)
+	}
+}
+
+// TestBrokenConnectionIsResumedInRun drops the connection once in the middle of a body: the sync
+// dials again, goes on from its last batch and succeeds, downloading nothing twice.
+func TestBrokenConnectionIsResumedInRun(t *testing.T) {
+	t.Parallel()
+	const total = 300
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	d.WriteMaildir(t, u, corpusFiles(8, total))
+	direct := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
+	warm(t, direct)
+	p := startProxy(t, d.Addr())
+	p.cutAfter.Store(1 << 20)
+	viaProxy := direct
+	viaProxy.port = p.port()
+
+	e := newEnv(t, "sqlite", viaProxy, syncer.Options{BatchMessages: 10})
+	tk := e.syncOK(t, false)
+	if tk.Progress.New != total || e.fetched.Load() != total {
+		t.Errorf("new %d, downloaded %d; want %d and %d", tk.Progress.New, e.fetched.Load(), total, total)
+	}
+	e.srv = direct
+	e.assertMirrors(t)
 }

@@ -28,7 +28,8 @@ type pending struct {
 // checkpoint to just past the highest UID it stored, so the next sync resumes from there.
 //
 // When the connection breaks, what already arrived is committed before the error is returned.
-func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.UIDSet, cp *store.Folder, reset *bool) (int, error) {
+// It returns how many messages it stored and the highest UID among them.
+func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.UIDSet, cp *store.Folder, reset *bool) (stored int, last uint32, err error) {
 	opts := a.s.opts
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -66,7 +67,6 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 	}()
 	defer parsers.Wait()
 
-	stored := 0
 	batch := make([]*pending, 0, opts.BatchMessages)
 	for open := true; open; {
 		batch = batch[:0]
@@ -93,15 +93,18 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 		if err := a.commitNew(ctx, batch, size, cp, reset); err != nil {
 			cancel(err)
 			<-fetchErr
-			return stored, err
+			return stored, last, err
 		}
 		stored += len(batch)
+		for _, p := range batch {
+			last = max(last, p.msg.UID)
+		}
 		win.release(len(batch), size)
 	}
 	if err := <-fetchErr; err != nil {
-		return stored, a.fail(ctx, folder, err)
+		return stored, last, a.fail(ctx, folder, err)
 	}
-	return stored, nil
+	return stored, last, nil
 }
 
 // commitNew stores one batch of new messages with the advanced checkpoint.

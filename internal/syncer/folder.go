@@ -90,7 +90,7 @@ func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
 	pendingReset := reset
 	fetched := 0
 	if sel.UIDNext == 0 || sel.UIDNext > oldNext || len(fetchSet) > 1 {
-		if fetched, err = a.fetchNew(ctx, name, fetchSet, &checkpoint, &pendingReset); err != nil {
+		if fetched, err = a.fetchAll(ctx, name, fetchSet, &checkpoint, &pendingReset, sel); err != nil {
 			return err
 		}
 	}

@@ -20,8 +20,10 @@
 //
 // Bad mail is one message's problem: a message that does not parse is stored raw with its
 // parse_error. A folder that cannot be selected is skipped and named in the task's final phase.
-// An error that breaks the connection ends the run with the error's class in its message; the
-// next sync resumes from the checkpoints.
+// A connection that breaks during a fetch is dialled again and the fetch goes on after the last
+// batch; a message whose response breaks the connection by itself is skipped and named too.
+// Any other error that breaks the connection ends the run with the error's class in its
+// message; the next sync resumes from the checkpoints.
 package syncer
 
 import (
@@ -116,17 +118,16 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 		p:    task.Progress{Phase: "connecting"},
 	}
 	run.Report(a.p)
-	conn, err := imapconn.Dial(ctx, imapconn.Config{
+	a.cfg = imapconn.Config{
 		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: tlsMode, InsecureSkipVerify: acct.TLSSkipVerify,
 		Login: acct.Login, Password: string(password),
 		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
 		Logger: s.opts.Logger,
-	})
-	if err != nil {
+	}
+	if a.conn, err = imapconn.Dial(ctx, a.cfg); err != nil {
 		return a.fail(ctx, "", err)
 	}
-	defer conn.Close()
-	a.conn = conn
+	defer func() { a.conn.Close() }() // the connection in use at the end: fetches may redial
 	return a.sync(ctx)
 }
 
@@ -135,11 +136,13 @@ type accountSync struct {
 	s    *Syncer
 	run  *worker.Run
 	acct store.Account
+	cfg  imapconn.Config
 	conn *imapconn.Conn
 	log  *slog.Logger
 
 	// p is the progress; only the goroutine running sync changes it.
-	p       task.Progress
+	p task.Progress
+	// skipped names the folders and messages given up on, for the task's final phase.
 	skipped []string
 }
 
@@ -208,7 +211,7 @@ func (a *accountSync) sync(ctx context.Context) error {
 	}
 	a.p.Phase = "done"
 	if len(a.skipped) > 0 {
-		a.p.Phase = fmt.Sprintf("done; skipped %d folder(s): %s", len(a.skipped), strings.Join(a.skipped, "; "))
+		a.p.Phase = fmt.Sprintf("done; skipped: %s", strings.Join(a.skipped, "; "))
 	}
 	a.run.Report(a.p)
 	return nil
