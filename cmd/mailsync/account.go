@@ -14,7 +14,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"mailsync/internal/imapconn"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 )
@@ -60,14 +59,12 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 		return err
 	}
 	a.UserID = u.ID
-	conn, err := imapconn.Dial(ctx, imapConfig(a, password))
-	if err != nil {
-		return fmt.Errorf("nothing saved: %w", err)
-	}
-	conn.Close()
 	box, err := g.secretBox()
 	if err != nil {
 		return err
+	}
+	if err := g.syncEngine(s, box).CheckLogin(ctx, a, password); err != nil {
+		return fmt.Errorf("nothing saved: %w", err)
 	}
 	a.SecretEnc = box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
 	saved, err := s.CreateAccount(ctx, a)
@@ -131,14 +128,6 @@ func readPassword(fromStdin bool, stdin io.Reader, env string) (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("no password: pipe it with --password-stdin or set %s", env)
-}
-
-// imapConfig is how an account is reached.
-func imapConfig(a store.Account, password string) imapconn.Config {
-	return imapconn.Config{
-		Host: a.IMAPHost, Port: a.IMAPPort, TLS: imapconn.TLSMode(a.TLSMode),
-		InsecureSkipVerify: a.TLSSkipVerify, Login: a.Login, Password: password,
-	}
 }
 
 // serverKey is MAILSYNC_SECRET_KEY, or the key file in the data directory (created on first use).

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"mailsync/internal/imapconn"
 	"mailsync/internal/secret"
 	"mailsync/internal/store/storetest"
+	"mailsync/internal/syncer"
 )
 
 // Two demo starts on one database leave one user and one account, pointing at the second
@@ -58,11 +58,9 @@ func TestDemoIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := imapconn.Dial(ctx, imapConfig(a, string(password)))
-	if err != nil {
+	if err := syncer.New(s, box, syncer.Options{}).CheckLogin(ctx, a, string(password)); err != nil {
 		t.Fatalf("the stored demo account cannot log in: %v", err)
 	}
-	conn.Close()
 
 	var out bytes.Buffer
 	second.announce(&out, "http://127.0.0.1:8080")

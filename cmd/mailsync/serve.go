@@ -12,10 +12,8 @@ import (
 	"mailsync/internal/auth"
 	"mailsync/internal/events"
 	"mailsync/internal/httpapi"
-	"mailsync/internal/imapconn"
 	"mailsync/internal/metrics"
 	"mailsync/internal/secret"
-	"mailsync/internal/store"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
@@ -54,10 +52,8 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		defer demoRun.Close()
 	}
 	reg := metrics.New(s)
-	body, err := g.syncBody(s, box, reg)
-	if err != nil {
-		return err
-	}
+	engine := g.syncEngine(s, box)
+	body := syncBody(engine, reg)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -88,7 +84,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log}
 
 	api, err := httpapi.New(httpapi.Config{
-		Store: s, Tasks: tasks, Events: bus, Box: box, Login: imapLogin{},
+		Store: s, Tasks: tasks, Events: bus, Box: box, Login: engine,
 		Sessions: auth.NewSessions(auth.DeriveKey(key, "session"), c.SessionTTL), Metrics: reg,
 		Log: log, Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,
 	})
@@ -127,15 +123,4 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	wg.Wait()
 	log.Info("stopped")
 	return nil
-}
-
-// imapLogin checks an account's login against its server before it is saved.
-type imapLogin struct{}
-
-func (imapLogin) CheckLogin(ctx context.Context, a store.Account, password string) error {
-	conn, err := imapconn.Dial(ctx, imapConfig(a, password))
-	if err != nil {
-		return err
-	}
-	return conn.Close()
 }

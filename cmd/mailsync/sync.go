@@ -41,10 +41,7 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	body, err := g.syncBody(s, box, metrics.New(s))
-	if err != nil {
-		return err
-	}
+	body := syncBody(g.syncEngine(s, box), metrics.New(s))
 	t, created, err := tasks.Start(ctx, a.ID, c.Full)
 	if err != nil {
 		return err

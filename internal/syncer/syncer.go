@@ -106,10 +106,6 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 	if err != nil {
 		return fmt.Errorf("syncer: password of account %d: %w", acct.ID, err)
 	}
-	tlsMode, err := imapconn.ParseTLSMode(acct.TLSMode)
-	if err != nil {
-		return fmt.Errorf("syncer: account %d: %w", acct.ID, err)
-	}
 	a := &accountSync{
 		s:    s,
 		run:  run,
@@ -118,17 +114,32 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 		p:    task.Progress{Phase: "connecting"},
 	}
 	run.Report(a.p)
-	a.cfg = imapconn.Config{
-		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: tlsMode, InsecureSkipVerify: acct.TLSSkipVerify,
-		Login: acct.Login, Password: string(password),
-		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
-		Logger: s.opts.Logger,
-	}
+	a.cfg = s.imapConfig(acct, string(password))
 	if a.conn, err = imapconn.Dial(ctx, a.cfg); err != nil {
 		return a.fail(ctx, "", err)
 	}
 	defer func() { a.conn.Close() }() // the connection in use at the end: fetches may redial
 	return a.sync(ctx)
+}
+
+// CheckLogin logs in to the account's server with password and logs out: an account is saved only
+// once this has worked.
+func (s *Syncer) CheckLogin(ctx context.Context, acct store.Account, password string) error {
+	conn, err := imapconn.Dial(ctx, s.imapConfig(acct, password))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// imapConfig is how an account is reached.
+func (s *Syncer) imapConfig(acct store.Account, password string) imapconn.Config {
+	return imapconn.Config{
+		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: imapconn.TLSMode(acct.TLSMode), InsecureSkipVerify: acct.TLSSkipVerify,
+		Login: acct.Login, Password: password,
+		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
+		Logger: s.opts.Logger,
+	}
 }
 
 // accountSync is the state of one run.
