@@ -50,11 +50,22 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(g.stderr, "joining the live sync %s of account %q\n", t.ID, a.Name)
 	}
 
+	// When this process runs the task, its own transitions wake the wait at once; when a server
+	// runs it, the wait's poll sees the row change.
+	changed := make(chan struct{}, 1)
+	tasks.Changed = func(ch task.Task) {
+		if ch.ID == t.ID {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}
 	workCtx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	w := worker.New(tasks, body, worker.Config{Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
 	wg.Go(func() { w.Run(workCtx) })
-	final, err := c.wait(ctx, g, tasks, t)
+	final, err := c.wait(ctx, g, tasks, t, changed)
 	stopWork()
 	wg.Wait()
 	if err != nil {
@@ -79,7 +90,7 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 }
 
 // wait follows the task until it ends, drawing a progress bar on a terminal.
-func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t task.Task) (task.Task, error) {
+func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t task.Task, changed <-chan struct{}) (task.Task, error) {
 	var bar *progressbar.ProgressBar
 	if f, ok := g.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !c.JSON {
 		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(g.stderr), progressbar.OptionShowCount(),
@@ -106,6 +117,7 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t t
 		case <-ctx.Done():
 			return task.Task{}, errors.New("interrupted; the sync goes on if a server runs, else it resumes at the next sync")
 		case <-tick.C:
+		case <-changed:
 		}
 	}
 }
