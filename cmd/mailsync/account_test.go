@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
 	"mailsync/internal/imaptest"
+	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
+	"mailsync/internal/task"
 )
 
 func TestParseIMAPURL(t *testing.T) {
@@ -90,5 +93,57 @@ func TestAccountAddTestsLoginFirst(t *testing.T) {
 	code, _, stderr = mailsyncIn(t, "", base...)
 	if code == 0 || !strings.Contains(stderr, "empty password") {
 		t.Fatalf("no password on stdin: %d %q", code, stderr)
+	}
+}
+
+// TestSyncCommand runs `mailsync sync` against a real Dovecot: --json prints the final task, a
+// second run finds nothing new, and a sync that cannot log in exits non-zero with the reason.
+func TestSyncCommand(t *testing.T) {
+	dovecot := imaptest.StartDovecot(t)
+	u := dovecot.AddUser(t, "dave", "dave-imap-pw")
+	stats := dovecot.WriteMailgen(t, u, mailgen.Options{Seed: 9, Messages: 300})
+	dsn := storetest.DSN(t, "sqlite")
+	common := []string{"--db", dsn, "--data-dir", t.TempDir()}
+	run := func(stdin string, args ...string) (int, string, string) {
+		t.Helper()
+		return mailsyncIn(t, stdin, append(append([]string{}, common...), args...)...)
+	}
+	if code, _, stderr := run("a-long-password\n", "user", "add", "dave@example.test", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	if code, _, stderr := run(u.Password+"\n", "account", "add", "--user", "dave@example.test", "--name", "mail",
+		"--imap-url", "imap://"+u.Login+"@"+dovecot.Addr(), "--tls", "none", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+
+	code, out, stderr := run("", "sync", "mail", "--json")
+	if code != 0 {
+		t.Fatalf("sync: %d %s", code, stderr)
+	}
+	var v task.View
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("--json printed %q: %v", out, err)
+	}
+	if v.State != task.Succeeded || v.Progress.New != stats.Messages || v.Percent != 100 || v.Live {
+		t.Fatalf("final task %+v, want succeeded with %d new", v, stats.Messages)
+	}
+
+	code, out, _ = run("", "sync", "mail")
+	if code != 0 || !strings.Contains(out, "succeeded") || !strings.Contains(out, " 0 new") {
+		t.Fatalf("second sync: %d %q", code, out)
+	}
+	code, out, _ = run("", "status")
+	if code != 0 || !strings.Contains(out, "mail") || !strings.Contains(out, "succeeded") {
+		t.Fatalf("status: %d %q", code, out)
+	}
+
+	// The login changed behind mailsync's back, so the sealed password no longer opens (it is bound
+	// to login and host): the sync fails, says why, and exits non-zero.
+	if _, err := storetest.OpenDSN(t, dsn, false).DB().Exec(`UPDATE accounts SET login = 'nobody'`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = run("", "sync", "mail")
+	if code == 0 || !strings.Contains(stderr, "failed") || !strings.Contains(stderr, "password") {
+		t.Fatalf("sync with a broken login: %d %q", code, stderr)
 	}
 }
