@@ -73,5 +73,10 @@ go vet ./...
 if [ $# -eq 0 ]; then
   set -- ./...
 fi
+# Test artifacts (the browser tests' screenshots) land in testdata-artifacts/ (ignored by git).
+artifacts=$PWD/testdata-artifacts
+rm -rf "$artifacts" && mkdir -p "$artifacts"
 say "go test -race $*"
-go test -race -count=1 -timeout 20m "$@"
+go test -race -count=1 -timeout 20m -artifacts -outputdir "$artifacts" "$@"
+shots=$(find "$artifacts" -name '*.png' | wc -l)
+say "$shots screenshots under testdata-artifacts/"
