@@ -3,6 +3,7 @@ package imaptest
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"testing"
@@ -82,8 +83,9 @@ func TestDovecotClientAndRestart(t *testing.T) {
 	}
 
 	d.Stop()
-	if greets(d.Addr()) {
-		t.Fatal("server still answers after Stop")
+	if conn, err := net.DialTimeout("tcp", d.Addr(), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("server still accepts connections after Stop")
 	}
 	d.Start(t)
 	c2 := d.Client(t, u)

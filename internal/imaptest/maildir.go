@@ -65,7 +65,7 @@ func (d *Dovecot) WriteMaildir(tb testing.TB, u User, files iter.Seq[MailFile]) 
 			if f.Folder != "" && !strings.EqualFold(f.Folder, "INBOX") {
 				dir = filepath.Join(root, "."+encodeMUTF7(f.Folder))
 			}
-			if err := d.makeMaildirFolder(dir); err != nil {
+			if err := d.srv.MakeMaildir(dir); err != nil {
 				setupErr = err
 				break
 			}
@@ -97,7 +97,7 @@ func (d *Dovecot) writeMailFile(path string, f MailFile) error {
 	if err := os.WriteFile(path, f.Raw, 0o644); err != nil {
 		return err
 	}
-	if err := os.Chown(path, d.uid, d.gid); err != nil {
+	if err := d.srv.Own(path); err != nil {
 		return err
 	}
 	return os.Chtimes(path, f.Date, f.Date)
