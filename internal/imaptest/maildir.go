@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"mailsync/internal/mutf7"
 )
 
 // MailFile is one message to write straight into a Maildir++.
@@ -63,7 +65,7 @@ func (d *Dovecot) WriteMaildir(tb testing.TB, u User, files iter.Seq[MailFile]) 
 		if !ok {
 			dir = root
 			if f.Folder != "" && !strings.EqualFold(f.Folder, "INBOX") {
-				dir = filepath.Join(root, "."+encodeMUTF7(f.Folder))
+				dir = filepath.Join(root, "."+mutf7.Encode(f.Folder))
 			}
 			if err := d.srv.MakeMaildir(dir); err != nil {
 				setupErr = err
