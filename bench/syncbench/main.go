@@ -3,9 +3,10 @@
 //
 //	go run ./bench/syncbench [-messages 20000] [-seed 1] [-runs 3] [-dir DIR] [-only raw,mbsync,mailsync]
 //
-// It writes the corpus with mailgen (cached in DIR between runs), starts its own Dovecot with a
-// config of its own, installs isync (mbsync) from Debian when it is missing, then measures, each
-// as a separate process so that wall time and peak RSS are comparable:
+// It starts a private Dovecot (internal/dovecot, the tests' server; dovecot-imapd is installed
+// from Debian when missing), writes the corpus with mailgen into its Maildir (cached in DIR
+// between runs), installs isync (mbsync) when it is missing, then measures, each as a separate
+// process so that wall time and peak RSS are comparable:
 //
 //	raw-floor         one connection, UID FETCH 1:* BODY.PEEK[] of every folder, bytes discarded
 //	mbsync-full       mbsync (FSync no) into an empty Maildir
@@ -26,22 +27,20 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"mailsync/internal/dovecot"
 	"mailsync/internal/mailgen"
 )
 
 const (
 	login    = "bench"
 	password = "bench"
-	mailUser = "mailsync-vmail"
 )
 
 func main() {
@@ -82,23 +81,31 @@ func run() error {
 	}
 
 	base := filepath.Join(c.dir, fmt.Sprintf("m%d-s%d", c.messages, c.seed))
-	stats, err := corpus(base, c)
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dovecot.Binary); err != nil {
+		if err := aptInstall("dovecot-imapd"); err != nil {
+			return err
+		}
+	}
+	d, err := dovecot.Start(base, dovecot.Options{})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	stats, err := corpus(d, base, c)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("corpus: %d messages, %d MB, %d folders\n", stats.messages, stats.bytes>>20, stats.folders)
-	d, err := startDovecot(base)
-	if err != nil {
-		return err
-	}
-	defer d.stop()
-	fmt.Printf("dovecot on %s; %d runs per row after one warm-up\n", d.addr(), c.runs)
+	fmt.Printf("dovecot on %s; %d runs per row after one warm-up\n", d.Addr(), c.runs)
 
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	port := strconv.Itoa(d.port)
+	port := strconv.Itoa(d.Port())
 	nothing := func() error { return nil }
 	// Rows run in rounds, one run of each row per round, so that load from elsewhere on the
 	// machine hits them alike. The no-change rows need the full rows' result: a phase of their own.
@@ -111,7 +118,7 @@ func run() error {
 			return err
 		}
 		rc, maildir := filepath.Join(base, "mbsyncrc"), filepath.Join(base, "mbsync")
-		if err := writeMbsyncrc(rc, maildir, d.port); err != nil {
+		if err := writeMbsyncrc(rc, maildir, d.Port()); err != nil {
 			return err
 		}
 		fresh := func() error {
@@ -288,154 +295,37 @@ type corpusStats struct {
 	bytes             int64
 }
 
-// corpus writes the Maildir once and remembers its stats in a marker file.
-func corpus(base string, c config) (corpusStats, error) {
+// corpus gives the benchmark user the generated mailbox, written once and kept between runs
+// with its stats in a marker file.
+func corpus(d *dovecot.Server, base string, c config) (corpusStats, error) {
 	marker := filepath.Join(base, "corpus.txt")
+	maildir := d.MaildirPath(login)
 	var s corpusStats
-	if b, err := os.ReadFile(marker); err == nil {
-		if _, err := fmt.Sscan(string(b), &s.messages, &s.bytes, &s.folders); err == nil {
-			return s, nil
+	b, err := os.ReadFile(marker)
+	if err == nil {
+		_, err = fmt.Sscan(string(b), &s.messages, &s.bytes, &s.folders)
+	}
+	if err == nil {
+		_, err = os.Stat(maildir)
+	}
+	if err != nil {
+		if err := os.RemoveAll(maildir); err != nil {
+			return s, err
 		}
-	}
-	if err := os.RemoveAll(base); err != nil {
-		return s, err
-	}
-	fmt.Printf("writing %d messages under %s ...\n", c.messages, base)
-	stats, err := mailgen.WriteMaildir(filepath.Join(base, "home", "Maildir"), mailgen.Options{Seed: c.seed, Messages: c.messages})
-	if err != nil {
-		return s, err
-	}
-	s = corpusStats{messages: stats.Messages, bytes: stats.Bytes, folders: len(stats.Folders)}
-	return s, os.WriteFile(marker, fmt.Appendf(nil, "%d %d %d\n", s.messages, s.bytes, s.folders), 0o644)
-}
-
-// dovecot is a private Dovecot serving base/home as the mailbox of one user.
-type dovecot struct {
-	cmd  *exec.Cmd
-	port int
-}
-
-func (d *dovecot) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(d.port)) }
-
-func (d *dovecot) stop() {
-	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-	d.cmd.Wait()
-}
-
-func startDovecot(base string) (*dovecot, error) {
-	if _, err := exec.LookPath("dovecot"); err != nil {
-		if err := aptInstall("dovecot-imapd"); err != nil {
-			return nil, err
-		}
-	}
-	uid, gid, err := ensureMailUser()
-	if err != nil {
-		return nil, err
-	}
-	run, err := os.MkdirTemp("", "syncbench-dovecot-") // short: unix socket paths are limited
-	if err != nil {
-		return nil, err
-	}
-	home := filepath.Join(base, "home")
-	if err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), home).Run(); err != nil {
-		return nil, fmt.Errorf("chown %s: %w", home, err)
-	}
-	for _, p := range []string{filepath.Dir(base), base} {
-		os.Chmod(p, 0o755)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	passwd := filepath.Join(base, "passwd")
-	if err := os.WriteFile(passwd, fmt.Appendf(nil, "%s:{PLAIN}%s::::%s::\n", login, password, home), 0o644); err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(base, "dovecot.conf")
-	if err := os.MkdirAll(filepath.Join(base, "state"), 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(conf, fmt.Appendf(nil, dovecotConf, run, base, uid, gid, port, passwd), 0o644); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("/usr/sbin/dovecot", "-F", "-c", conf)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	d := &dovecot{cmd: cmd, port: port}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", d.addr()); err == nil {
-			c.Close()
-			return d, nil
-		}
-	}
-	d.stop()
-	return nil, fmt.Errorf("dovecot did not answer on %s; see %s/dovecot.log", d.addr(), base)
-}
-
-const dovecotConf = `# Written by mailsync's syncbench: a private, plain-text, loopback-only IMAP server.
-protocols = imap
-listen = 127.0.0.1
-base_dir = %[1]s
-state_dir = %[2]s/state
-log_path = %[2]s/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_uid = %[3]d
-mail_gid = %[4]d
-first_valid_uid = %[3]d
-first_valid_gid = %[4]d
-mail_location = maildir:~/Maildir
-mail_fsync = never
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = %[5]d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service stats {
-  unix_listener stats-reader {
-    mode = 0666
-  }
-  unix_listener stats-writer {
-    mode = 0666
-  }
-}
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %[6]s
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%%u %[6]s
-}
-`
-
-func ensureMailUser() (uid, gid int, err error) {
-	lookup := func() (int, int, error) {
-		u, err := user.Lookup(mailUser)
+		fmt.Printf("writing %d messages under %s ...\n", c.messages, maildir)
+		stats, err := mailgen.WriteMaildir(maildir, mailgen.Options{Seed: c.seed, Messages: c.messages})
 		if err != nil {
-			return 0, 0, err
+			return s, err
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return uid, gid, nil
+		s = corpusStats{messages: stats.Messages, bytes: stats.Bytes, folders: len(stats.Folders)}
+		if err := os.WriteFile(marker, fmt.Appendf(nil, "%d %d %d\n", s.messages, s.bytes, s.folders), 0o644); err != nil {
+			return s, err
+		}
 	}
-	if uid, gid, err := lookup(); err == nil {
-		return uid, gid, nil
+	if err := d.AddUser(login, password); err != nil {
+		return s, err
 	}
-	out, addErr := exec.Command("useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", mailUser).CombinedOutput()
-	if uid, gid, err := lookup(); err == nil {
-		return uid, gid, nil
-	}
-	return 0, 0, fmt.Errorf("create system user %s (are we root?): %v: %s", mailUser, addErr, out)
+	return s, d.Own(maildir)
 }
 
 func ensureMbsync() error {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"mailsync/internal/mutf7"
 )
 
 // MailFile is one message to write straight into a Maildir++.
@@ -63,9 +65,9 @@ func (d *Dovecot) WriteMaildir(tb testing.TB, u User, files iter.Seq[MailFile]) 
 		if !ok {
 			dir = root
 			if f.Folder != "" && !strings.EqualFold(f.Folder, "INBOX") {
-				dir = filepath.Join(root, "."+encodeMUTF7(f.Folder))
+				dir = filepath.Join(root, "."+mutf7.Encode(f.Folder))
 			}
-			if err := d.makeMaildirFolder(dir); err != nil {
+			if err := d.srv.MakeMaildir(dir); err != nil {
 				setupErr = err
 				break
 			}
@@ -97,7 +99,7 @@ func (d *Dovecot) writeMailFile(path string, f MailFile) error {
 	if err := os.WriteFile(path, f.Raw, 0o644); err != nil {
 		return err
 	}
-	if err := os.Chown(path, d.uid, d.gid); err != nil {
+	if err := d.srv.Own(path); err != nil {
 		return err
 	}
 	return os.Chtimes(path, f.Date, f.Date)

@@ -1,9 +1,6 @@
 package imaptest
 
 import (
-	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"mailsync/internal/mailgen"
@@ -18,13 +15,7 @@ func (d *Dovecot) WriteMailgen(tb testing.TB, u User, opts mailgen.Options) mail
 	if err != nil {
 		tb.Fatalf("imaptest: write corpus for %s: %v", u.Login, err)
 	}
-	err = filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, d.uid, d.gid)
-	})
-	if err != nil {
+	if err := d.srv.Own(root); err != nil {
 		tb.Fatalf("imaptest: write corpus for %s: %v", u.Login, err)
 	}
 	return stats

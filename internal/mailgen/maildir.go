@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"mailsync/internal/mutf7"
 )
 
 // Stats describes a written corpus.
@@ -48,7 +50,7 @@ func WriteMaildir(dir string, opts Options) (Stats, error) {
 		paths[f] = p
 		stats.Folders[f] = 0
 		// Version 2 of Dovecot's subscriptions file separates hierarchy levels with a tab.
-		subscriptions.WriteString(strings.ReplaceAll(encodeMailboxName(f), "/", "\t") + "\n")
+		subscriptions.WriteString(strings.ReplaceAll(mutf7.Encode(f), "/", "\t") + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "subscriptions"), []byte(subscriptions.String()), 0o644); err != nil {
 		return Stats{}, fmt.Errorf("mailgen: %w", err)
@@ -80,7 +82,7 @@ func maildirFolder(name string) (string, error) {
 			return "", fmt.Errorf("mailgen: folder %q: a name part cannot contain %q in Maildir++", name, ".")
 		}
 	}
-	return "." + strings.ReplaceAll(encodeMailboxName(name), "/", "."), nil
+	return "." + strings.ReplaceAll(mutf7.Encode(name), "/", "."), nil
 }
 
 // maildirFlags maps IMAP system flags to maildir info letters, in the ASCII order the maildir

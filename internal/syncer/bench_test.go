@@ -3,9 +3,7 @@ package syncer_test
 import (
 	"cmp"
 	"context"
-	"iter"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,43 +14,12 @@ import (
 	"mailsync/internal/syncer"
 )
 
-// corpusFiles turns a mailgen corpus into Maildir files for Dovecot ("." separates levels).
-func corpusFiles(seed int64, n int) iter.Seq[imaptest.MailFile] {
-	return func(yield func(imaptest.MailFile) bool) {
-		mailgen.Generate(mailgen.Options{Seed: seed, Messages: n}, func(m mailgen.Mail) error {
-			var flags strings.Builder
-			for _, f := range m.Flags {
-				switch f {
-				case `\Seen`:
-					flags.WriteByte('S')
-				case `\Flagged`:
-					flags.WriteByte('F')
-				case `\Answered`:
-					flags.WriteByte('R')
-				case `\Draft`:
-					flags.WriteByte('D')
-				}
-			}
-			if !yield(imaptest.MailFile{Folder: strings.ReplaceAll(m.Folder, "/", "."), Flags: flags.String(), Date: m.Date, Raw: m.Raw}) {
-				return errStop
-			}
-			return nil
-		})
-	}
-}
-
-type stopErr struct{}
-
-func (stopErr) Error() string { return "stop" }
-
-var errStop error = stopErr{}
-
 // dovecotWithCorpus starts a Dovecot holding n generated messages, its index already built.
 func dovecotWithCorpus(tb testing.TB, n int) server {
 	tb.Helper()
 	d := imaptest.StartDovecot(tb)
 	u := d.AddUser(tb, "bob", "secret-pw")
-	d.WriteMaildir(tb, u, corpusFiles(11, n))
+	d.WriteMailgen(tb, u, mailgen.Options{Seed: 11, Messages: n})
 	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: ".", hasCondStore: true}
 	warm(tb, srv)
 	return srv

@@ -60,7 +60,7 @@ func TestServerDiesMidFetch(t *testing.T) {
 	const total, killAt = 4000, 300
 	d := imaptest.StartDovecot(t)
 	u := d.AddUser(t, "bob", "secret-pw")
-	d.WriteMaildir(t, u, corpusFiles(5, total))
+	d.WriteMailgen(t, u, mailgen.Options{Seed: 5, Messages: total})
 	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
 	warm(t, srv)
 
@@ -142,7 +142,7 @@ func TestCancelStopsSync(t *testing.T) {
 	t.Parallel()
 	d := imaptest.StartDovecot(t)
 	u := d.AddUser(t, "bob", "secret-pw")
-	d.WriteMaildir(t, u, corpusFiles(6, 1000))
+	d.WriteMailgen(t, u, mailgen.Options{Seed: 6, Messages: 1000})
 	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
 	warm(t, srv)
 	var (
@@ -226,7 +226,7 @@ func TestBrokenConnectionIsResumedInRun(t *testing.T) {
 	const total = 300
 	d := imaptest.StartDovecot(t)
 	u := d.AddUser(t, "bob", "secret-pw")
-	d.WriteMaildir(t, u, corpusFiles(8, total))
+	d.WriteMailgen(t, u, mailgen.Options{Seed: 8, Messages: total})
 	direct := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: "."}
 	warm(t, direct)
 	p := startProxy(t, d.Addr())

@@ -3,7 +3,6 @@ package web_test
 import (
 	"context"
 	"fmt"
-	"iter"
 	"slices"
 	"strings"
 	"testing"
@@ -31,26 +30,6 @@ func (imapLogin) CheckLogin(ctx context.Context, a store.Account, password strin
 	}
 	conn.Close()
 	return nil
-}
-
-// corpus is mailgen's mail as Maildir++ files for Dovecot.
-func corpus(opts mailgen.Options) iter.Seq[imaptest.MailFile] {
-	letters := map[string]string{`\Draft`: "D", `\Flagged`: "F", `\Answered`: "R", `\Seen`: "S", `\Deleted`: "T"}
-	return func(yield func(imaptest.MailFile) bool) {
-		mailgen.Generate(opts, func(m mailgen.Mail) error {
-			var flags []string
-			for _, f := range m.Flags {
-				if l, ok := letters[f]; ok {
-					flags = append(flags, l)
-				}
-			}
-			slices.Sort(flags)
-			if !yield(imaptest.MailFile{Folder: strings.ReplaceAll(m.Folder, "/", "."), Flags: strings.Join(flags, ""), Date: m.Date, Raw: m.Raw}) {
-				return fmt.Errorf("stopped")
-			}
-			return nil
-		})
-	}
 }
 
 // serverCounts asks the IMAP server how many messages each folder holds. It also warms
@@ -81,8 +60,8 @@ func TestBrowserOnDovecot(t *testing.T) {
 	d := imaptest.StartDovecot(t)
 	u := d.AddUser(t, "grace", "grace-imap-password")
 	const messages = 6000
-	if n := d.WriteMaildir(t, u, corpus(mailgen.Options{Seed: 11, Messages: messages, Folders: mailgen.DefaultFolders()})); n != messages {
-		t.Fatalf("wrote %d messages, want %d", n, messages)
+	if st := d.WriteMailgen(t, u, mailgen.Options{Seed: 11, Messages: messages, Folders: mailgen.DefaultFolders()}); st.Messages != messages {
+		t.Fatalf("wrote %d messages, want %d", st.Messages, messages)
 	}
 	counts := serverCounts(t, d, u)
 	total := 0

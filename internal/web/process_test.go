@@ -124,7 +124,7 @@ func TestBrowserKilledWorkerProcess(t *testing.T) {
 	d := imaptest.StartDovecot(t)
 	u := d.AddUser(t, "kim", "kim-imap-password")
 	const messages = 500
-	d.WriteMaildir(t, u, corpus(mailgen.Options{Seed: 5, Messages: messages, Folders: []string{"INBOX", "Sent"}}))
+	d.WriteMailgen(t, u, mailgen.Options{Seed: 5, Messages: messages, Folders: []string{"INBOX", "Sent"}})
 
 	dir := t.TempDir()
 	env := []string{"MAILSYNC_DATA_DIR=" + dir, "MAILSYNC_DB=sqlite:" + filepath.Join(dir, "mailsync.db"),

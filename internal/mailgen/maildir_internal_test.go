@@ -2,26 +2,6 @@ package mailgen
 
 import "testing"
 
-func TestEncodeMailboxName(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"INBOX", "INBOX"},
-		{"Archive/2024", "Archive/2024"},
-		{"Données", "Donn&AOk-es"},
-		{"已发送", "&XfJT0ZAB-"},
-		{"日本語", "&ZeVnLIqe-"},
-		{"a&b", "a&-b"},
-		{"Ünïcode & more", "&ANw-n&AO8-code &- more"},
-		{"Привет/Мир", "&BB8EQAQ4BDIENQRC-/&BBwEOARA-"},
-		{"x😀y", "x&2D3eAA-y"}, // a surrogate pair
-		{"tab\there", "tab&AAk-here"},
-		{"", ""},
-	} {
-		if got := encodeMailboxName(tc.in); got != tc.want {
-			t.Errorf("encodeMailboxName(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestMaildirFolder(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"INBOX", "."},
