@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"mailsync/internal/auth"
-	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
+	"mailsync/internal/memimap"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 )
@@ -33,7 +33,7 @@ const (
 
 // demo is a running demo IMAP server.
 type demo struct {
-	imap     *imaptest.MemServer
+	imap     *memimap.Server
 	messages int
 	folders  int
 }
@@ -48,7 +48,7 @@ func startDemo(ctx context.Context, addr string, s *store.Store, box *secret.Box
 		return nil, fmt.Errorf("demo: %s is not a loopback address; the demo's password is public, so it listens on 127.0.0.1 or ::1 only", addr)
 	}
 	start := time.Now()
-	mem := imaptest.NewMemServer(imaptest.WithLogger(log))
+	mem := memimap.New(memimap.WithLogger(log))
 	d := &demo{imap: mem}
 	if err := d.fill(); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/memimap"
 )
 
 // server is what the tests need of a test IMAP server.
@@ -693,9 +694,9 @@ func TestTLSModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := imaptest.NewMemServer(imaptest.WithTLS(serverTLS))
-	implicit := imaptest.NewMemServer(imaptest.WithTLS(serverTLS))
-	for _, s := range []*imaptest.MemServer{plain, implicit} {
+	plain := memimap.New(memimap.WithTLS(serverTLS))
+	implicit := memimap.New(memimap.WithTLS(serverTLS))
+	for _, s := range []*memimap.Server{plain, implicit} {
 		t.Cleanup(func() { s.Close() })
 	}
 	if err := plain.Listen("127.0.0.1:0"); err != nil {
@@ -704,7 +705,7 @@ func TestTLSModes(t *testing.T) {
 	if err := implicit.ListenTLS("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []*imaptest.MemServer{plain, implicit} {
+	for _, s := range []*memimap.Server{plain, implicit} {
 		if _, err := s.AddUser("dave", "pw"); err != nil {
 			t.Fatal(err)
 		}
@@ -713,7 +714,7 @@ func TestTLSModes(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		server *imaptest.MemServer
+		server *memimap.Server
 		mode   imapconn.TLSMode
 		verify bool
 		class  imapconn.Class // "" for success
@@ -845,7 +846,7 @@ func TestIdle(t *testing.T) {
 
 func TestIMAP4rev2Server(t *testing.T) {
 	// An IMAP4rev2 server sends UTF-8 names and implies LIST-STATUS and ESEARCH.
-	m := imaptest.StartMemServer(t, imaptest.WithIMAP4rev2())
+	m := imaptest.StartMemServer(t, memimap.WithIMAP4rev2())
 	u, err := m.AddUser("carol", "pw")
 	if err != nil {
 		t.Fatal(err)

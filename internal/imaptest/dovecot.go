@@ -1,8 +1,8 @@
-// Package imaptest runs real IMAP servers for tests and for the demo mode: a private Dovecot
-// process (Debian's dovecot-imapd) and go-imap's in-memory server.
+// Package imaptest runs real IMAP servers for tests: a private Dovecot process (Debian's
+// dovecot-imapd, through package dovecot) and the in-memory server of package memimap.
 //
-// It imports go-imap, as test and demo support: production code talks IMAP only through
-// internal/imapconn. Every server listens on a free loopback port and keeps its state in its own
+// It imports go-imap, as test support: production code talks IMAP only through internal/imapconn
+// (and the demo serves its mailbox with memimap). Every server listens on a free loopback port and keeps its state in its own
 // directory, so several test binaries can run servers at the same time.
 package imaptest
 
@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"mailsync/internal/dovecot"
+	"mailsync/internal/memimap"
 )
 
 const (
@@ -20,10 +21,8 @@ const (
 	MailUser = dovecot.MailUser
 )
 
-// User is a mailbox account on a test server.
-type User struct {
-	Login, Password string
-}
+// User is an IMAP login on a test server.
+type User = memimap.User
 
 // Dovecot is a private Dovecot instance on 127.0.0.1 (see package dovecot) that fails the test
 // instead of returning errors: plain IMAP (no TLS), LOGIN allowed, Maildir++ storage, every file

@@ -7,6 +7,7 @@ import (
 
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
+	"mailsync/internal/memimap"
 	"mailsync/internal/syncer"
 	"mailsync/internal/task"
 )
@@ -22,7 +23,7 @@ func startDovecot(t *testing.T) (server, *imaptest.Client, *imaptest.Dovecot) {
 	return srv, d.Client(t, u), d
 }
 
-func startMemServer(t *testing.T, opts ...imaptest.MemServerOption) (server, *imaptest.Client) {
+func startMemServer(t *testing.T, opts ...memimap.Option) (server, *imaptest.Client) {
 	t.Helper()
 	m := imaptest.StartMemServer(t, opts...)
 	u, err := m.AddUser("bob", "secret-pw")
@@ -54,7 +55,7 @@ func TestMirrorsServer(t *testing.T) {
 	t.Run("memserver-imap4rev2/sqlite", func(t *testing.T) {
 		// LIST-STATUS and ESEARCH, still without CONDSTORE.
 		t.Parallel()
-		srv, c := startMemServer(t, imaptest.WithIMAP4rev2())
+		srv, c := startMemServer(t, memimap.WithIMAP4rev2())
 		scenario(t, newEnv(t, "sqlite", srv, syncer.Options{}), c)
 	})
 }
