@@ -345,3 +345,20 @@ func TestDeletedTokenStopsWorking(t *testing.T) {
 	time.Sleep(150 * time.Millisecond)
 	e.request(e.alice, "GET", "/api/me", nil).wantProblem(t, 401)
 }
+
+// A known path asked with a method it does not serve answers a 405 problem with its Allow header.
+func TestMethodNotAllowedIsAProblem(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	cases := []struct{ method, path, allow string }{
+		{"PUT", "/api/accounts", "GET, POST"},
+		{"POST", "/api/accounts/1/folders", "GET"},
+		{"DELETE", "/api/sync/tasks/00000000-0000-0000-0000-000000000000/events", "GET"},
+	}
+	for _, tc := range cases {
+		r := e.request(e.alice, tc.method, tc.path, nil)
+		r.wantProblem(t, http.StatusMethodNotAllowed)
+		if got := r.Header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+	}
+}

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
 )
@@ -45,6 +47,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /livez", s.livez)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+
+	s.methodNotAllowed()
 
 	// Anything else under /api/ is a problem document, not the mux's plain-text 404.
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -91,4 +95,27 @@ func (s *Server) plain(acc access, method, path, id, summary, contentType string
 			"200": {Description: summary, Content: map[string]*huma.MediaType{contentType: {}}},
 		},
 	})
+}
+
+// methodNotAllowed answers a known path asked with a method it does not serve with a 405 problem
+// document and its Allow header, instead of the mux's plain-text 405. The paths and methods are
+// read from the OpenAPI document, which every route above is in.
+func (s *Server) methodNotAllowed() {
+	for path, item := range s.api.OpenAPI().Paths {
+		var allow []string
+		for method, op := range map[string]*huma.Operation{
+			http.MethodGet: item.Get, http.MethodPost: item.Post, http.MethodPut: item.Put,
+			http.MethodPatch: item.Patch, http.MethodDelete: item.Delete,
+		} {
+			if op != nil {
+				allow = append(allow, method)
+			}
+		}
+		slices.Sort(allow)
+		allowed := strings.Join(allow, ", ")
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allowed)
+			writeProblem(w, http.StatusMethodNotAllowed, r.Method+" is not served at "+r.URL.Path+"; allowed: "+allowed)
+		})
+	}
 }
