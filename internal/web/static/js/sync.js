@@ -95,8 +95,9 @@ export class TaskFollower {
     if (this.stopped || !task || task.id !== this.task.id) return;
     const shown = this.task.progress;
     if (isActive(task) && shown && task.progress && task.progress.messages_done < shown.messages_done) {
-      // A late write can carry older counters than one already shown. A bar must not move
-      // backwards: keep the counters shown, take the rest (state, liveness, phase).
+      // The server never lowers a run's counters, but a new run of the same task (its worker died
+      // and another took it over) counts from zero again. A bar must not move backwards: keep the
+      // counters shown until the new run passes them, take the rest (state, liveness, phase).
       task = {...task, progress: shown, percent: Math.max(task.percent, this.task.percent || 0)};
     }
     this.task = task;
