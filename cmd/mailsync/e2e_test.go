@@ -185,3 +185,58 @@ func TestKilledServerIsRepairedAndResumed(t *testing.T) {
 		})
 	}
 }
+
+// TestIdlePushSyncsNewMail runs `mailsync serve --idle`: mail delivered to the INBOX is copied
+// without anyone pressing Sync now, including mail that arrives while a sync runs.
+func TestIdlePushSyncsNewMail(t *testing.T) {
+	dovecot := imaptest.StartDovecot(t)
+	u := dovecot.AddUser(t, "erin", "erin-imap-pw")
+	dsn := storetest.DSN(t, "sqlite")
+	common := []string{"--db", dsn, "--data-dir", t.TempDir()}
+	for _, c := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"a-long-password\n", []string{"user", "add", "erin@example.test", "--password-stdin"}},
+		{u.Password + "\n", []string{"account", "add", "--user", "erin@example.test", "--name", "mail",
+			"--imap-url", "imap://" + u.Login + "@" + dovecot.Addr(), "--tls", "none", "--password-stdin"}},
+	} {
+		if code, _, stderr := mailsyncIn(t, c.stdin, append(append([]string{}, common...), c.args...)...); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	startServer(t, append(append([]string{}, common...), "serve", "--idle", "--addr", freeAddr(t))...)
+
+	s := storetest.OpenDSN(t, dsn, false)
+	stored := func() int {
+		var n int
+		if err := s.DB().QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Deliver until the first copy happens without a click (the very first message may land before
+	// the watch is up, a change nobody sees), then a burst that arrives while syncs run.
+	client := dovecot.Client(t, u)
+	delivered := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for stored() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages delivered, none copied without a click", delivered)
+		}
+		client.AddMessage("INBOX", mailgen.Message(21, delivered))
+		delivered++
+		time.Sleep(500 * time.Millisecond)
+	}
+	for range 5 {
+		client.AddMessage("INBOX", mailgen.Message(21, delivered))
+		delivered++
+		time.Sleep(20 * time.Millisecond)
+	}
+	for stored() != delivered {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages delivered, %d copied without a click", delivered, stored())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -26,6 +26,7 @@ type ServeCmd struct {
 	ScheduleInterval time.Duration `name:"schedule-interval" env:"MAILSYNC_SCHEDULE_INTERVAL" default:"30s" help:"How often to look for accounts whose scheduled sync is due."`
 	SecureCookies    bool          `name:"secure-cookies" env:"MAILSYNC_SECURE_COOKIES" help:"Mark the session cookie Secure (when served over HTTPS or behind a TLS proxy)."`
 	SessionTTL       time.Duration `name:"session-ttl" env:"MAILSYNC_SESSION_TTL" default:"720h" help:"How long a web login lasts."`
+	IDLE             bool          `name:"idle" env:"MAILSYNC_IDLE" help:"Hold an IMAP IDLE on every account's INBOX and sync as soon as the server reports new mail (one IMAP connection per account)."`
 	Demo             bool          `name:"demo" env:"MAILSYNC_DEMO" help:"Also run a built-in IMAP server on loopback, filled with a few thousand generated messages, and a demo user and account for it: try mailsync without a mailbox of your own."`
 }
 
@@ -82,6 +83,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log,
 		Reaped: func(ts []task.Task) { reg.ZombiesReaped(len(ts)) }}
 	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log}
+	if c.IDLE {
+		watcher := &worker.Watcher{Accounts: s, Watch: engine.Watch, Tasks: tasks, Logger: log}
+		wg.Go(func() { watcher.Run(ctx) })
+	}
 
 	api, err := httpapi.New(httpapi.Config{
 		Store: s, Tasks: tasks, Events: bus, Box: box, Login: engine,

@@ -263,3 +263,32 @@ func (a *accountSync) storeFailed(ctx context.Context, err error) error {
 	}
 	return fmt.Errorf("syncer: %w", err)
 }
+
+// Watch holds an IMAP IDLE on the account's INBOX and calls changed each time the server reports a
+// change there (new mail, expunge, flags), until ctx is done or the connection fails: IMAP push,
+// so new mail is copied within seconds instead of at the next scheduled sync. It returns the error
+// that ended it (ctx's cause when stopped); the caller waits and watches again.
+func (s *Syncer) Watch(ctx context.Context, acct store.Account, changed func()) error {
+	password, err := s.box.Open(acct.SecretEnc, secret.AccountContext(acct.Login, acct.IMAPHost))
+	if err != nil {
+		return fmt.Errorf("syncer: watch: password of account %d: %w", acct.ID, err)
+	}
+	conn, err := imapconn.Dial(ctx, s.imapConfig(acct, string(password)))
+	if err != nil {
+		return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
+	}
+	defer conn.Close()
+	for {
+		// RFC 2177: renew an IDLE at least every 29 minutes.
+		seen, err := conn.Idle(ctx, "INBOX", 25*time.Minute)
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
+		}
+		if seen {
+			changed()
+		}
+	}
+}
