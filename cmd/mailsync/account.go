@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -115,14 +113,7 @@ func parseIMAPURL(raw, tlsMode string) (store.Account, error) {
 // readPassword takes a secret from the first line of stdin, or else from the environment.
 func readPassword(fromStdin bool, stdin io.Reader, env string) (string, error) {
 	if fromStdin {
-		line, err := bufio.NewReader(stdin).ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("read password from stdin: %w", err)
-		}
-		if p := strings.TrimRight(line, "\r\n"); p != "" {
-			return p, nil
-		}
-		return "", errors.New("empty password on stdin")
+		return readSecretLine(stdin)
 	}
 	if p := os.Getenv(env); p != "" {
 		return p, nil

@@ -91,7 +91,7 @@ func TestAccountAddTestsLoginFirst(t *testing.T) {
 		t.Fatalf("account list: %d %q", code, out)
 	}
 	code, _, stderr = mailsyncIn(t, "", base...)
-	if code == 0 || !strings.Contains(stderr, "empty password") {
+	if code == 0 || !strings.Contains(stderr, "nothing on stdin") {
 		t.Fatalf("no password on stdin: %d %q", code, stderr)
 	}
 }
