@@ -158,7 +158,7 @@ func (w *Worker) execute(stop context.Context, t task.Task) {
 		w.heartbeat(ctx, run, cancel, cfg)
 	}()
 
-	err := w.callBody(ctx, run)
+	err := w.awaitBody(ctx, stop, run, log)
 	cause := context.Cause(ctx)
 	cancel(nil) // stop the heartbeat; a nil cause keeps the one already set
 	<-beats
@@ -190,6 +190,28 @@ func (w *Worker) execute(stop context.Context, t task.Task) {
 	}
 	if ferr != nil {
 		log.Warn("could not record the end of the task", "err", ferr)
+	}
+}
+
+// awaitBody runs the body and waits for it, but once the worker is stopping only for
+// ShutdownGrace: a body stuck where it cannot see its context must not hold the shutdown, and
+// whatever it writes later is refused, because handing the task back moves its epoch on.
+func (w *Worker) awaitBody(ctx, stop context.Context, run *Run, log *slog.Logger) error {
+	done := make(chan error, 1)
+	go func() { done <- w.callBody(ctx, run) }()
+	select {
+	case err := <-done:
+		return err
+	case <-stop.Done():
+	}
+	grace := time.NewTimer(w.config.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-grace.C:
+		log.Warn("the sync did not stop within the shutdown grace; handing its task back anyway", "grace", w.config.ShutdownGrace)
+		return ErrShutdown
 	}
 }
 

@@ -477,3 +477,45 @@ func TestCancelStopsRunningTaskWithinOneHeartbeat(t *testing.T) {
 		}
 	})
 }
+
+// A body that does not stop when told cannot hold a shutdown past the grace: its task goes back to
+// the queue anyway, and anything it writes later is refused.
+func TestShutdownGraceBoundsAStuckBody(t *testing.T) {
+	forDialects(t, func(t *testing.T, d string) {
+		e := newEnv(t, d)
+		release := make(chan struct{})
+		defer close(release)
+		claimed := make(chan task.Lease, 1)
+		stuck := func(ctx context.Context, r *worker.Run) error {
+			claimed <- r.Lease()
+			<-release // deaf to ctx
+			return nil
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w := worker.New(e.tasks, stuck, worker.Config{PollInterval: 10 * time.Millisecond, ShutdownGrace: 200 * time.Millisecond})
+		stopped := make(chan struct{})
+		go func() { w.Run(ctx); close(stopped) }()
+		tk := e.start(t)
+		lease := <-claimed
+		began := time.Now()
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a stuck body held the shutdown")
+		}
+		if took := time.Since(began); took > 2*time.Second {
+			t.Fatalf("shutdown took %s with a 200 ms grace", took)
+		}
+		got, err := e.tasks.Get(context.Background(), tk.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != task.Queued || got.Attempt != 0 {
+			t.Fatalf("after the grace the task is %s at attempt %d, want queued at 0", got.State, got.Attempt)
+		}
+		if _, err := e.tasks.Heartbeat(context.Background(), lease, task.Progress{}); !errors.Is(err, task.ErrLeaseLost) {
+			t.Fatalf("the stuck run can still write: %v", err)
+		}
+	})
+}
