@@ -27,9 +27,6 @@ func NewSessions(key []byte, ttl time.Duration) *Sessions {
 	return &Sessions{key: key, ttl: ttl}
 }
 
-// TTL is how long a session lasts.
-func (s *Sessions) TTL() time.Duration { return s.ttl }
-
 func (s *Sessions) now() time.Time {
 	if s.Now != nil {
 		return s.Now()

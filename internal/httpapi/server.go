@@ -160,9 +160,6 @@ func scrubErrorValues(_ huma.Context, _ string, v any) (any, error) {
 // Handler is the API's root handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// OpenAPI returns the API description.
-func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
-
 // Shutdown marks the server as going away: /readyz answers 503 and every SSE stream ends, so
 // http.Server.Shutdown does not wait for them. Wire it with http.Server.RegisterOnShutdown.
 func (s *Server) Shutdown() {

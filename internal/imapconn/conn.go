@@ -215,9 +215,6 @@ func (c *Conn) unilateralHandler() *imapclient.UnilateralDataHandler {
 // Caps returns the capabilities the server advertised after login.
 func (c *Conn) Caps() Caps { return c.caps }
 
-// Addr returns the server's host:port.
-func (c *Conn) Addr() string { return c.addr }
-
 // Close closes the connection at once (no LOGOUT round trip: the server does not need one).
 // It is safe to call more than once.
 func (c *Conn) Close() error {

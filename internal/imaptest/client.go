@@ -1,7 +1,6 @@
 package imaptest
 
 import (
-	"bytes"
 	"testing"
 	"time"
 
@@ -132,6 +131,3 @@ func imapFlags(flags []string) []imap.Flag {
 	}
 	return out
 }
-
-// literal adapts a byte slice to imap.LiteralReader.
-func literal(raw []byte) imap.LiteralReader { return bytes.NewReader(raw) }

@@ -76,9 +76,6 @@ func (r *Registry) Handler() http.Handler {
 	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
 }
 
-// Gatherer exposes the registry (tests read it).
-func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
-
 // TaskFinished records a task that reached a terminal state. Call it once per task, where the
 // transition happened (the worker's Finish, a reap, a cancel of a queued task).
 func (r *Registry) TaskFinished(t store.Task) {

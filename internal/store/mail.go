@@ -130,7 +130,7 @@ func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folde
 		args = args[:0]
 		for _, m := range chunk {
 			args = append(args, accountID, folderID, int64(m.UID), m.MessageID, m.Subject, m.From,
-				strings.Join(m.To, "\n"), nullTime(m.Date), nullTime(m.InternalDate), strings.Join(m.Flags, " "),
+				strings.Join(m.To, "\n"), at(m.Date), at(m.InternalDate), strings.Join(m.Flags, " "),
 				m.Size, m.Snippet, m.BodyText, m.Raw, m.ParseError)
 		}
 		var err error
@@ -325,8 +325,6 @@ func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
 	}
 	return m, nil
 }
-
-func nullTime(t time.Time) sql.NullInt64 { return at(t) }
 
 // FolderMessages returns every message of a folder with its raw bytes, by UID. It holds the whole
 // folder in memory: it is meant for verification (tests, the benchmark) and small folders.
