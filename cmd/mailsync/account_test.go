@@ -48,14 +48,6 @@ func TestParseIMAPURL(t *testing.T) {
 	}
 }
 
-// mailsyncIn runs a command line with stdin.
-func mailsyncIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
-	return code, out.String(), errOut.String()
-}
-
 func TestAccountAddTestsLoginFirst(t *testing.T) {
 	dovecot := imaptest.StartDovecot(t)
 	u := dovecot.AddUser(t, "alice", "correct horse")

@@ -99,91 +99,88 @@ func (c apiClient) waitReady(t *testing.T) {
 // middle of a first sync. `repair` reports the dead task and hands it back to the queue; the next
 // server finishes it from the checkpoint, and the store holds every message once.
 func TestKilledServerIsRepairedAndResumed(t *testing.T) {
-	for _, d := range storetest.Dialects {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			const messages = 6000
-			dovecot := imaptest.StartDovecot(t)
-			u := dovecot.AddUser(t, "carol", "carol-imap-pw")
-			dovecot.WriteMailgen(t, u, mailgen.Options{Seed: 5, Messages: messages})
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		const messages = 6000
+		dovecot := imaptest.StartDovecot(t)
+		u := dovecot.AddUser(t, "carol", "carol-imap-pw")
+		dovecot.WriteMailgen(t, u, mailgen.Options{Seed: 5, Messages: messages})
 
-			dsn := storetest.DSN(t, d)
-			common := []string{"--db", dsn, "--data-dir", t.TempDir(),
-				"--heartbeat-interval=200ms", "--heartbeat-timeout=2s", "--self-fence=1500ms"}
-			must := func(stdin string, args ...string) string {
-				t.Helper()
-				code, out, stderr := mailsyncIn(t, stdin, append(append([]string{}, common...), args...)...)
-				if code != 0 {
-					t.Fatalf("mailsync %s: %s", strings.Join(args, " "), stderr)
-				}
-				return out
+		dsn := storetest.DSN(t, d)
+		common := []string{"--db", dsn, "--data-dir", t.TempDir(),
+			"--heartbeat-interval=200ms", "--heartbeat-timeout=2s", "--self-fence=1500ms"}
+		must := func(stdin string, args ...string) string {
+			t.Helper()
+			code, out, stderr := mailsyncIn(t, stdin, append(append([]string{}, common...), args...)...)
+			if code != 0 {
+				t.Fatalf("mailsync %s: %s", strings.Join(args, " "), stderr)
 			}
-			must("a-long-password\n", "user", "add", "carol@example.test", "--password-stdin")
-			must(u.Password+"\n", "account", "add", "--user", "carol@example.test", "--name", "mail",
-				"--imap-url", "imap://"+u.Login+"@"+dovecot.Addr(), "--tls", "none", "--password-stdin")
-			token := strings.TrimSpace(must("", "token", "create", "carol@example.test"))
+			return out
+		}
+		must("a-long-password\n", "user", "add", "carol@example.test", "--password-stdin")
+		must(u.Password+"\n", "account", "add", "--user", "carol@example.test", "--name", "mail",
+			"--imap-url", "imap://"+u.Login+"@"+dovecot.Addr(), "--tls", "none", "--password-stdin")
+		token := strings.TrimSpace(must("", "token", "create", "carol@example.test"))
 
-			// The first server never reaps, so the dead task waits for the operator.
-			addr := freeAddr(t)
-			api := apiClient{base: "http://" + addr, token: token}
-			first := startServer(t, append(append([]string{}, common...), "--reap-interval=1h", "serve", "--addr", addr)...)
-			api.waitReady(t)
-			var started struct{ Task task.View }
-			if code := api.do(t, http.MethodPost, "/api/accounts/1/sync", &started); code != http.StatusAccepted {
-				t.Fatalf("POST sync: %d", code)
-			}
-			id := started.Task.ID
-			for {
-				var v task.View
-				api.do(t, http.MethodGet, "/api/sync/tasks/"+id, &v)
-				if v.State == task.Succeeded {
-					t.Fatal("the sync finished before it could be killed: make the corpus bigger")
-				}
-				if v.State == task.Running && v.Progress.MessagesDone > 0 {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			first.Process.Kill()
-			first.Wait()
-
-			out := must("", "repair")
-			if !strings.Contains(out, "nothing to repair") {
-				t.Fatalf("repair before the timeout changed something:\n%s", out)
-			}
-			time.Sleep(2100 * time.Millisecond)
-			out = must("", "repair")
-			if !strings.Contains(out, id) || !strings.Contains(out, "now queued") {
-				t.Fatalf("repair did not report the dead task %s:\n%s", id, out)
-			}
-
-			second := startServer(t, append(append([]string{}, common...), "serve", "--addr", addr)...)
-			api.waitReady(t)
-			deadline := time.Now().Add(60 * time.Second)
+		// The first server never reaps, so the dead task waits for the operator.
+		addr := freeAddr(t)
+		api := apiClient{base: "http://" + addr, token: token}
+		first := startServer(t, append(append([]string{}, common...), "--reap-interval=1h", "serve", "--addr", addr)...)
+		api.waitReady(t)
+		var started struct{ Task task.View }
+		if code := api.do(t, http.MethodPost, "/api/accounts/1/sync", &started); code != http.StatusAccepted {
+			t.Fatalf("POST sync: %d", code)
+		}
+		id := started.Task.ID
+		for {
 			var v task.View
-			for v.State != task.Succeeded {
-				if time.Now().After(deadline) {
-					t.Fatalf("the resumed sync did not finish: %+v", v)
-				}
-				time.Sleep(50 * time.Millisecond)
-				api.do(t, http.MethodGet, "/api/sync/tasks/"+id, &v)
-				if v.State == task.Failed || v.State == task.Cancelled {
-					t.Fatalf("the resumed sync ended %s: %s", v.State, v.Error)
-				}
+			api.do(t, http.MethodGet, "/api/sync/tasks/"+id, &v)
+			if v.State == task.Succeeded {
+				t.Fatal("the sync finished before it could be killed: make the corpus bigger")
 			}
-			second.Process.Signal(syscall.SIGTERM)
-			second.Wait()
+			if v.State == task.Running && v.Progress.MessagesDone > 0 {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		first.Process.Kill()
+		first.Wait()
 
-			s := storetest.OpenDSN(t, dsn, false)
-			var stored, distinct int
-			if err := s.DB().QueryRow(`SELECT count(*), count(DISTINCT message_id) FROM messages`).Scan(&stored, &distinct); err != nil {
-				t.Fatal(err)
+		out := must("", "repair")
+		if !strings.Contains(out, "nothing to repair") {
+			t.Fatalf("repair before the timeout changed something:\n%s", out)
+		}
+		time.Sleep(2100 * time.Millisecond)
+		out = must("", "repair")
+		if !strings.Contains(out, id) || !strings.Contains(out, "now queued") {
+			t.Fatalf("repair did not report the dead task %s:\n%s", id, out)
+		}
+
+		second := startServer(t, append(append([]string{}, common...), "serve", "--addr", addr)...)
+		api.waitReady(t)
+		deadline := time.Now().Add(60 * time.Second)
+		var v task.View
+		for v.State != task.Succeeded {
+			if time.Now().After(deadline) {
+				t.Fatalf("the resumed sync did not finish: %+v", v)
 			}
-			if stored != messages || distinct != messages {
-				t.Fatalf("the store holds %d messages (%d distinct), the server %d", stored, distinct, messages)
+			time.Sleep(50 * time.Millisecond)
+			api.do(t, http.MethodGet, "/api/sync/tasks/"+id, &v)
+			if v.State == task.Failed || v.State == task.Cancelled {
+				t.Fatalf("the resumed sync ended %s: %s", v.State, v.Error)
 			}
-		})
-	}
+		}
+		second.Process.Signal(syscall.SIGTERM)
+		second.Wait()
+
+		s := storetest.OpenDSN(t, dsn, false)
+		var stored, distinct int
+		if err := s.DB().QueryRow(`SELECT count(*), count(DISTINCT message_id) FROM messages`).Scan(&stored, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		if stored != messages || distinct != messages {
+			t.Fatalf("the store holds %d messages (%d distinct), the server %d", stored, distinct, messages)
+		}
+	})
 }
 
 // TestIdlePushSyncsNewMail runs `mailsync serve --idle`: mail delivered to the INBOX is copied

@@ -11,12 +11,18 @@ import (
 	"mailsync/internal/task"
 )
 
-// mailsync runs one command line in-process and returns its exit code and output.
-func mailsync(t *testing.T, args ...string) (code int, stdout, stderr string) {
+// mailsyncIn runs one command line in-process with stdin and returns its exit code and output.
+func mailsyncIn(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, strings.NewReader(""), &out, &errOut)
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
 	return code, out.String(), errOut.String()
+}
+
+// mailsync is mailsyncIn with nothing on stdin.
+func mailsync(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	return mailsyncIn(t, "", args...)
 }
 
 func TestBadInputIsOneLineAndNonZero(t *testing.T) {
@@ -55,47 +61,45 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 
 // repair finds the task of a worker that died without a word, reports it and fixes it.
 func TestRepairReportsAndFixesDeadTask(t *testing.T) {
-	for _, d := range storetest.Dialects {
-		t.Run(d, func(t *testing.T) {
-			dsn := storetest.DSN(t, d)
-			s := storetest.OpenDSN(t, dsn, true)
-			fast := []string{"--db", dsn, "--heartbeat-interval=100ms", "--heartbeat-timeout=500ms", "--self-fence=300ms"}
-			cfg := task.DefaultConfig()
-			cfg.HeartbeatInterval, cfg.HeartbeatTimeout, cfg.SelfFence = 100*time.Millisecond, 500*time.Millisecond, 300*time.Millisecond
-			tasks, err := task.NewManager(s, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx := context.Background()
-			tk, _, err := tasks.Start(ctx, storetest.SeedAccount(t, s).ID, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := tasks.Claim(ctx, "a-worker-that-dies"); err != nil {
-				t.Fatal(err)
-			}
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		dsn := storetest.DSN(t, d)
+		s := storetest.OpenDSN(t, dsn, true)
+		fast := []string{"--db", dsn, "--heartbeat-interval=100ms", "--heartbeat-timeout=500ms", "--self-fence=300ms"}
+		cfg := task.DefaultConfig()
+		cfg.HeartbeatInterval, cfg.HeartbeatTimeout, cfg.SelfFence = 100*time.Millisecond, 500*time.Millisecond, 300*time.Millisecond
+		tasks, err := task.NewManager(s, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		tk, _, err := tasks.Start(ctx, storetest.SeedAccount(t, s).ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := tasks.Claim(ctx, "a-worker-that-dies"); err != nil {
+			t.Fatal(err)
+		}
 
-			code, out, stderr := mailsync(t, append(fast, "repair")...)
-			if code != 0 || !strings.Contains(out, "nothing to repair") {
-				t.Fatalf("repair of a live task: code %d, out %q, err %q", code, out, stderr)
-			}
-			time.Sleep(600 * time.Millisecond) // the worker is silent past the timeout
-			code, out, stderr = mailsync(t, append(fast, "repair")...)
-			if code != 0 {
-				t.Fatalf("repair: code %d: %s", code, stderr)
-			}
-			if !strings.Contains(out, tk.ID) || !strings.Contains(out, "now queued") || !strings.Contains(out, "repaired 1 task") {
-				t.Fatalf("repair output does not report the dead task:\n%s", out)
-			}
-			got, err := tasks.Get(ctx, tk.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.State != task.Queued || got.Owner != "" {
-				t.Fatalf("after repair the task is %s owned by %q", got.State, got.Owner)
-			}
-		})
-	}
+		code, out, stderr := mailsync(t, append(fast, "repair")...)
+		if code != 0 || !strings.Contains(out, "nothing to repair") {
+			t.Fatalf("repair of a live task: code %d, out %q, err %q", code, out, stderr)
+		}
+		time.Sleep(600 * time.Millisecond) // the worker is silent past the timeout
+		code, out, stderr = mailsync(t, append(fast, "repair")...)
+		if code != 0 {
+			t.Fatalf("repair: code %d: %s", code, stderr)
+		}
+		if !strings.Contains(out, tk.ID) || !strings.Contains(out, "now queued") || !strings.Contains(out, "repaired 1 task") {
+			t.Fatalf("repair output does not report the dead task:\n%s", out)
+		}
+		got, err := tasks.Get(ctx, tk.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != task.Queued || got.Owner != "" {
+			t.Fatalf("after repair the task is %s owned by %q", got.State, got.Owner)
+		}
+	})
 }
 
 func TestVersion(t *testing.T) {

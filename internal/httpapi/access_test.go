@@ -67,7 +67,7 @@ func (f fixture) routes() []route {
 // TestAccessControl: every route refuses strangers with 401, another user's resources answer
 // 404 (and are left alone), admin routes answer 403 to others and 200 to admins.
 func TestAccessControl(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		f := e.fixture(t)
 		forged := user{Token: "mst_" + strings.Repeat("A", 52)}
@@ -112,7 +112,7 @@ func TestAccessControl(t *testing.T) {
 
 // TestBadInputs: every bad input is a 4xx problem document with a message, never a 500.
 func TestBadInputs(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		f := e.fixture(t)
 		acct := fmt.Sprintf("/api/accounts/%d", f.account)

@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 )
 
 func TestSyncStormGetsOneTask(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		a := e.addAccount(e.alice, "work")
 		const n = 1000
@@ -89,7 +90,7 @@ func TestSyncStormGetsOneTask(t *testing.T) {
 // heartbeat timeout the API says the task is not live, and Sync now starts a fresh task with no
 // reaper and no cleanup call.
 func TestKilledWorkerIsReplacedWithoutCleanup(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		ctx := context.Background()
 		a := e.addAccount(e.alice, "work")

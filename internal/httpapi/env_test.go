@@ -261,14 +261,4 @@ func (e *env) startSync(u user, accountID int64) startResult {
 	return r
 }
 
-// forDialects runs fn on every engine, in parallel.
-func forDialects(t *testing.T, fn func(t *testing.T, dialect string)) {
-	for _, d := range storetest.Dialects {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			fn(t, d)
-		})
-	}
-}
-
 func readAll(resp *http.Response) ([]byte, error) { return io.ReadAll(resp.Body) }

@@ -19,7 +19,7 @@ import (
 )
 
 func TestMessages(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		a := e.addAccount(e.alice, "work")
 		const n = 25
@@ -127,7 +127,7 @@ func TestLoginSessionsAndCrossOrigin(t *testing.T) {
 // TestPasswordNeverLeaks: the IMAP password is in no response, no log line and no byte of the
 // database, whatever happens to it.
 func TestPasswordNeverLeaks(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		var bodies []string
 		keep := func(r response) { bodies = append(bodies, string(r.body)+fmt.Sprint(r.Header)) }
@@ -230,7 +230,7 @@ func dbPath(t *testing.T, e *env) string {
 }
 
 func TestHealthMetricsAndOpenAPI(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		a := e.addAccount(e.alice, "work")
 

@@ -8,6 +8,7 @@ import (
 
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
+	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
 	"mailsync/internal/worker"
 )
@@ -16,7 +17,7 @@ import (
 // sync engine, through the event stream, leaving and coming back twice with Last-Event-ID: the
 // client sees progress only grow, exactly one terminal event, and the final counts of the server.
 func TestEventStreamOfRealSync(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		const messages = 4000
 		dovecot := imaptest.StartDovecot(t)
 		u := dovecot.AddUser(t, "bob", imapPassword)

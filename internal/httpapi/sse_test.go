@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 )
 
@@ -189,7 +190,7 @@ func claim(t *testing.T, e *env) task.Task {
 }
 
 func TestEventStream(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		a := e.addAccount(e.alice, "work")
 		st := e.startSync(e.alice, a.ID)
@@ -228,7 +229,7 @@ func TestEventStream(t *testing.T) {
 // misses no state, sees progress only grow, gets exactly one terminal event, and a reconnect after
 // that answers 204 so an EventSource stops.
 func TestEventStreamResumes(t *testing.T) {
-	forDialects(t, func(t *testing.T, dialect string) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
 		a := e.addAccount(e.alice, "work")
 		st := e.startSync(e.alice, a.ID)

@@ -12,7 +12,7 @@ import (
 )
 
 func TestSchedulerStartsDueAccountsOnce(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		ctx := context.Background()
 		s := storetest.Open(t, d)
 		clock := storetest.NewClock()

@@ -61,7 +61,7 @@ func (f *fakePush) watching(accountID int64) bool {
 }
 
 func TestWatcherTurnsPushesIntoSyncs(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		ctx := context.Background()
 		e := newEnv(t, d)
 		a := storetest.SeedAccount(t, e.store)
@@ -91,21 +91,21 @@ func TestWatcherTurnsPushesIntoSyncs(t *testing.T) {
 			push.push(t, a.ID)
 		}
 		time.Sleep(50 * time.Millisecond)
-		if n := countTasks(t, e.store, a.ID); n != 1 {
+		if n := storetest.CountTasks(t, e.store, a.ID); n != 1 {
 			t.Fatalf("%d tasks while the first still runs, want 1", n)
 		}
 		if _, err := e.tasks.Finish(ctx, run.Lease(), task.Succeeded, task.Progress{}, ""); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for countTasks(t, e.store, a.ID) != 2 {
+		for storetest.CountTasks(t, e.store, a.ID) != 2 {
 			if time.Now().After(deadline) {
 				t.Fatal("no follow-up sync after the running one ended")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(100 * time.Millisecond)
-		if n := countTasks(t, e.store, a.ID); n != 2 {
+		if n := storetest.CountTasks(t, e.store, a.ID); n != 2 {
 			t.Fatalf("%d tasks after five pushes during one sync, want 2", n)
 		}
 
@@ -130,13 +130,4 @@ func TestWatcherTurnsPushesIntoSyncs(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
-}
-
-func countTasks(t *testing.T, s *store.Store, accountID int64) int {
-	t.Helper()
-	var n int
-	if err := s.DB().QueryRow(`SELECT count(*) FROM sync_tasks WHERE account_id = $1`, accountID).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

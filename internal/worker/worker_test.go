@@ -221,15 +221,6 @@ func (h *helper) expect(t *testing.T, prefix string, within time.Duration) strin
 	}
 }
 
-func forDialects(t *testing.T, fn func(t *testing.T, d string)) {
-	for _, d := range storetest.Dialects {
-		t.Run(d, func(t *testing.T) {
-			t.Parallel()
-			fn(t, d)
-		})
-	}
-}
-
 func (e env) start(t *testing.T) task.Task {
 	t.Helper()
 	tk, _, err := e.tasks.Start(context.Background(), storetest.SeedAccount(t, e.store).ID, false)
@@ -270,7 +261,7 @@ func (e env) countMessages(t *testing.T, accountID int64, folder string) int {
 // A worker killed with SIGKILL mid-task: the user's next Start gets a fresh task as soon as the
 // timeout has passed, with no reaper and no operator.
 func TestKilledWorkerIsReplacedWithinTimeout(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		e := newEnv(t, d)
 		tk := e.start(t)
 		h := startHelper(t, e.dsn)
@@ -308,7 +299,7 @@ func TestKilledWorkerIsReplacedWithinTimeout(t *testing.T) {
 // A worker paused with SIGSTOP past the timeout is replaced; when it resumes, every write it
 // tries is refused and it stops, and the replacement's work stands.
 func TestPausedWorkerIsFencedAfterResume(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		ctx := context.Background()
 		e := newEnv(t, d)
 		tk := e.start(t)
@@ -355,7 +346,7 @@ func TestPausedWorkerIsFencedAfterResume(t *testing.T) {
 
 // A worker whose process dies on every attempt: the task ends failed after max attempts.
 func TestTaskThatKillsEveryWorkerFails(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		ctx := context.Background()
 		e := newEnv(t, d)
 		tk := e.start(t)
@@ -381,7 +372,7 @@ func TestTaskThatKillsEveryWorkerFails(t *testing.T) {
 
 // SIGTERM hands the running task back to the queue without spending an attempt.
 func TestSIGTERMRequeuesWithoutBurningAttempt(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		e := newEnv(t, d)
 		tk := e.start(t)
 		h := startHelper(t, e.dsn)
@@ -442,7 +433,7 @@ func TestBodyOutcomes(t *testing.T) {
 		}, task.Failed, "authentication failed"},
 		{"panic", func(ctx context.Context, r *worker.Run) error { panic("bad mail") }, task.Failed, "internal error: bad mail"},
 	}
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				e := newEnv(t, d)
@@ -459,7 +450,7 @@ func TestBodyOutcomes(t *testing.T) {
 
 // Cancel of a running task stops its body within about one heartbeat interval.
 func TestCancelStopsRunningTaskWithinOneHeartbeat(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		e := newEnv(t, d)
 		runWorker(t, e, writingBody(e.store.CommitBatch, 1<<30, func(string) {}))
 		tk := e.start(t)
@@ -481,7 +472,7 @@ func TestCancelStopsRunningTaskWithinOneHeartbeat(t *testing.T) {
 // A body that does not stop when told cannot hold a shutdown past the grace: its task goes back to
 // the queue anyway, and anything it writes later is refused.
 func TestShutdownGraceBoundsAStuckBody(t *testing.T) {
-	forDialects(t, func(t *testing.T, d string) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
 		e := newEnv(t, d)
 		release := make(chan struct{})
 		defer close(release)

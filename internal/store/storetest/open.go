@@ -23,6 +23,26 @@ const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disa
 // Dialects are the engines every suite runs on.
 var Dialects = []string{"sqlite", "postgres"}
 
+// ForEach runs fn as a parallel subtest on every engine.
+func ForEach(t *testing.T, fn func(t *testing.T, dialect string)) {
+	for _, d := range Dialects {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			fn(t, d)
+		})
+	}
+}
+
+// CountTasks returns how many task rows an account has, of any state.
+func CountTasks(tb testing.TB, s *store.Store, accountID int64) int {
+	tb.Helper()
+	var n int
+	if err := s.DB().QueryRow(`SELECT count(*) FROM sync_tasks WHERE account_id = $1`, accountID).Scan(&n); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
 // PostgresURL returns the base URL of the test PostgreSQL.
 func PostgresURL() string {
 	if u := os.Getenv("MAILSYNC_TEST_POSTGRES"); u != "" {

@@ -158,7 +158,7 @@ func testStartConcurrent(t *testing.T, dialect string) {
 	if nCreated != 1 {
 		t.Fatalf("created was true %d times, want once", nCreated)
 	}
-	if got := countTasks(t, e.store, acct.ID); got != 1 {
+	if got := CountTasks(t, e.store, acct.ID); got != 1 {
 		t.Fatalf("%d task rows, want 1", got)
 	}
 
@@ -174,15 +174,6 @@ func testStartConcurrent(t *testing.T, dialect string) {
 	if !c || next.ID == ids[0] {
 		t.Fatalf("Start after the task ended: created=%v id=%s, want a new task", c, next.ID)
 	}
-}
-
-func countTasks(t *testing.T, s *store.Store, accountID int64) int {
-	t.Helper()
-	var n int
-	if err := s.DB().QueryRow(`SELECT count(*) FROM sync_tasks WHERE account_id = $1`, accountID).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func testImpossibleRows(t *testing.T, dialect string) {
