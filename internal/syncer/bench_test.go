@@ -28,27 +28,10 @@ func dovecotWithCorpus(tb testing.TB, n int) server {
 // warm makes Dovecot build its index of every folder, as a first access would.
 func warm(tb testing.TB, srv server) {
 	tb.Helper()
-	ctx := context.Background()
-	c, err := imapconn.Dial(ctx, imapconn.Config{Host: srv.host, Port: srv.port, TLS: imapconn.TLSNone, Login: srv.login, Password: srv.passwd})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close()
-	folders, err := c.ListFolders(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, f := range folders {
-		if f.NoSelect {
-			continue
-		}
-		if _, err := c.Select(ctx, f.Name, false); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := c.FetchFlags(ctx, imapconn.UIDsFrom(1), 0); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	eachFolder(tb, srv, func(c *imapconn.Conn, _ imapconn.Folder) error {
+		_, err := c.FetchFlags(context.Background(), imapconn.UIDsFrom(1), 0)
+		return err
+	})
 }
 
 // BenchmarkFullSync measures a first sync of 20,000 messages into the database named by
@@ -81,27 +64,9 @@ func BenchmarkFullSync(b *testing.B) {
 func rawFetch(tb testing.TB, srv server) (int, time.Duration) {
 	tb.Helper()
 	start := time.Now()
-	ctx := context.Background()
-	c, err := imapconn.Dial(ctx, imapconn.Config{Host: srv.host, Port: srv.port, TLS: imapconn.TLSNone, Login: srv.login, Password: srv.passwd})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close()
-	folders, err := c.ListFolders(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	n := 0
-	for _, f := range folders {
-		if f.NoSelect {
-			continue
-		}
-		if _, err := c.Select(ctx, f.Name, false); err != nil {
-			tb.Fatal(err)
-		}
-		if err := c.FetchBodies(ctx, imapconn.UIDsFrom(1), func(imapconn.Message) error { n++; return nil }); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	eachFolder(tb, srv, func(c *imapconn.Conn, _ imapconn.Folder) error {
+		return c.FetchBodies(context.Background(), imapconn.UIDsFrom(1), func(imapconn.Message) error { n++; return nil })
+	})
 	return n, time.Since(start)
 }

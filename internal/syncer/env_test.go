@@ -207,39 +207,45 @@ type serverMessage struct {
 	Raw   []byte
 }
 
-// serverState reads every selectable folder of the account, with every message, over a fresh
-// connection.
-func (e *env) serverState(t *testing.T) map[string][]serverMessage {
-	t.Helper()
+// eachFolder logs in to srv over a fresh connection and calls fn with each selectable folder,
+// selected.
+func eachFolder(tb testing.TB, srv server, fn func(c *imapconn.Conn, f imapconn.Folder) error) {
+	tb.Helper()
 	ctx := context.Background()
-	c, err := imapconn.Dial(ctx, imapconn.Config{Host: e.srv.host, Port: e.srv.port, TLS: imapconn.TLSNone,
-		Login: e.srv.login, Password: e.srv.passwd})
+	c, err := imapconn.Dial(ctx, imapconn.Config{Host: srv.host, Port: srv.port, TLS: imapconn.TLSNone,
+		Login: srv.login, Password: srv.passwd})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer c.Close()
 	folders, err := c.ListFolders(ctx)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	out := map[string][]serverMessage{}
 	for _, f := range folders {
 		if f.NoSelect {
 			continue
 		}
 		if _, err := c.Select(ctx, f.Name, false); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
-		msgs := []serverMessage{}
-		err := c.FetchBodies(ctx, imapconn.UIDsFrom(1), func(m imapconn.Message) error {
-			msgs = append(msgs, serverMessage{UID: m.UID, Flags: sorted(m.Flags), Size: m.Size, Raw: m.Raw})
+		if err := fn(c, f); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// serverState reads every selectable folder of the account, with every message.
+func (e *env) serverState(t *testing.T) map[string][]serverMessage {
+	t.Helper()
+	out := map[string][]serverMessage{}
+	eachFolder(t, e.srv, func(c *imapconn.Conn, f imapconn.Folder) error {
+		out[f.Name] = []serverMessage{} // an empty folder is there, with nothing in it
+		return c.FetchBodies(context.Background(), imapconn.UIDsFrom(1), func(m imapconn.Message) error {
+			out[f.Name] = append(out[f.Name], serverMessage{UID: m.UID, Flags: sorted(m.Flags), Size: m.Size, Raw: m.Raw})
 			return nil
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[f.Name] = msgs
-	}
+	})
 	return out
 }
 
