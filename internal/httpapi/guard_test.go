@@ -1,12 +1,22 @@
 package httpapi
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"mailsync/internal/auth"
 	"mailsync/internal/store/storetest"
 )
 
@@ -58,4 +68,150 @@ func TestInventedMethodsLeaveMetricsSmall(t *testing.T) {
 			t.Fatal(`/metrics does not count the invented methods as "other"`)
 		}
 	})
+}
+
+// clientFrom is an HTTP client whose connections come from ip, another loopback address (Linux
+// answers on all of 127.0.0.0/8): a client elsewhere, as the server sees it.
+func (e *env) clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	e.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// loginFrom signs in with c.
+func (e *env) loginFrom(c *http.Client, email, password string) response {
+	e.t.Helper()
+	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	req, err := http.NewRequest("POST", e.ts.URL+"/api/login", bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{Response: resp, body: data}
+}
+
+// TestLockoutCannotBeAimedAtAUser: ten failures from any address once locked the real user out
+// everywhere (429). Now they lock out the attacker's address only.
+func TestLockoutCannotBeAimedAtAUser(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect) // 5 attempts per address, 5 failures per address and email
+		attacker := e.clientFrom("127.0.0.2")
+		var statuses []int
+		for range 10 {
+			statuses = append(statuses, e.loginFrom(attacker, e.alice.Email, "guess").StatusCode)
+		}
+		if want := []int{401, 401, 401, 401, 401, 429, 429, 429, 429, 429}; !slices.Equal(statuses, want) {
+			t.Fatalf("ten guesses answered %v, want %v", statuses, want)
+		}
+		// The attacker's address stays limited, for alice and for anyone else.
+		e.loginFrom(attacker, e.alice.Email, e.alice.Password).wantProblem(t, http.StatusTooManyRequests)
+		e.loginFrom(attacker, e.bob.Email, "guess").wantProblem(t, http.StatusTooManyRequests)
+
+		// Alice, from home, signs in at once, and again, and is not counted against.
+		home := e.clientFrom("127.0.0.3")
+		for range 8 {
+			e.loginFrom(home, e.alice.Email, e.alice.Password).want(t, 200)
+		}
+		// A typo from home is one failure of her own, not a lockout.
+		e.loginFrom(home, e.alice.Email, "typo").wantProblem(t, http.StatusUnauthorized)
+		e.loginFrom(home, e.alice.Email, e.alice.Password).want(t, 200)
+	})
+}
+
+// TestConcurrentLoginsAreBounded: 30 logins from 30 addresses once ran 30 argon2id hashes of
+// 64 MiB at once (2.08 GB, answers after 14.7 s). The gate lets 2 run; the excess wait briefly
+// and get 503 with Retry-After. Engines in turn, not in parallel, so the heap is this test's.
+func TestConcurrentLoginsAreBounded(t *testing.T) {
+	params := auth.Params{Memory: 64 * 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32} // the real memory cost
+	const logins, slots, mib = 30, 2, 1 << 20
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			e := newEnv(t, dialect, func(c *Config) {
+				c.PasswordParams, c.LoginConcurrency, c.LoginWait = params, slots, 200*time.Millisecond
+			})
+			hash, err := auth.HashPassword("a-real-password", params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.store.CreateUser(context.Background(), "dora@example.test", hash, false); err != nil {
+				t.Fatal(err)
+			}
+			runtime.GC()
+			base := heapBytes()
+			peak := base
+			stop := make(chan struct{})
+			sampled := make(chan struct{})
+			go func() {
+				defer close(sampled)
+				for {
+					peak = max(peak, heapBytes())
+					select {
+					case <-stop:
+						return
+					case <-time.After(2 * time.Millisecond):
+					}
+				}
+			}()
+
+			answers := make([]response, logins)
+			took := make([]time.Duration, logins)
+			var wg sync.WaitGroup
+			for i := range logins {
+				c := e.clientFrom(fmt.Sprintf("127.0.1.%d", i+1))
+				wg.Go(func() {
+					start := time.Now()
+					answers[i] = e.loginFrom(c, "dora@example.test", "a-real-password")
+					took[i] = time.Since(start)
+				})
+			}
+			wg.Wait()
+			close(stop)
+			<-sampled
+
+			ok, busy := 0, 0
+			for i, r := range answers {
+				switch r.StatusCode {
+				case 200:
+					ok++
+				case 503:
+					busy++
+					r.wantProblem(t, 503)
+					if r.Header.Get("Retry-After") == "" {
+						t.Errorf("login %d: 503 without Retry-After", i)
+					}
+				default:
+					t.Errorf("login %d: %d %s", i, r.StatusCode, r.body)
+				}
+			}
+			grown := (peak - base) / mib
+			t.Logf("%d logins at once: %d signed in, %d told to retry; slowest answer %v; heap grew %d MiB",
+				logins, ok, busy, slices.Max(took).Round(time.Millisecond), grown)
+			if ok < slots {
+				t.Errorf("only %d logins went through, want at least %d", ok, slots)
+			}
+			// 30 hashes at once hold 30 × 64 MiB; the gate holds 2, which the GC may keep twice.
+			if limit := uint64(8 * 64); grown > limit {
+				t.Errorf("the heap grew by %d MiB, want at most %d MiB (unbounded: %d MiB)", grown, limit, logins*64)
+			}
+			if slowest := slices.Max(took); slowest > 10*time.Second {
+				t.Errorf("the slowest answer took %v", slowest)
+			}
+		})
+	}
+}
+
+func heapBytes() uint64 {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Uint64()
 }

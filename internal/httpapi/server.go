@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -50,11 +51,16 @@ type Config struct {
 	DataDir string
 	// SecureCookies marks the session cookie Secure (serve over HTTPS, or behind a TLS proxy).
 	SecureCookies bool
-	// LoginLimiter limits login attempts per client address and per email; nil: 10 at once, then
-	// one per 6 s.
-	LoginLimiter *auth.Limiter
+	// LoginGuard limits login attempts per client address and per address and email, and slows
+	// down an email under attack; nil: auth.DefaultLoginPolicy.
+	LoginGuard *auth.LoginGuard
 	// PasswordParams are the argon2id costs of new password hashes; zero: auth.DefaultParams.
 	PasswordParams auth.Params
+	// LoginConcurrency is how many password checks run at once (each takes PasswordParams.Memory);
+	// zero: sized from the memory available (auth.AvailableMemory, auth.GateSize). A login that
+	// finds none free within LoginWait (zero: 2 s) answers 503 with Retry-After.
+	LoginConcurrency int
+	LoginWait        time.Duration
 
 	// TokenCacheTTL is how long a token's user is remembered between lookups: a deleted token
 	// keeps working that long. Zero: 2 s; negative: no cache.
@@ -75,7 +81,8 @@ type Server struct {
 	api     huma.API
 	mux     *http.ServeMux
 	handler http.Handler
-	limiter *auth.Limiter
+	guard   *auth.LoginGuard
+	gate    *auth.Gate
 	tokens  *tokenCache
 	started time.Time
 
@@ -111,13 +118,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PasswordParams == (auth.Params{}) {
 		cfg.PasswordParams = auth.DefaultParams()
 	}
-	limiter := cfg.LoginLimiter
-	if limiter == nil {
-		limiter = auth.NewLimiter(6*time.Second, 10)
+	guard := cfg.LoginGuard
+	if guard == nil {
+		guard = auth.NewLoginGuard(auth.DefaultLoginPolicy())
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, tasks: cfg.Tasks, mux: http.NewServeMux(),
-		limiter: limiter, tokens: newTokenCache(cfg.TokenCacheTTL), started: time.Now(), closing: make(chan struct{}),
+		guard: guard, gate: passwordGate(cfg, cfg.Log), tokens: newTokenCache(cfg.TokenCacheTTL),
+		started: time.Now(), closing: make(chan struct{}),
 	}
 	s.api = humago.New(s.mux, s.humaConfig())
 	s.routes()
@@ -128,6 +136,26 @@ func New(cfg Config) (*Server, error) {
 	}))
 	s.handler = s.recover(s.observe(cop.Handler(s.mux)))
 	return s, nil
+}
+
+// passwordGate bounds the password checks running at once, by cfg or by the memory available.
+func passwordGate(cfg Config, log *slog.Logger) *auth.Gate {
+	wait := cfg.LoginWait
+	if wait <= 0 {
+		wait = 2 * time.Second
+	}
+	n := cfg.LoginConcurrency
+	if n <= 0 {
+		perHash := uint64(cfg.PasswordParams.Memory) * 1024
+		avail, ok := auth.AvailableMemory()
+		if !ok {
+			avail = 1 << 30 // unknown: assume a small machine
+		}
+		n = auth.GateSize(perHash, avail, runtime.GOMAXPROCS(0))
+		log.Info("password checks bounded by the memory available", "at_once", n,
+			"available_mib", avail>>20, "per_check_mib", perHash>>20)
+	}
+	return auth.NewGate(n, wait)
 }
 
 func (s *Server) humaConfig() huma.Config {
