@@ -215,3 +215,93 @@ func heapBytes() uint64 {
 	rtmetrics.Read(s)
 	return s[0].Value.Uint64()
 }
+
+// TestEventStreamsAreCapped: one user once held 2,000 streams (4,000 goroutines, 2,000 reads of
+// the database a second). Streams are capped per user and per task; beyond, 429.
+func TestEventStreamsAreCapped(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect, func(c *Config) { c.MaxStreamsPerUser, c.MaxStreamsPerTask = 3, 2 })
+		var tasks []string
+		for _, name := range []string{"a", "b", "c"} {
+			tasks = append(tasks, e.startSync(e.alice, e.addAccount(e.alice, name).ID).Task.ID) // queued: streams stay open
+		}
+		open := func(task string) *stream {
+			s := e.openStream(t, e.alice, task, "")
+			if s.resp.StatusCode == 200 {
+				s.next(t) // the snapshot: the stream is counted
+			}
+			return s
+		}
+		first := open(tasks[0])
+		open(tasks[0])
+		refusedByTask := open(tasks[0])
+		open(tasks[1])
+		refusedByUser := open(tasks[2])
+		for name, s := range map[string]*stream{"a third stream on one task": refusedByTask, "a fourth stream of one user": refusedByUser} {
+			if s.resp.StatusCode != http.StatusTooManyRequests || s.resp.Header.Get("Retry-After") == "" ||
+				!strings.HasPrefix(s.resp.Header.Get("Content-Type"), "application/problem+json") {
+				t.Errorf("%s: %d %v, want a 429 problem with Retry-After", name, s.resp.StatusCode, s.resp.Header)
+			}
+		}
+		// Another user is not counted against alice.
+		if s := e.openStream(t, e.bob, tasks[2], ""); s.resp.StatusCode != http.StatusNotFound {
+			t.Errorf("bob on alice's task: %d, want 404", s.resp.StatusCode)
+		}
+		// A closed stream frees its place.
+		first.close()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s := e.openStream(t, e.alice, tasks[0], "")
+			if s.resp.StatusCode == 200 {
+				break
+			}
+			s.close()
+			if time.Now().After(deadline) {
+				t.Fatal("a closed stream still counts after 5 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+}
+
+// TestStreamFloodFromOneUser: 200 streams at once from one user, with the default caps, get 20
+// streams and 180 answers of 429.
+func TestStreamFloodFromOneUser(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect)
+		var tasks []string
+		for _, name := range []string{"a", "b", "c", "d"} {
+			tasks = append(tasks, e.startSync(e.alice, e.addAccount(e.alice, name).ID).Task.ID)
+		}
+		const attempts = 200
+		codes := make(chan int, attempts)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i := range attempts {
+			wg.Go(func() {
+				req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/api/sync/tasks/"+tasks[i%len(tasks)]+"/events", nil)
+				req.Header.Set("Authorization", "Bearer "+e.alice.Token)
+				resp, err := e.ts.Client().Do(req)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				defer resp.Body.Close()
+				codes <- resp.StatusCode
+				if resp.StatusCode == 200 {
+					<-ctx.Done() // hold the stream until the test is done counting
+				}
+			})
+		}
+		counts := map[int]int{}
+		for range attempts {
+			counts[<-codes]++
+		}
+		cancel() // ends the held streams
+		wg.Wait()
+		if counts[200] != 20 || counts[429] != attempts-20 {
+			t.Fatalf("%d stream requests from one user: %v, want 20 × 200 and %d × 429", attempts, counts, attempts-20)
+		}
+	})
+}

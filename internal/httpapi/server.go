@@ -66,6 +66,11 @@ type Config struct {
 	// keeps working that long. Zero: 2 s; negative: no cache.
 	TokenCacheTTL time.Duration
 
+	// MaxStreamsPerUser and MaxStreamsPerTask cap the event streams open at once on this
+	// instance; beyond them a stream answers 429. Zero: 20 and 8; negative: no cap.
+	MaxStreamsPerUser int
+	MaxStreamsPerTask int
+
 	// SSE timing; zero values take the defaults (15 s, 1 s, 250 ms).
 	KeepAlive        time.Duration // comment lines that keep proxies from closing idle streams
 	PollInterval     time.Duration // re-read of a streamed task when no signal came
@@ -84,6 +89,7 @@ type Server struct {
 	guard   *auth.LoginGuard
 	gate    *auth.Gate
 	tokens  *tokenCache
+	streams *streamCaps
 	started time.Time
 
 	closeOnce sync.Once
@@ -118,6 +124,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PasswordParams == (auth.Params{}) {
 		cfg.PasswordParams = auth.DefaultParams()
 	}
+	if cfg.MaxStreamsPerUser == 0 {
+		cfg.MaxStreamsPerUser = 20
+	}
+	if cfg.MaxStreamsPerTask == 0 {
+		cfg.MaxStreamsPerTask = 8
+	}
 	guard := cfg.LoginGuard
 	if guard == nil {
 		guard = auth.NewLoginGuard(auth.DefaultLoginPolicy())
@@ -125,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, tasks: cfg.Tasks, mux: http.NewServeMux(),
 		guard: guard, gate: passwordGate(cfg, cfg.Log), tokens: newTokenCache(cfg.TokenCacheTTL),
+		streams: newStreamCaps(cfg.MaxStreamsPerUser, cfg.MaxStreamsPerTask),
 		started: time.Now(), closing: make(chan struct{}),
 	}
 	s.api = humago.New(s.mux, s.humaConfig())
