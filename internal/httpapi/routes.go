@@ -46,7 +46,9 @@ func (s *Server) routes() {
 	register(s, admin, op(get, "/api/health/system", "system-health", "CPU, memory, disk, goroutines, database round trip, uptime, version"), s.systemHealth)
 	s.mux.HandleFunc("GET /livez", s.livez)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	if !s.cfg.MetricsElsewhere {
+		s.mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 
 	s.methodNotAllowed()
 

@@ -8,6 +8,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -65,6 +67,13 @@ type Config struct {
 	// TokenCacheTTL is how long a token's user is remembered between lookups: a deleted token
 	// keeps working that long. Zero: 2 s; negative: no cache.
 	TokenCacheTTL time.Duration
+
+	// MetricsToken, when set, is the bearer token GET /metrics requires; empty: /metrics is open
+	// to anyone who can reach it.
+	MetricsToken string
+	// MetricsElsewhere leaves /metrics out of Handler: MetricsHandler serves it on an address of
+	// its own.
+	MetricsElsewhere bool
 
 	// MaxStreamsPerUser and MaxStreamsPerTask cap the event streams open at once on this
 	// instance; beyond them a stream answers 429. Zero: 20 and 8; negative: no cap.
@@ -200,6 +209,24 @@ func scrubErrorValues(_ huma.Context, _ string, v any) (any, error) {
 
 // Handler is the API's root handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler serves the Prometheus metrics, behind MetricsToken when one is set.
+func (s *Server) MetricsHandler() http.Handler {
+	h := s.cfg.Metrics.Handler()
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte("Bearer " + s.cfg.MetricsToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mailsync metrics"`)
+			writeProblem(w, http.StatusUnauthorized, "the metrics need the operator's metrics token: Authorization: Bearer TOKEN")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // Shutdown marks the server as going away: /readyz answers 503 and every SSE stream ends, so
 // http.Server.Shutdown does not wait for them. Wire it with http.Server.RegisterOnShutdown.
