@@ -223,3 +223,29 @@ func TestAvailableMemory(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAvailableMemory: whatever the system's files hold, the figure is never above any limit
+// that was readable, and reading never panics.
+func FuzzAvailableMemory(f *testing.F) {
+	f.Add("MemAvailable:    2097152 kB\n", "0::/\n", "1073741824\n", "536870912\n", uint64(0), uint64(0))
+	f.Add("MemAvailable: x kB", "0::/a/b/\n1:name=systemd:/\n", "max", "", uint64(100), uint64(200))
+	f.Add("", "0::", "-1", "99999999999999999999999", uint64(1<<40), uint64(1))
+	f.Fuzz(func(t *testing.T, meminfo, cgroup, memMax, memCurrent string, goLimit, goUsed uint64) {
+		fsys := fstest.MapFS{
+			"proc/meminfo":                 {Data: []byte(meminfo)},
+			"proc/self/cgroup":             {Data: []byte(cgroup)},
+			"sys/fs/cgroup/memory.max":     {Data: []byte(memMax)},
+			"sys/fs/cgroup/memory.current": {Data: []byte(memCurrent)},
+		}
+		avail, ok := availableMemory(fsys, goLimit, goUsed)
+		if !ok && avail != 0 {
+			t.Fatalf("unknown, yet %d bytes", avail)
+		}
+		if goLimit > 0 && (!ok || avail > goLimit) {
+			t.Fatalf("%d bytes (ok %v) with GOMEMLIMIT %d", avail, ok, goLimit)
+		}
+		if limit, found := readUint(fsys, "sys/fs/cgroup/memory.max"); found && avail > limit {
+			t.Fatalf("%d bytes above the cgroup's limit %d", avail, limit)
+		}
+	})
+}
