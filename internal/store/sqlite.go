@@ -110,7 +110,8 @@ const (
 	checkpointIdle = 2 * time.Second
 	// checkpointWait bounds how long a truncating checkpoint waits for the writer and readers.
 	checkpointWait = time.Second
-	// checkpointBacklog is the WAL size past which a checkpoint runs without waiting.
+	// checkpointBacklog is the WAL size past which it is emptied (or at least copied) without
+	// waiting for writes to pause: the bound on the WAL, and so on the disk a sync needs.
 	checkpointBacklog = 256 << 20
 )
 
@@ -156,14 +157,20 @@ func (c *checkpointer) run(ctx context.Context) {
 		case <-quiet.C:
 			switch {
 			case truncate:
-				truncate = !c.truncate(ctx)
+				if truncate = !c.truncate(ctx); truncate {
+					idle.Reset(checkpointIdle) // a reader held on: try again when idle
+				}
 			case pending:
 				c.checkpoint(ctx)
 				idle.Reset(checkpointIdle)
 			}
 			pending = false
 		case <-idle.C:
-			c.truncate(ctx)
+			if c.truncate(ctx) {
+				truncate = false
+			} else {
+				idle.Reset(checkpointIdle)
+			}
 		}
 	}
 }
