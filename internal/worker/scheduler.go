@@ -106,8 +106,9 @@ func (s *Scheduler) StartDue(ctx context.Context) time.Duration {
 // "due one interval after the last task" would find it a few milliseconds short at the look one
 // interval later and wait a whole extra look. Measured from fixed slots, an account syncs every
 // interval, each time as late as the look that finds it. The phase spreads accounts over the
-// interval instead of firing them all at once (after a restart or an import, too: a new account's
-// first sync waits for its slot). The quarter interval lets a sync started for another reason
+// interval instead of firing them all at once (after an import, too: a new account's first sync
+// waits for its slot; accounts that missed slots while no scheduler ran are due at once, and
+// back on their slots from their next sync). The quarter interval lets a sync started for another reason
 // (Sync now, an IDLE push) shortly before a slot stand in for it, and tolerates a look up to three
 // quarters of an interval late without skipping a slot.
 func NextDue(interval, phase time.Duration, created, lastTask time.Time) time.Time {
