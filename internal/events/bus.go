@@ -54,7 +54,7 @@ func (b *Bus) Subscribe(taskID string) (<-chan struct{}, func()) {
 	}
 }
 
-// SubscribeAll is Subscribe for the changes of every task (a worker waiting for queued work).
+// SubscribeAll is Subscribe for the changes of every task (and every WorkQueued signal).
 func (b *Bus) SubscribeAll() (<-chan struct{}, func()) { return b.Subscribe("") }
 
 // SubscribeQueued is Subscribe for "a task was queued", here or (through a Bridge) on another
