@@ -88,13 +88,13 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		wg.Go(func() { bridge.Run(ctx) })
 		publish = bridge.TaskChanged
 	}
-	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log, Changed: publish})
+	// A task queued here or on another instance wakes the idle claim loop at once.
+	queued, stopQueued := bus.SubscribeQueued()
+	defer stopQueued()
+	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log, Changed: publish, Wakeups: queued})
 	tasks.Changed = func(t task.Task) {
 		publish(t)
-		switch {
-		case t.State == task.Queued:
-			w.Wake()
-		case !t.State.Active():
+		if !t.State.Active() {
 			reg.TaskFinished(t)
 		}
 	}
