@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -40,12 +42,22 @@ type startSyncOutput struct {
 
 // startSync is "Sync now": idempotent, so any number of clicks, tabs and instances get the one
 // live task of the account; a dead one is replaced on the spot.
+//
+// It answers within about a second even when another database session holds the account's task
+// row: with the live task, read without waiting for the lock, or, when that task is dead (or not
+// yet committed) and so can be neither joined nor replaced until the lock goes, with a 503 and
+// Retry-After. The database ends a frozen mailsync session's locks within seconds.
 func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncOutput, error) {
 	if _, err := s.ownAccount(ctx, in.ID); err != nil {
 		return nil, err
 	}
 	force := in.Body != nil && in.Body.ForceFull
 	t, created, err := s.tasks.Start(ctx, in.ID, force)
+	if errors.Is(err, task.ErrBusy) {
+		return nil, huma.ErrorWithHeaders(
+			huma.Error503ServiceUnavailable("the account's last sync is locked by another database session; try again in a few seconds"),
+			http.Header{"Retry-After": {retryAfter(startBusyRetry)}})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +65,9 @@ func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncO
 	out.Body.Task, out.Body.Reused = s.taskJSON(t), !created
 	return out, nil
 }
+
+// startBusyRetry is the Retry-After of a Sync now that met a locked dead task.
+const startBusyRetry = 2 * time.Second
 
 type taskOutput struct {
 	Body TaskJSON
