@@ -261,6 +261,9 @@ func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelC
 			return
 		}
 		beatCtx, done := context.WithTimeout(ctx, min(5*time.Second, left))
+		// The database records the beat when the statement starts, which may be long before it
+		// returns (a lock wait): count from before the call, never later than the database.
+		began := time.Now()
 		stop, err := w.tasks.Heartbeat(beatCtx, run.Lease(), run.Progress())
 		done()
 		wait = cfg.HeartbeatInterval
@@ -278,11 +281,11 @@ func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelC
 			w.config.Logger.Warn("heartbeat failed", "task", run.Task.ID, "err", err)
 			wait = cfg.HeartbeatInterval / 5
 		case stop:
-			run.Beat()
+			run.beatAt(began)
 			cancel(ErrCancelRequested)
 			return
 		default:
-			run.Beat()
+			run.beatAt(began)
 		}
 	}
 }
@@ -332,9 +335,14 @@ func (r *Run) Progress() task.Progress {
 }
 
 // Beat records that a fenced write succeeded: the task is provably still ours.
-func (r *Run) Beat() {
+func (r *Run) Beat() { r.beatAt(time.Now()) }
+
+// beatAt records a fenced write that began at t; an older write never moves the last beat back.
+func (r *Run) beatAt(t time.Time) {
 	r.mu.Lock()
-	r.lastBeat = time.Now()
+	if t.After(r.lastBeat) {
+		r.lastBeat = t
+	}
 	r.mu.Unlock()
 }
 
