@@ -11,7 +11,7 @@ import (
 
 // Sync now on an account whose task row another database session holds (a frozen instance, an
 // operator's open transaction) answers within a couple of seconds: the live task when there is
-// one, else a 503 with Retry-After; never a second active task. PostgreSQL only: SQLite has no
+// one, else a 503 with Retry-After; never a second active task. Cancel answers a 503 as promptly. PostgreSQL only: SQLite has no
 // row locks.
 func TestSyncNowOnALockedTaskRowAnswersPromptly(t *testing.T) {
 	// Live for longer than Start's one-second wait for the lock.
@@ -52,6 +52,14 @@ func TestSyncNowOnALockedTaskRowAnswersPromptly(t *testing.T) {
 	}
 	if n := storetest.CountTasks(t, e.store, a.ID); n != 1 {
 		t.Fatalf("%d tasks after Sync now on a locked row, want 1", n)
+	}
+
+	// Cancel meets the same lock: a prompt 503, nothing changed.
+	began := time.Now()
+	r = e.request(e.alice, "POST", "/api/sync/tasks/"+first.Task.ID+"/cancel", nil)
+	r.wantProblem(t, 503)
+	if took := time.Since(began); took > prompt || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("Cancel of a locked task: 503 after %s with Retry-After %q", took, r.Header.Get("Retry-After"))
 	}
 
 	release()

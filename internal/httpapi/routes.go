@@ -30,7 +30,7 @@ func (s *Server) routes() {
 	register(s, member, op(post, "/api/accounts/{id}/sync", "start-sync", "Sync now: the live task of the account, or a new one").status(202).errors(http.StatusServiceUnavailable), s.startSync)
 	register(s, member, op(get, "/api/accounts/{id}/sync", "account-sync", "The account's live task, else its latest"), s.accountSync)
 	register(s, member, op(get, "/api/sync/tasks/{id}", "get-task", "One sync task"), s.getTask)
-	register(s, member, op(post, "/api/sync/tasks/{id}/cancel", "cancel-task", "Cancel a task: at once when queued, at its next heartbeat when running"), s.cancelTask)
+	register(s, member, op(post, "/api/sync/tasks/{id}/cancel", "cancel-task", "Cancel a task: at once when queued, at its next heartbeat when running").errors(http.StatusServiceUnavailable), s.cancelTask)
 	s.plain(member, get, "/api/sync/tasks/{id}/events", "task-events", "Server-sent events of a task: snapshot, progress, one terminal event", "text/event-stream", s.taskEvents)
 
 	// Stored mail.

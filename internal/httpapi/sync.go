@@ -54,9 +54,7 @@ func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncO
 	force := in.Body != nil && in.Body.ForceFull
 	t, created, err := s.tasks.Start(ctx, in.ID, force)
 	if errors.Is(err, task.ErrBusy) {
-		return nil, huma.ErrorWithHeaders(
-			huma.Error503ServiceUnavailable("the account's last sync is locked by another database session; try again in a few seconds"),
-			http.Header{"Retry-After": {retryAfter(startBusyRetry)}})
+		return nil, busyProblem("the account's last sync is locked by another database session; try again in a few seconds")
 	}
 	if err != nil {
 		return nil, err
@@ -66,8 +64,14 @@ func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncO
 	return out, nil
 }
 
-// startBusyRetry is the Retry-After of a Sync now that met a locked dead task.
-const startBusyRetry = 2 * time.Second
+// busyProblem is the answer to a task change that met a row another database session holds:
+// nothing changed, and the database ends a frozen mailsync session's locks within seconds.
+func busyProblem(detail string) error {
+	return huma.ErrorWithHeaders(huma.Error503ServiceUnavailable(detail), http.Header{"Retry-After": {retryAfter(busyRetry)}})
+}
+
+// busyRetry is the Retry-After of a busyProblem.
+const busyRetry = 2 * time.Second
 
 type taskOutput struct {
 	Body TaskJSON
@@ -100,13 +104,16 @@ func (s *Server) getTask(ctx context.Context, in *taskIDInput) (*taskOutput, err
 }
 
 // cancelTask cancels a queued task at once and asks a running one to stop at its next heartbeat;
-// a finished task is returned as it is.
+// a finished task is returned as it is. A task whose row another session holds answers 503.
 func (s *Server) cancelTask(ctx context.Context, in *taskIDInput) (*taskOutput, error) {
 	before, err := s.ownTask(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
 	t, err := s.tasks.Cancel(ctx, in.ID)
+	if errors.Is(err, task.ErrBusy) {
+		return nil, busyProblem("the task is locked by another database session; try again in a few seconds")
+	}
 	if err != nil {
 		return nil, err
 	}

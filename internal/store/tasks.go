@@ -212,6 +212,20 @@ func (s *Store) liveTask(ctx context.Context, p StartParams, busy error) (Task, 
 	return t, nil
 }
 
+// withLockWait runs the statement of fn so that it waits at most d for a lock: on PostgreSQL in a
+// transaction of its own that sets lock_timeout, on SQLite (no row locks) directly on the writer.
+func (s *Store) withLockWait(ctx context.Context, d time.Duration, fn func(q querier) error) error {
+	if s.dialect.lockTimeout == nil {
+		return fn(s.write)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.limitLockWait(ctx, tx, d); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 // limitLockWait makes the rest of tx wait at most d for any lock, where the engine has row locks.
 func (s *Store) limitLockWait(ctx context.Context, tx *sql.Tx, d time.Duration) error {
 	if s.dialect.lockTimeout == nil {
@@ -254,22 +268,15 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (Tas
 // tries again. On PostgreSQL it is a transaction of its own, so a beat its caller gave up on can
 // never commit later.
 func (s *Store) Heartbeat(ctx context.Context, l Lease, p Progress, now time.Time) (cancelRequestedAt time.Time, err error) {
-	if s.dialect.lockTimeout == nil {
-		cancelRequestedAt, err = s.heartbeat(ctx, s.write, l, p, now)
-	} else {
-		wait := beatLockWait
-		if deadline, ok := ctx.Deadline(); ok {
-			wait = min(wait, time.Until(deadline))
-		}
-		err = s.inTx(ctx, func(tx *sql.Tx) error {
-			if err := s.limitLockWait(ctx, tx, wait); err != nil {
-				return err
-			}
-			var err error
-			cancelRequestedAt, err = s.heartbeat(ctx, tx, l, p, now)
-			return err
-		})
+	wait := beatLockWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(deadline))
 	}
+	err = s.withLockWait(ctx, wait, func(q querier) error {
+		var err error
+		cancelRequestedAt, err = s.heartbeat(ctx, q, l, p, now)
+		return err
+	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("store: heartbeat task %s: %w", l.TaskID, s.busy(err))
 	}
@@ -374,8 +381,24 @@ func (s *Store) InterruptTask(ctx context.Context, l Lease, p Progress, now time
 
 // CancelTask cancels a queued task at once and flags a running one, whose worker stops at its
 // next heartbeat. It returns the task as it now is; cancelling a finished task changes nothing.
-func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (Task, error) {
-	row := s.write.QueryRowContext(ctx, s.sql(`
+// Like StartTask it waits at most startLockWait for a row another session holds, then answers
+// ErrBusy, having changed nothing.
+func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t Task, err error) {
+	err = s.withLockWait(ctx, startLockWait, func(q querier) error {
+		t, err = s.cancelTask(ctx, q, id, now)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return s.Task(ctx, id)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, s.busy(err))
+	}
+	return t, nil
+}
+
+func (s *Store) cancelTask(ctx context.Context, q querier, id string, now time.Time) (Task, error) {
+	row := q.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET
 			state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
 			finished_at = CASE WHEN state = 'queued' THEN COALESCE($2, {{now}}) ELSE finished_at END,
@@ -383,14 +406,7 @@ func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (Task,
 			cancel_requested_at = COALESCE(cancel_requested_at, $2, {{now}})
 		WHERE id = $1 AND state IN ('queued', 'running')
 		RETURNING `+taskColumns), id, at(now))
-	t, err := scanTask(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return s.Task(ctx, id)
-	}
-	if err != nil {
-		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, err)
-	}
-	return t, nil
+	return scanTask(row)
 }
 
 // ReapParams are the inputs of ReapTasks.

@@ -159,3 +159,27 @@ func testHeartbeatFailsFastOnLockedRow(t *testing.T, dialect string) {
 		t.Fatalf("heartbeat after the lock went: %v", err)
 	}
 }
+
+// testCancelDoesNotWaitForLockedRow: Cancel on a task whose row another session holds answers
+// ErrBusy within about a second, having changed nothing; once the lock goes it cancels.
+func testCancelDoesNotWaitForLockedRow(t *testing.T, dialect string) {
+	onlyPostgres(t, dialect)
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	queued := e.start(t, SeedAccount(t, e.store).ID)
+	release := HoldRowLock(t, e.store, queued.ID)
+	var err error
+	if d := took(func() { _, err = e.tasks.Cancel(ctx, queued.ID) }); d > 2*time.Second {
+		t.Fatalf("Cancel on a locked row took %s", d)
+	}
+	if !errors.Is(err, task.ErrBusy) {
+		t.Fatalf("Cancel on a locked row: %v, want ErrBusy", err)
+	}
+	wantState(t, e.get(t, queued.ID), task.Queued)
+	release()
+	got, err := e.tasks.Cancel(ctx, queued.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, got, task.Cancelled)
+}

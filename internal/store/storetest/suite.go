@@ -40,6 +40,7 @@ var suite = []struct {
 	{"ReaperSkipsLockedRow", testReaperSkipsLockedRow},
 	{"StartDoesNotWaitForLockedRow", testStartDoesNotWaitForLockedRow},
 	{"HeartbeatFailsFastOnLockedRow", testHeartbeatFailsFastOnLockedRow},
+	{"CancelDoesNotWaitForLockedRow", testCancelDoesNotWaitForLockedRow},
 	{"StartReplacesDeadTaskWithoutReaper", testSelfHeal},
 	{"TaskThatAlwaysDiesFailsAfterMaxAttempts", testMaxAttempts},
 	{"Cancel", testCancel},
