@@ -239,8 +239,10 @@ func (w *Worker) callBody(ctx context.Context, run *Run) (err error) {
 //
 // A beat that fails (the database away, or the task's row held by another session's lock, which
 // makes the store give up after a second) is tried again after a fifth of the interval, so a brief
-// outage or foreign lock costs a few retries, not the task. Neither the wait nor a beat in flight
-// outlasts the self-fence: the worker stops on time even while a beat is stuck.
+// outage or foreign lock costs a few retries, not the task. The wait between beats never passes
+// the self-fence. A beat in flight is not cut at the self-fence: the body's own batch holds the
+// row while it commits, and a beat queued behind it succeeds when it ends; the store's lock wait
+// bounds how far such a beat overruns (every write is fenced by epoch in the database anyway).
 func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelCauseFunc, cfg task.Config) {
 	wait := cfg.HeartbeatInterval
 	for {
@@ -255,12 +257,11 @@ func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelC
 			return
 		case <-timer.C:
 		}
-		left := cfg.SelfFence - run.SinceBeat()
-		if left <= 0 {
+		if run.SinceBeat() >= cfg.SelfFence {
 			cancel(ErrSelfFenced)
 			return
 		}
-		beatCtx, done := context.WithTimeout(ctx, min(5*time.Second, left))
+		beatCtx, done := context.WithTimeout(ctx, 5*time.Second)
 		// The database records the beat when the statement starts, which may be long before it
 		// returns (a lock wait): count from before the call, never later than the database.
 		began := time.Now()
