@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -40,12 +42,20 @@ type startSyncOutput struct {
 
 // startSync is "Sync now": idempotent, so any number of clicks, tabs and instances get the one
 // live task of the account; a dead one is replaced on the spot.
+//
+// It answers within about a second even when another database session holds the account's task
+// row: with the live task, read without waiting for the lock, or, when that task is dead (or not
+// yet committed) and so can be neither joined nor replaced until the lock goes, with a 503 and
+// Retry-After. The database ends a frozen mailsync session's locks within seconds.
 func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncOutput, error) {
 	if _, err := s.ownAccount(ctx, in.ID); err != nil {
 		return nil, err
 	}
 	force := in.Body != nil && in.Body.ForceFull
 	t, created, err := s.tasks.Start(ctx, in.ID, force)
+	if errors.Is(err, task.ErrBusy) {
+		return nil, busyProblem("the account's last sync is locked by another database session; try again in a few seconds")
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +63,15 @@ func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncO
 	out.Body.Task, out.Body.Reused = s.taskJSON(t), !created
 	return out, nil
 }
+
+// busyProblem is the answer to a task change that met a row another database session holds:
+// nothing changed, and the database ends a frozen mailsync session's locks within seconds.
+func busyProblem(detail string) error {
+	return huma.ErrorWithHeaders(huma.Error503ServiceUnavailable(detail), http.Header{"Retry-After": {retryAfter(busyRetry)}})
+}
+
+// busyRetry is the Retry-After of a busyProblem.
+const busyRetry = 2 * time.Second
 
 type taskOutput struct {
 	Body TaskJSON
@@ -85,13 +104,16 @@ func (s *Server) getTask(ctx context.Context, in *taskIDInput) (*taskOutput, err
 }
 
 // cancelTask cancels a queued task at once and asks a running one to stop at its next heartbeat;
-// a finished task is returned as it is.
+// a finished task is returned as it is. A task whose row another session holds answers 503.
 func (s *Server) cancelTask(ctx context.Context, in *taskIDInput) (*taskOutput, error) {
 	before, err := s.ownTask(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
 	t, err := s.tasks.Cancel(ctx, in.ID)
+	if errors.Is(err, task.ErrBusy) {
+		return nil, busyProblem("the task is locked by another database session; try again in a few seconds")
+	}
 	if err != nil {
 		return nil, err
 	}

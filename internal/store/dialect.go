@@ -3,6 +3,7 @@ package store
 import (
 	"embed"
 	"io/fs"
+	"time"
 
 	"github.com/pressly/goose/v3"
 )
@@ -19,14 +20,18 @@ type dialect struct {
 	// skipLocked ends the claim's candidate query so that concurrent claimers pass over rows
 	// another transaction holds (PostgreSQL); SQLite has one writer and needs nothing.
 	skipLocked string
-	// reapPrelude, when set, runs first in the reaper's transaction.
-	reapPrelude string
+	// lockTimeout, when set, is the statement that makes the rest of a transaction wait at most
+	// d for any lock (PostgreSQL's SET LOCAL lock_timeout). SQLite has no row locks: its writers
+	// queue for the one write lock under busy_timeout.
+	lockTimeout func(d time.Duration) string
 	// insertRows is how many messages one INSERT carries. PostgreSQL pays a network round trip
 	// per statement; SQLite has none, and copies a multi-row VALUES list once more before
 	// inserting it (measured: 20,000 messages in 0.53 s one row per statement, 0.9-1.2 s with 32).
 	insertRows int
 	// isUniqueViolation recognises the engine's duplicate-key error.
 	isUniqueViolation func(error) bool
+	// isBusy recognises a lock wait that ran out: PostgreSQL's lock_timeout, SQLite's busy_timeout.
+	isBusy func(error) bool
 }
 
 func (d dialect) migrations() fs.FS {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -30,7 +31,9 @@ func (s *Store) Migrate(ctx context.Context) ([]MigrationResult, error) {
 // MigrateTo applies migrations up to version (all of them when version < 0). Tests use it to seed
 // a database as an older binary left it.
 func (s *Store) MigrateTo(ctx context.Context, version int64) ([]MigrationResult, error) {
-	p, err := s.migrator(ctx)
+	db, release := s.openMigrationDB()
+	defer release()
+	p, err := s.migrator(ctx, db)
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +62,7 @@ func (s *Store) MigrateTo(ctx context.Context, version int64) ([]MigrationResult
 
 // SchemaVersion returns the version the database is at and the newest this binary knows.
 func (s *Store) SchemaVersion(ctx context.Context) (current, known int64, err error) {
-	p, err := s.migrator(ctx)
+	p, err := s.migrator(ctx, s.write)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -70,13 +73,14 @@ func (s *Store) SchemaVersion(ctx context.Context) (current, known int64, err er
 	return current, known, nil
 }
 
-func (s *Store) migrator(ctx context.Context) (*goose.Provider, error) {
+// migrator returns a goose provider working through db.
+func (s *Store) migrator(ctx context.Context, db *sql.DB) (*goose.Provider, error) {
 	opts := []goose.ProviderOption{goose.WithSlog(slog.New(slog.DiscardHandler))}
 	if s.dialect.name == "postgres" {
 		// The lock is per schema: instances of one deployment share a schema and migrate one at a
 		// time; deployments (or test runs) in other schemas of the same database do not wait.
 		var schema string
-		if err := s.write.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		if err := db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 			return nil, fmt.Errorf("store: migration lock: %w", err)
 		}
 		h := fnv.New64a()
@@ -87,7 +91,7 @@ func (s *Store) migrator(ctx context.Context) (*goose.Provider, error) {
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(s.dialect.goose, s.write, s.dialect.migrations(), opts...)
+	p, err := goose.NewProvider(s.dialect.goose, db, s.dialect.migrations(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("store: migrations: %w", err)
 	}

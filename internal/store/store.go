@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 var (
@@ -27,6 +29,10 @@ var (
 	// ErrConflict is returned when a write would break a uniqueness rule (an email already taken,
 	// an account name already used).
 	ErrConflict = errors.New("conflict")
+	// ErrBusy is returned when a statement gave up waiting for a lock another database session
+	// holds (a row of a frozen instance, an operator's open transaction). Nothing was written; the
+	// caller may try again shortly.
+	ErrBusy = errors.New("busy: another database session holds a lock on the row; try again shortly")
 )
 
 // Store is the database of one mailsync deployment.
@@ -43,6 +49,8 @@ type Store struct {
 	readStmts sync.Map // query -> *sql.Stmt
 	// checkpoints runs SQLite's WAL checkpoints off the writer's path; nil on PostgreSQL.
 	checkpoints *checkpointer
+	// pgConfig is how PostgreSQL sessions are opened (with their limits); nil on SQLite.
+	pgConfig *pgx.ConnConfig
 }
 
 // Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also
@@ -111,6 +119,11 @@ func (s *Store) sql(q string) string {
 }
 
 // inTx runs fn in a write transaction and commits it when fn returns nil.
+//
+// fn must do nothing but SQL: every lock its statements take is held until it returns, so a
+// transaction that waited on IMAP, HTTP or a channel would stall every other session that needs
+// those rows. On PostgreSQL the server enforces it: a session idle inside a transaction past
+// idle_in_transaction_session_timeout is ended and the transaction rolled back (postgres.go).
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -127,6 +140,14 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		s.checkpoints.wrote()
 	}
 	return nil
+}
+
+// busy wraps a lock wait that ran out as ErrBusy, keeping the engine's error for the message.
+func (s *Store) busy(err error) error {
+	if err != nil && s.dialect.isBusy != nil && s.dialect.isBusy(err) {
+		return fmt.Errorf("%w (%w)", ErrBusy, err)
+	}
+	return err
 }
 
 // at returns the explicit time of a statement as milliseconds, or NULL for "use the database

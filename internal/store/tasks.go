@@ -144,9 +144,17 @@ type StartParams struct {
 // A dead active task (running and silent for longer than DeadAfter, or queued for longer than
 // QueuedTimeout) is failed first, in the same transaction, so a user is never blocked by a crashed
 // worker for longer than the timeout, even with every reaper down.
+//
+// It never waits long for another session's lock on the account's task row (on PostgreSQL, a
+// frozen instance's open transaction would otherwise hold Sync now for as long as it lives): after
+// startLockWait it answers with the live task as last committed, read without a lock, or, when the
+// locked row is dead or not yet committed, with ErrBusy.
 func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, created bool, err error) {
 	id := uuid.NewString()
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.limitLockWait(ctx, tx, startLockWait); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, s.sql(`
 			UPDATE sync_tasks SET state = 'failed', finished_at = COALESCE($2, {{now}}),
 				error = CASE WHEN state = 'running'
@@ -169,10 +177,64 @@ func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, create
 		task, err = scanTask(row, &created)
 		return err
 	})
+	if err = s.busy(err); errors.Is(err, ErrBusy) {
+		task, created = Task{}, false
+		task, err = s.liveTask(ctx, p, err)
+	}
 	if err != nil {
 		return Task{}, false, fmt.Errorf("store: start task for account %d: %w", p.AccountID, err)
 	}
 	return task, created, nil
+}
+
+// startLockWait is how long StartTask waits for a row lock before it answers from what is
+// committed: long enough for the ordinary holders (a heartbeat, a claim, a batch commit take
+// milliseconds), short enough for a button.
+const startLockWait = time.Second
+
+// liveTask answers a StartTask whose row was locked: the account's live task as last committed.
+// An MVCC read takes no lock and waits for none, and it writes nothing, so the partial unique
+// index still admits one active task. busy is returned when there is no live task to give: the
+// locked row is dead (and cannot be replaced while it is locked) or is not committed yet.
+func (s *Store) liveTask(ctx context.Context, p StartParams, busy error) (Task, error) {
+	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`
+		SELECT `+taskColumns+` FROM sync_tasks
+		WHERE account_id = $1 AND (
+			(state = 'running' AND heartbeat_at >= COALESCE($2, {{now}}) - $3)
+			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) >= COALESCE($2, {{now}}) - $4))`),
+		p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, busy
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("read the live task: %w", err)
+	}
+	return t, nil
+}
+
+// withLockWait runs the statement of fn so that it waits at most d for a lock: on PostgreSQL in a
+// transaction of its own that sets lock_timeout, on SQLite (no row locks) directly on the writer.
+func (s *Store) withLockWait(ctx context.Context, d time.Duration, fn func(q querier) error) error {
+	if s.dialect.lockTimeout == nil {
+		return fn(s.write)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.limitLockWait(ctx, tx, d); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// limitLockWait makes the rest of tx wait at most d for any lock, where the engine has row locks.
+func (s *Store) limitLockWait(ctx context.Context, tx *sql.Tx, d time.Duration) error {
+	if s.dialect.lockTimeout == nil {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, s.dialect.lockTimeout(d)); err != nil {
+		return fmt.Errorf("set lock timeout: %w", err)
+	}
+	return nil
 }
 
 // ClaimTask moves the oldest queued task to running under owner, with a new epoch and one more
@@ -200,13 +262,31 @@ func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (Tas
 
 // Heartbeat records that the lease holder is alive and where it is. It returns the time a cancel
 // was requested (zero if none) and ErrLeaseLost when the lease is no longer valid.
+//
+// It fails fast rather than hang when another session holds the task's row: after beatLockWait
+// (or sooner, when ctx ends sooner) it returns ErrBusy, having written nothing, and the worker
+// tries again. On PostgreSQL it is a transaction of its own, so a beat its caller gave up on can
+// never commit later.
 func (s *Store) Heartbeat(ctx context.Context, l Lease, p Progress, now time.Time) (cancelRequestedAt time.Time, err error) {
-	cancelRequestedAt, err = s.heartbeat(ctx, s.write, l, p, now)
+	wait := beatLockWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(deadline))
+	}
+	err = s.withLockWait(ctx, wait, func(q querier) error {
+		var err error
+		cancelRequestedAt, err = s.heartbeat(ctx, q, l, p, now)
+		return err
+	})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: heartbeat task %s: %w", l.TaskID, err)
+		return time.Time{}, fmt.Errorf("store: heartbeat task %s: %w", l.TaskID, s.busy(err))
 	}
 	return cancelRequestedAt, nil
 }
+
+// beatLockWait bounds a heartbeat's wait for its task's row. A sync's own batch holds the row for
+// milliseconds; a longer hold is another session's, and the worker is better off trying again
+// (and seeing the lock go) than waiting into its self-fence.
+const beatLockWait = time.Second
 
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
@@ -304,8 +384,24 @@ func (s *Store) InterruptTask(ctx context.Context, l Lease, p Progress, now time
 
 // CancelTask cancels a queued task at once and flags a running one, whose worker stops at its
 // next heartbeat. It returns the task as it now is; cancelling a finished task changes nothing.
-func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (Task, error) {
-	row := s.write.QueryRowContext(ctx, s.sql(`
+// Like StartTask it waits at most startLockWait for a row another session holds, then answers
+// ErrBusy, having changed nothing.
+func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t Task, err error) {
+	err = s.withLockWait(ctx, startLockWait, func(q querier) error {
+		t, err = s.cancelTask(ctx, q, id, now)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return s.Task(ctx, id)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, s.busy(err))
+	}
+	return t, nil
+}
+
+func (s *Store) cancelTask(ctx context.Context, q querier, id string, now time.Time) (Task, error) {
+	row := q.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET
 			state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
 			finished_at = CASE WHEN state = 'queued' THEN COALESCE($2, {{now}}) ELSE finished_at END,
@@ -313,14 +409,7 @@ func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (Task,
 			cancel_requested_at = COALESCE(cancel_requested_at, $2, {{now}})
 		WHERE id = $1 AND state IN ('queued', 'running')
 		RETURNING `+taskColumns), id, at(now))
-	t, err := scanTask(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		return s.Task(ctx, id)
-	}
-	if err != nil {
-		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, err)
-	}
-	return t, nil
+	return scanTask(row)
 }
 
 // ReapParams are the inputs of ReapTasks.
@@ -342,41 +431,54 @@ type ReapParams struct {
 // Each statement re-checks the death in its own WHERE, under the row lock: a task that heartbeats
 // between a reaper's look and its write is left alone, and several reapers at once change each
 // dead task exactly once.
+//
+// A row another session holds locked is skipped, not waited for (FOR UPDATE SKIP LOCKED on
+// PostgreSQL): one frozen transaction must not stop reaping for every other task. A skipped dead
+// task is reaped by the first reap after its lock goes. SQLite has one writer and no row locks.
 func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 	now, dead, queued, maxRun := at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout), millis(p.MaxRunTime)
 	const (
 		silent    = `state = 'running' AND heartbeat_at < COALESCE($1, {{now}}) - $2`
 		overLimit = `state = 'running' AND started_at < COALESCE($1, {{now}}) - $3`
 	)
+	// reap updates the rows matching where that no other session holds. The CTE locks its rows or
+	// passes over them; the UPDATE then changes only rows it holds, re-checking where on their
+	// newest version.
+	reap := func(set, where string) string {
+		return `WITH dead AS (SELECT id FROM sync_tasks WHERE ` + where + ` ` + s.dialect.skipLocked + `)
+			UPDATE sync_tasks SET ` + set + `
+			WHERE id IN (SELECT id FROM dead) AND (` + where + `)`
+	}
 	statements := []struct {
 		sql  string
 		args []any
 	}{
 		// A requeued task's heartbeat_at is when it went back to the queue: the queued timeout
 		// counts from there.
-		{`UPDATE sync_tasks SET state = 'queued', owner = NULL, epoch = epoch + 1,
-			heartbeat_at = COALESCE($1, {{now}}), error = 'the worker stopped sending heartbeats; retrying'
-		WHERE ` + silent + ` AND NOT (` + overLimit + `) AND cancel_requested_at IS NULL AND attempt < max_attempts`,
+		{reap(`state = 'queued', owner = NULL, epoch = epoch + 1,
+			heartbeat_at = COALESCE($1, {{now}}), error = 'the worker stopped sending heartbeats; retrying'`,
+			silent+` AND NOT (`+overLimit+`) AND cancel_requested_at IS NULL AND attempt < max_attempts`),
 			[]any{now, dead, maxRun}},
-		{`UPDATE sync_tasks SET state = 'cancelled', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
-			error = 'cancelled; the worker had stopped sending heartbeats'
-		WHERE ` + silent + ` AND cancel_requested_at IS NOT NULL`,
+		{reap(`state = 'cancelled', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
+			error = 'cancelled; the worker had stopped sending heartbeats'`,
+			silent+` AND cancel_requested_at IS NOT NULL`),
 			[]any{now, dead}},
-		{`UPDATE sync_tasks SET state = 'failed', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
+		{reap(`state = 'failed', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
 			error = CASE
 				WHEN state = 'queued' THEN 'no worker picked the task up in time'
 				WHEN started_at < COALESCE($1, {{now}}) - $3 THEN 'ran longer than the maximum run time'
-				ELSE 'the worker stopped sending heartbeats on every attempt (' || attempt || ' of ' || max_attempts || ')' END
-		WHERE (` + silent + `) OR (` + overLimit + `)
-		   OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($1, {{now}}) - $4)`,
+				ELSE 'the worker stopped sending heartbeats on every attempt (' || attempt || ' of ' || max_attempts || ')' END`,
+			`(`+silent+`) OR (`+overLimit+`)
+			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($1, {{now}}) - $4)`),
 			[]any{now, dead, maxRun, queued}},
 	}
 	var reaped []Task
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if s.dialect.reapPrelude != "" {
-			if _, err := tx.ExecContext(ctx, s.dialect.reapPrelude); err != nil {
-				return err
-			}
+		// Rows are skipped, not waited for; this bounds the waits SKIP LOCKED does not cover
+		// (an index entry another transaction is inserting), and a reap that runs into one tries
+		// again at its next interval.
+		if err := s.limitLockWait(ctx, tx, reapLockWait); err != nil {
+			return err
 		}
 		for _, st := range statements {
 			rows, err := tx.QueryContext(ctx, s.sql(st.sql+` RETURNING `+taskColumns), st.args...)
@@ -392,10 +494,13 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: reap tasks: %w", err)
+		return nil, fmt.Errorf("store: reap tasks: %w", s.busy(err))
 	}
 	return reaped, nil
 }
+
+// reapLockWait bounds the reaper's lock waits that SKIP LOCKED leaves (see ReapTasks).
+const reapLockWait = 2 * time.Second
 
 // Task returns one task by id.
 func (s *Store) Task(ctx context.Context, id string) (Task, error) {

@@ -42,6 +42,11 @@ const (
 // ErrLeaseLost means the caller no longer owns the task: stop, and write nothing more.
 var ErrLeaseLost = store.ErrLeaseLost
 
+// ErrBusy means another database session holds the task's row and the call gave up waiting for
+// it, having changed nothing: try again shortly. Start returns it only when it cannot even read a
+// live task to join.
+var ErrBusy = store.ErrBusy
+
 // Config is the lifecycle's timing policy.
 type Config struct {
 	HeartbeatInterval time.Duration // how often a running task proves it is alive

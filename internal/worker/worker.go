@@ -173,8 +173,14 @@ func (w *Worker) execute(stop context.Context, t task.Task) {
 	lease, progress := run.Lease(), run.Progress()
 	var ferr error
 	switch {
-	case errors.Is(cause, ErrLeaseLost), errors.Is(cause, ErrSelfFenced):
+	case errors.Is(cause, ErrLeaseLost):
 		log.Warn("task stopped without writing its end", "cause", cause)
+		return
+	case errors.Is(cause, ErrSelfFenced):
+		// Its row may be held by another session, or the database away: either way it cannot be
+		// written now. A reaper re-queues the task once it is dead and its row free.
+		log.Warn("task stopped without writing its end: no heartbeat succeeded within the self-fence; a reaper will re-queue it",
+			"self_fence", cfg.SelfFence)
 		return
 	case errors.Is(cause, ErrShutdown):
 		_, ferr = w.tasks.Interrupt(final, lease, progress)
@@ -234,36 +240,57 @@ func (w *Worker) callBody(ctx context.Context, run *Run) (err error) {
 // heartbeat proves the task alive every interval (jittered, so that many workers do not beat in
 // step) until ctx ends, and cancels the task when the database refuses, a cancel is requested, or
 // no beat has succeeded for cfg.SelfFence.
+//
+// A beat that fails (the database away, or the task's row held by another session's lock, which
+// makes the store give up after a second) is tried again after a fifth of the interval, so a brief
+// outage or foreign lock costs a few retries, not the task. The wait between beats never passes
+// the self-fence. A beat in flight is not cut at the self-fence: the body's own batch holds the
+// row while it commits, and a beat queued behind it succeeds when it ends; the store's lock wait
+// bounds how far such a beat overruns (every write is fenced by epoch in the database anyway).
 func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelCauseFunc, cfg task.Config) {
+	wait := cfg.HeartbeatInterval
 	for {
-		jitter := time.Duration(rand.Int64N(int64(cfg.HeartbeatInterval)/5+1)) - cfg.HeartbeatInterval/10
-		timer := time.NewTimer(cfg.HeartbeatInterval + jitter)
+		wait += time.Duration(rand.Int64N(int64(wait)/5+1)) - wait/10
+		if fence := cfg.SelfFence - run.SinceBeat(); wait > fence {
+			wait = max(fence, 0)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
 		case <-timer.C:
 		}
-		if run.SinceBeat() > cfg.SelfFence {
+		if run.SinceBeat() >= cfg.SelfFence {
 			cancel(ErrSelfFenced)
 			return
 		}
 		beatCtx, done := context.WithTimeout(ctx, 5*time.Second)
+		// The database records the beat when the statement starts, which may be long before it
+		// returns (a lock wait): count from before the call, never later than the database.
+		began := time.Now()
 		stop, err := w.tasks.Heartbeat(beatCtx, run.Lease(), run.Progress())
 		done()
+		wait = cfg.HeartbeatInterval
 		switch {
 		case errors.Is(err, task.ErrLeaseLost):
 			cancel(ErrLeaseLost)
 			return
+		case errors.Is(err, task.ErrBusy):
+			// Its own batch commit can hold the row for a moment too; that one counts as a beat.
+			w.config.Logger.Info("heartbeat waited too long for the task's row, which another database session holds; retrying",
+				"task", run.Task.ID, "since_beat", run.SinceBeat().Round(time.Millisecond), "self_fence", cfg.SelfFence)
+			wait = cfg.HeartbeatInterval / 5
 		case err != nil:
 			// A database hiccup: keep trying until the self-fence says otherwise.
 			w.config.Logger.Warn("heartbeat failed", "task", run.Task.ID, "err", err)
+			wait = cfg.HeartbeatInterval / 5
 		case stop:
-			run.Beat()
+			run.beatAt(began)
 			cancel(ErrCancelRequested)
 			return
 		default:
-			run.Beat()
+			run.beatAt(began)
 		}
 	}
 }
@@ -313,9 +340,14 @@ func (r *Run) Progress() task.Progress {
 }
 
 // Beat records that a fenced write succeeded: the task is provably still ours.
-func (r *Run) Beat() {
+func (r *Run) Beat() { r.beatAt(time.Now()) }
+
+// beatAt records a fenced write that began at t; an older write never moves the last beat back.
+func (r *Run) beatAt(t time.Time) {
 	r.mu.Lock()
-	r.lastBeat = time.Now()
+	if t.After(r.lastBeat) {
+		r.lastBeat = t
+	}
 	r.mu.Unlock()
 }
 
