@@ -52,6 +52,9 @@ var suite = []struct {
 	{"TaskCounts", testTaskCounts},
 	{"TaskWithOwner", testTaskWithOwner},
 	{"MailBatches", testMailBatches},
+	{"ClaimAccountTakesOnlyThatAccount", testClaimAccount},
+	{"AttemptLog", testAttemptLog},
+	{"FollowNeverWaitsOnADeadTask", testFollow},
 }
 
 // env is one test's database, lifecycle and clock.
