@@ -176,6 +176,9 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 					replaced(t, next)
 					return
 				}
+				if next.Epoch != t.Epoch {
+					s.log.Warn("httpapi: event stream reaped its dead task", "task", id, "state", next.State, "reason", next.Error)
+				}
 				t = next
 			}
 			if !t.State.Active() {
