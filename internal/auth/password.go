@@ -1,6 +1,7 @@
 // Package auth holds mailsync's credentials: argon2id password hashes, API tokens (of which only
-// a hash is stored), signed session cookies for the web UI, and the rate limiter that keeps
-// password guessing slow.
+// a hash is stored), signed session cookies for the web UI, the login limits that keep password
+// guessing slow without letting anyone lock a user out, and the gate that bounds how many
+// password checks run at once.
 package auth
 
 import (

@@ -55,8 +55,14 @@ func (br *Bridge) Publish(taskID string) {
 	}
 }
 
-// TaskChanged publishes t's id; it has the shape of task.Manager.Changed.
-func (br *Bridge) TaskChanged(t store.Task) { br.Publish(t.ID) }
+// TaskChanged publishes t's id, and WorkQueued when t is queued, here and on every other
+// instance; it has the shape of task.Manager.Changed.
+func (br *Bridge) TaskChanged(t store.Task) {
+	br.Publish(t.ID)
+	if t.State == store.TaskQueued {
+		br.Publish(WorkQueued)
+	}
+}
 
 // Run listens and notifies until ctx ends; it returns nil then. Connection failures are logged
 // and retried with backoff, never returned.

@@ -13,6 +13,10 @@ import (
 	"mailsync/internal/store"
 )
 
+// WorkQueued is the topic of "a task was queued" signals, which idle claim loops subscribe to
+// (SubscribeQueued). It is not a task id (those are UUIDs), so no stream of a task receives it.
+const WorkQueued = "queued"
+
 // Bus is an in-process pub/sub of task change signals. Publishing never blocks: each
 // subscription holds at most one pending signal, and signals that find it full merge into it.
 type Bus struct {
@@ -50,8 +54,12 @@ func (b *Bus) Subscribe(taskID string) (<-chan struct{}, func()) {
 	}
 }
 
-// SubscribeAll is Subscribe for the changes of every task (a worker waiting for queued work).
+// SubscribeAll is Subscribe for the changes of every task (and every WorkQueued signal).
 func (b *Bus) SubscribeAll() (<-chan struct{}, func()) { return b.Subscribe("") }
+
+// SubscribeQueued is Subscribe for "a task was queued", here or (through a Bridge) on another
+// instance: a worker's claim loop wakes on it instead of waiting for its next poll.
+func (b *Bus) SubscribeQueued() (<-chan struct{}, func()) { return b.Subscribe(WorkQueued) }
 
 // Publish signals the task's subscribers and the subscribers of every task. It never blocks.
 func (b *Bus) Publish(taskID string) {
@@ -70,8 +78,14 @@ func (b *Bus) Publish(taskID string) {
 	}
 }
 
-// TaskChanged publishes t's id; it has the shape of task.Manager.Changed.
-func (b *Bus) TaskChanged(t store.Task) { b.Publish(t.ID) }
+// TaskChanged publishes t's id, and WorkQueued when t is queued; it has the shape of
+// task.Manager.Changed.
+func (b *Bus) TaskChanged(t store.Task) {
+	b.Publish(t.ID)
+	if t.State == store.TaskQueued {
+		b.Publish(WorkQueued)
+	}
+}
 
 // Subscribers returns how many subscriptions are open (for tests and metrics).
 func (b *Bus) Subscribers() int {

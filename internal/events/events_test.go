@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 )
 
@@ -48,6 +49,22 @@ func TestBusDeliversToTheTaskAndToAll(t *testing.T) {
 	}
 	if n := b.Subscribers(); n != 2 {
 		t.Fatalf("%d subscribers left, want 2", n)
+	}
+}
+
+func TestBusSignalsQueuedWorkOnlyForQueuedTasks(t *testing.T) {
+	b := NewBus()
+	queued, stop := b.SubscribeQueued()
+	defer stop()
+	for _, state := range []store.TaskState{store.TaskRunning, store.TaskSucceeded, store.TaskFailed} {
+		b.TaskChanged(store.Task{ID: "t", State: state})
+		if received(queued, 20*time.Millisecond) {
+			t.Fatalf("a %s task woke the claim loops", state)
+		}
+	}
+	b.TaskChanged(store.Task{ID: "t", State: store.TaskQueued})
+	if !received(queued, time.Second) {
+		t.Fatal("a queued task did not wake the claim loops")
 	}
 }
 

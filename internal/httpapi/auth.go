@@ -157,12 +157,11 @@ type loginOutput struct {
 
 func (s *Server) login(ctx context.Context, in *loginInput) (*loginOutput, error) {
 	email := strings.ToLower(strings.TrimSpace(in.Body.Email))
-	for _, key := range []string{"addr:" + clientAddr(ctx), "email:" + email} {
-		if ok, wait := s.limiter.Allow(key); !ok {
-			return nil, huma.ErrorWithHeaders(huma.Error429TooManyRequests("too many login attempts; try again in "+wait.Round(time.Second).String()),
-				http.Header{"Retry-After": {retryAfter(wait)}})
-		}
+	release, err := s.enterLogin(ctx, clientAddr(ctx), email)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	u, err := s.store.UserByEmail(ctx, email)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
@@ -178,10 +177,43 @@ func (s *Server) login(ctx context.Context, in *loginInput) (*loginOutput, error
 		s.log.Error("httpapi: stored password hash is unreadable", "user", u.ID, "err", verr)
 	}
 	if err != nil || !ok {
+		s.guard.Failed(clientAddr(ctx), email)
 		return nil, huma.Error401Unauthorized("wrong email or password")
 	}
+	s.guard.Succeeded(clientAddr(ctx), email)
 	value, expires := s.cfg.Sessions.Issue(u)
 	return &loginOutput{SetCookie: s.cookie(value, expires), Body: userJSON(u)}, nil
+}
+
+// enterLogin lets a login attempt check its password: within the address's limits, after the
+// email's soft delay, and holding one of the password gate's slots (release it when the check is
+// done). It answers 429 past a limit and 503 when the gate stays full; either has Retry-After.
+func (s *Server) enterLogin(ctx context.Context, addr, email string) (release func(), err error) {
+	ok, wait, delay := s.guard.Begin(addr, email)
+	if !ok {
+		return nil, huma.ErrorWithHeaders(huma.Error429TooManyRequests("too many login attempts; try again in "+wait.Round(time.Second).String()),
+			http.Header{"Retry-After": {retryAfter(wait)}})
+	}
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			s.guard.Abandoned(addr, email)
+			return nil, ctx.Err()
+		}
+	}
+	release, err = s.gate.Enter(ctx)
+	if err != nil {
+		s.guard.Abandoned(addr, email)
+		if errors.Is(err, auth.ErrBusy) {
+			return nil, huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("too many logins at once; try again in a moment"),
+				http.Header{"Retry-After": {retryAfter(s.gate.Wait())}})
+		}
+		return nil, err
+	}
+	return release, nil
 }
 
 // dummyHash is a valid hash of nothing anyone knows, verified against when the email is unknown.
@@ -215,7 +247,7 @@ func (s *Server) me(ctx context.Context, _ *struct{}) (*meOutput, error) {
 
 type addrKey struct{}
 
-// withClientAddr records the client's address for the login limiter. It is the connection's
+// withClientAddr records the client's address for the login limits. It is the connection's
 // peer: a deployment behind a proxy shares one bucket per proxy, which errs on the safe side.
 func withClientAddr(ctx huma.Context, next func(huma.Context)) {
 	host, _, err := net.SplitHostPort(ctx.RemoteAddr())

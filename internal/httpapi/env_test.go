@@ -114,7 +114,8 @@ func newEnv(tb testing.TB, dialect string, tweak ...func(*Config)) *env {
 		Metrics:  metrics.New(s), Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version: "test", DataDir: tb.TempDir(), PasswordParams: cheapParams,
 		KeepAlive: 200 * time.Millisecond, PollInterval: 100 * time.Millisecond, MinEventInterval: 20 * time.Millisecond,
-		LoginLimiter: auth.NewLimiter(time.Minute, 5),
+		LoginGuard: auth.NewLoginGuard(auth.LoginPolicy{PerAddress: auth.Rate{Burst: 5, Every: time.Minute},
+			PerAddressEmail: auth.Rate{Burst: 5, Every: time.Minute}}),
 	}
 	for _, f := range tweak {
 		f(&cfg)

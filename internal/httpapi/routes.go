@@ -31,7 +31,7 @@ func (s *Server) routes() {
 	register(s, member, op(get, "/api/accounts/{id}/sync", "account-sync", "The account's live task, else its latest"), s.accountSync)
 	register(s, member, op(get, "/api/sync/tasks/{id}", "get-task", "One sync task"), s.getTask)
 	register(s, member, op(post, "/api/sync/tasks/{id}/cancel", "cancel-task", "Cancel a task: at once when queued, at its next heartbeat when running"), s.cancelTask)
-	s.plain(member, get, "/api/sync/tasks/{id}/events", "task-events", "Server-sent events of a task: snapshot, progress, one terminal event", "text/event-stream", s.taskEvents)
+	s.plain(member, get, "/api/sync/tasks/{id}/events", "task-events", "Server-sent events of a task: snapshot, progress, one terminal event", "text/event-stream", s.capStreams(s.taskEvents))
 
 	// Stored mail.
 	register(s, member, op(get, "/api/accounts/{id}/folders", "list-folders", "The account's folders and their checkpoints"), s.listFolders)
@@ -46,7 +46,9 @@ func (s *Server) routes() {
 	register(s, admin, op(get, "/api/health/system", "system-health", "CPU, memory, disk, goroutines, database round trip, uptime, version"), s.systemHealth)
 	s.mux.HandleFunc("GET /livez", s.livez)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", s.cfg.Metrics.Handler())
+	if !s.cfg.MetricsElsewhere {
+		s.mux.Handle("GET /metrics", s.MetricsHandler())
+	}
 
 	s.methodNotAllowed()
 

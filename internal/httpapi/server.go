@@ -8,9 +8,12 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -50,15 +53,32 @@ type Config struct {
 	DataDir string
 	// SecureCookies marks the session cookie Secure (serve over HTTPS, or behind a TLS proxy).
 	SecureCookies bool
-	// LoginLimiter limits login attempts per client address and per email; nil: 10 at once, then
-	// one per 6 s.
-	LoginLimiter *auth.Limiter
+	// LoginGuard limits login attempts per client address and per address and email, and slows
+	// down an email under attack; nil: auth.DefaultLoginPolicy.
+	LoginGuard *auth.LoginGuard
 	// PasswordParams are the argon2id costs of new password hashes; zero: auth.DefaultParams.
 	PasswordParams auth.Params
+	// LoginConcurrency is how many password checks run at once (each takes PasswordParams.Memory);
+	// zero: sized from the memory available (auth.AvailableMemory, auth.GateSize). A login that
+	// finds none free within LoginWait (zero: 2 s) answers 503 with Retry-After.
+	LoginConcurrency int
+	LoginWait        time.Duration
 
 	// TokenCacheTTL is how long a token's user is remembered between lookups: a deleted token
 	// keeps working that long. Zero: 2 s; negative: no cache.
 	TokenCacheTTL time.Duration
+
+	// MetricsToken, when set, is the bearer token GET /metrics requires; empty: /metrics is open
+	// to anyone who can reach it.
+	MetricsToken string
+	// MetricsElsewhere leaves /metrics out of Handler: MetricsHandler serves it on an address of
+	// its own.
+	MetricsElsewhere bool
+
+	// MaxStreamsPerUser and MaxStreamsPerTask cap the event streams open at once on this
+	// instance; beyond them a stream answers 429. Zero: 20 and 8; negative: no cap.
+	MaxStreamsPerUser int
+	MaxStreamsPerTask int
 
 	// SSE timing; zero values take the defaults (15 s, 1 s, 250 ms).
 	KeepAlive        time.Duration // comment lines that keep proxies from closing idle streams
@@ -75,8 +95,10 @@ type Server struct {
 	api     huma.API
 	mux     *http.ServeMux
 	handler http.Handler
-	limiter *auth.Limiter
+	guard   *auth.LoginGuard
+	gate    *auth.Gate
 	tokens  *tokenCache
+	streams *streamCaps
 	started time.Time
 
 	closeOnce sync.Once
@@ -111,13 +133,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.PasswordParams == (auth.Params{}) {
 		cfg.PasswordParams = auth.DefaultParams()
 	}
-	limiter := cfg.LoginLimiter
-	if limiter == nil {
-		limiter = auth.NewLimiter(6*time.Second, 10)
+	if cfg.MaxStreamsPerUser == 0 {
+		cfg.MaxStreamsPerUser = 20
+	}
+	if cfg.MaxStreamsPerTask == 0 {
+		cfg.MaxStreamsPerTask = 8
+	}
+	guard := cfg.LoginGuard
+	if guard == nil {
+		guard = auth.NewLoginGuard(auth.DefaultLoginPolicy())
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, store: cfg.Store, tasks: cfg.Tasks, mux: http.NewServeMux(),
-		limiter: limiter, tokens: newTokenCache(cfg.TokenCacheTTL), started: time.Now(), closing: make(chan struct{}),
+		guard: guard, gate: passwordGate(cfg, cfg.Log), tokens: newTokenCache(cfg.TokenCacheTTL),
+		streams: newStreamCaps(cfg.MaxStreamsPerUser, cfg.MaxStreamsPerTask),
+		started: time.Now(), closing: make(chan struct{}),
 	}
 	s.api = humago.New(s.mux, s.humaConfig())
 	s.routes()
@@ -128,6 +158,26 @@ func New(cfg Config) (*Server, error) {
 	}))
 	s.handler = s.recover(s.observe(cop.Handler(s.mux)))
 	return s, nil
+}
+
+// passwordGate bounds the password checks running at once, by cfg or by the memory available.
+func passwordGate(cfg Config, log *slog.Logger) *auth.Gate {
+	wait := cfg.LoginWait
+	if wait <= 0 {
+		wait = 2 * time.Second
+	}
+	n := cfg.LoginConcurrency
+	if n <= 0 {
+		perHash := uint64(cfg.PasswordParams.Memory) * 1024
+		avail, ok := auth.AvailableMemory()
+		if !ok {
+			avail = 1 << 30 // unknown: assume a small machine
+		}
+		n = auth.GateSize(perHash, avail, runtime.GOMAXPROCS(0))
+		log.Info("password checks bounded by the memory available", "at_once", n,
+			"available_mib", avail>>20, "per_check_mib", perHash>>20)
+	}
+	return auth.NewGate(n, wait)
 }
 
 func (s *Server) humaConfig() huma.Config {
@@ -159,6 +209,24 @@ func scrubErrorValues(_ huma.Context, _ string, v any) (any, error) {
 
 // Handler is the API's root handler.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// MetricsHandler serves the Prometheus metrics, behind MetricsToken when one is set.
+func (s *Server) MetricsHandler() http.Handler {
+	h := s.cfg.Metrics.Handler()
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte("Bearer " + s.cfg.MetricsToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mailsync metrics"`)
+			writeProblem(w, http.StatusUnauthorized, "the metrics need the operator's metrics token: Authorization: Bearer TOKEN")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
 
 // Shutdown marks the server as going away: /readyz answers 503 and every SSE stream ends, so
 // http.Server.Shutdown does not wait for them. Wire it with http.Server.RegisterOnShutdown.

@@ -102,10 +102,22 @@ func (r *Registry) IMAPError(class string) { r.imapErrors.WithLabelValues(class)
 func (r *Registry) ZombiesReaped(n int) { r.zombiesReaped.Add(float64(n)) }
 
 // HTTPRequest counts one request. route is the mux pattern ("GET /api/sync/tasks/{id}"), never
-// the raw path, so the label set stays small.
+// the raw path, and a method outside the standard ones counts as "other", so the label set stays
+// small whatever clients send: every label value is a new series, kept for the life of the process.
 func (r *Registry) HTTPRequest(method, route string, code int, d time.Duration) {
-	r.httpRequests.WithLabelValues(method, route, strconv.Itoa(code)).Inc()
+	r.httpRequests.WithLabelValues(methodLabel(method), route, strconv.Itoa(code)).Inc()
 	r.httpDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// methodLabel is method when it is one of RFC 9110's methods or PATCH, else "other". A client
+// may send any token as a method (the Go server accepts kilobytes of it).
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 // taskCollector reads the task gauges from the database at scrape time.

@@ -74,3 +74,25 @@ func TestScrapeSurvivesDatabaseErrors(t *testing.T) {
 		t.Fatalf("scrape with the database down:\n%s", out)
 	}
 }
+
+// TestInventedMethodsCountAsOther: a label value is a series kept for good, so a method nobody
+// registered must not become one.
+func TestInventedMethodsCountAsOther(t *testing.T) {
+	r := New(fakeSource{})
+	for _, m := range []string{"GET", "PATCH", "BREW", strings.Repeat("X", 50_000), "get"} {
+		r.HTTPRequest(m, "unmatched", 404, time.Millisecond)
+	}
+	out := scrape(t, r)
+	for _, want := range []string{
+		`mailsync_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
+		`mailsync_http_requests_total{code="404",method="PATCH",route="unmatched"} 1`,
+		`mailsync_http_requests_total{code="404",method="other",route="unmatched"} 3`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape lacks %s", want)
+		}
+	}
+	if strings.Contains(out, "BREW") || strings.Contains(out, "XXXX") {
+		t.Error("an invented method became a label value")
+	}
+}

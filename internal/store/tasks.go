@@ -291,6 +291,9 @@ func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Prog
 	if err != nil {
 		return Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, err)
 	}
+	if s.checkpoints != nil {
+		s.checkpoints.settled() // a sync's end: give the WAL's disk space back
+	}
 	return t, nil
 }
 

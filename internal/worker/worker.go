@@ -47,6 +47,9 @@ type Config struct {
 	Concurrency int
 	// PollInterval is how often the claim loop looks for queued tasks when nobody woke it.
 	PollInterval time.Duration
+	// Wakeups, when set, carries hints that a task was queued, on this instance or another one
+	// (events.Bus.SubscribeQueued): each makes an idle claim loop look at once.
+	Wakeups <-chan struct{}
 	// ShutdownGrace is how long running bodies get to stop after shutdown starts, before their
 	// tasks are handed back regardless (their late writes are fenced off by the new epoch).
 	ShutdownGrace time.Duration
@@ -140,6 +143,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return nil
 			case <-poll.C:
 			case <-w.wake:
+			case <-w.config.Wakeups:
 			}
 			continue
 		}
