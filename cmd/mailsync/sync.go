@@ -19,8 +19,10 @@ import (
 
 // SyncCmd syncs one account now and waits for the end. It starts the account's task through the
 // same idempotent Start as the API, so it joins a sync that is already live (started by a server
-// or another terminal) instead of starting a second one. While it waits it also runs a worker, so
-// it needs no server; if a server's worker claims the task first, this one just watches.
+// or another terminal) instead of starting a second one. While it waits it also runs a worker for
+// this account only, so it needs no server; if a server's worker claims the task first, this one
+// just watches. A joined task whose worker died (a sync killed a moment ago) is not waited on: the
+// wait reaps it and the worker here runs its next attempt (task.Manager.Follow).
 type SyncCmd struct {
 	Account string `arg:"" help:"Account id or name."`
 	Full    bool   `help:"Rescan everything and reconcile, instead of an incremental sync."`
@@ -54,7 +56,7 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	// runs it, the wait's poll sees the row change.
 	changed := make(chan struct{}, 1)
 	tasks.Changed = func(ch task.Task) {
-		if ch.ID == t.ID {
+		if ch.AccountID == a.ID {
 			select {
 			case changed <- struct{}{}:
 			default:
@@ -63,9 +65,9 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	workCtx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	w := worker.New(tasks, body, worker.Config{Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
+	w := worker.New(tasks, body, worker.Config{Account: a.ID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
 	wg.Go(func() { w.Run(workCtx) })
-	final, err := c.wait(ctx, g, tasks, t, changed)
+	final, err := c.wait(ctx, g, tasks, w, t, changed)
 	stopWork()
 	wg.Wait()
 	if err != nil {
@@ -89,8 +91,9 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	return nil
 }
 
-// wait follows the task until it ends, drawing a progress bar on a terminal.
-func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t task.Task, changed <-chan struct{}) (task.Task, error) {
+// wait follows the task until it ends, drawing a progress bar on a terminal. It never waits on a
+// dead task: one whose worker is gone is reaped and followed on (task.Manager.Follow).
+func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, w *worker.Worker, t task.Task, changed <-chan struct{}) (task.Task, error) {
 	var bar *progressbar.ProgressBar
 	if f, ok := g.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !c.JSON {
 		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(g.stderr), progressbar.OptionShowCount(),
@@ -104,13 +107,26 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t t
 		if err != nil {
 			return task.Task{}, err
 		}
-		if !cur.State.Active() {
-			return cur, nil
+		next := cur
+		if !w.Runs(cur.ID) { // a run of this process proves itself alive, or fences itself and stops
+			if next, err = tasks.Follow(ctx, cur); err != nil {
+				g.logger.Warn("could not settle a dead sync; trying again", "task", cur.ID, "err", err)
+			}
+		}
+		switch {
+		case next.ID != cur.ID:
+			fmt.Fprintf(g.stderr, "the sync %s was replaced by %s; following it\n", cur.ID, next.ID)
+		case cur.State == task.Running && next.State == task.Queued:
+			fmt.Fprintf(g.stderr, "the sync %s had stopped sending heartbeats (its process is gone); running it again\n", cur.ID)
+		}
+		t = next
+		if !t.State.Active() {
+			return t, nil
 		}
 		if bar != nil {
-			p := cur.Progress
+			p := t.Progress
 			bar.ChangeMax(max(p.MessagesTotal, 1))
-			bar.Describe(fmt.Sprintf("%s %s", cur.State, p.Phase))
+			bar.Describe(fmt.Sprintf("%s %s", t.State, p.Phase))
 			bar.Set(p.MessagesDone)
 		}
 		select {

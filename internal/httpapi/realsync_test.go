@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/events"
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
+	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
 
@@ -23,11 +25,25 @@ func TestEventStreamOfRealSync(t *testing.T) {
 		u := dovecot.AddUser(t, "bob", imapPassword)
 		dovecot.WriteMailgen(t, u, mailgen.Options{Seed: 3, Messages: messages})
 
-		var engine *syncer.Syncer
+		var (
+			engine *syncer.Syncer
+			tasks  *task.Manager
+		)
 		e := newEnv(t, dialect, func(c *Config) {
 			engine = syncer.New(c.Store, c.Box, syncer.Options{BatchMessages: 100})
 			c.Login = engine // the real login check, against Dovecot
+			// A real sync on a busy machine can be silent for more than the 600 ms of the fake
+			// tasks' lifecycle, and a stream reaps a task it sees dead: give it seconds.
+			cfg := testTaskConfig()
+			cfg.HeartbeatInterval, cfg.HeartbeatTimeout, cfg.SelfFence = 500*time.Millisecond, 5*time.Second, 3*time.Second
+			var err error
+			if tasks, err = task.NewManager(c.Store, cfg); err != nil {
+				t.Fatal(err)
+			}
+			tasks.Changed = c.Events.(*events.Bus).TaskChanged
+			c.Tasks = tasks
 		})
+		e.tasks = tasks
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})

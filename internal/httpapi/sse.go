@@ -53,6 +53,13 @@ func parseLastEventID(h string) (int64, error) {
 //
 // The row is the truth: a signal from the events bus wakes the stream early, and it re-reads the
 // row at least every PollInterval anyway, so a lost signal costs latency, never an event.
+//
+// A stream never waits on a dead task (task.Manager.Follow): when the task stops being live (its
+// worker died) the stream reaps it at once and goes on with what that made of it, normally the
+// same task queued for its next attempt, whose new run counts its progress from zero. When the
+// task was abandoned by a Start and a new task of the account replaced it, the last event is
+// "replaced" instead of "failed": its data is the new task, and the client follows that task's
+// stream. Its id is at least the old task's terminal id, so a reconnect answers 204.
 func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
@@ -90,8 +97,27 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 		_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", eventID(t), name, data)
 		return data, err == nil && rc.Flush() == nil
 	}
-	if !t.State.Active() {
+	replaced := func(old, next task.Task) {
+		data, _ := json.Marshal(s.taskJSON(next))
+		if _, err := fmt.Fprintf(w, "id: %d\nevent: replaced\ndata: %s\n\n", max(eventID(old), eventID(next))|1, data); err == nil {
+			rc.Flush()
+		}
+	}
+	// end sends the stream's last event for the finished task: its terminal state, or its
+	// replacement.
+	end := func(t task.Task) {
+		next, err := s.tasks.Follow(ctx, t)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("httpapi: event stream cannot look for the replacement of its task", "task", id, "err", err)
+		}
+		if next.ID != t.ID {
+			replaced(t, next)
+			return
+		}
 		send(string(t.State), t)
+	}
+	if !t.State.Active() {
+		end(t)
 		return
 	}
 	sent, ok := send("snapshot", t)
@@ -111,6 +137,9 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 		if readAt == nil {
 			readAt = time.After(time.Until(nextRead))
 		}
+	}
+	if !s.tasks.Live(t) {
+		wake() // opened on a dead task: settle it at the first read
 	}
 	for {
 		select {
@@ -138,8 +167,22 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 				}
 				continue
 			}
+			if t.State.Active() && !s.tasks.Live(t) {
+				next, err := s.tasks.Follow(ctx, t) // its worker died: reap it, go on with its next attempt
+				if err != nil && ctx.Err() == nil {
+					s.log.Warn("httpapi: event stream cannot settle its dead task", "task", id, "err", err)
+				}
+				if next.ID != id {
+					replaced(t, next)
+					return
+				}
+				if next.Epoch != t.Epoch {
+					s.log.Warn("httpapi: event stream reaped its dead task", "task", id, "state", next.State, "reason", next.Error)
+				}
+				t = next
+			}
 			if !t.State.Active() {
-				send(string(t.State), t)
+				end(t)
 				return
 			}
 			data, _ := json.Marshal(s.taskJSON(t))

@@ -239,17 +239,37 @@ func (s *Store) limitLockWait(ctx context.Context, tx *sql.Tx, d time.Duration) 
 
 // ClaimTask moves the oldest queued task to running under owner, with a new epoch and one more
 // attempt. Progress starts again from zero: each run counts its own work (a resumed sync has less
-// to do than the one that died). It returns ErrNotFound when nothing is queued.
+// to do than the one that died), and the error goes: a running task shows no reason why a run
+// before it ended (that is in the attempt log, TaskAttempts). It returns ErrNotFound when nothing
+// is queued.
 func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (Task, error) {
+	return s.claimTask(ctx, owner, 0, now)
+}
+
+// ClaimAccountTask is ClaimTask restricted to one account's queued task: a worker that serves one
+// account (the CLI's sync) never takes another account's work.
+func (s *Store) ClaimAccountTask(ctx context.Context, owner string, accountID int64, now time.Time) (Task, error) {
+	if accountID <= 0 {
+		return Task{}, fmt.Errorf("store: claim task: account id %d is not an account", accountID)
+	}
+	return s.claimTask(ctx, owner, accountID, now)
+}
+
+// claimTask claims the oldest queued task, of accountID only when it is positive.
+func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, now time.Time) (Task, error) {
+	filter, args := "", []any{owner, at(now)}
+	if accountID > 0 {
+		filter, args = "AND account_id = $3", append(args, accountID)
+	}
 	row := s.write.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET state = 'running', owner = $1, epoch = epoch + 1, attempt = attempt + 1,
 			started_at = COALESCE($2, {{now}}), heartbeat_at = COALESCE($2, {{now}}), phase = 'starting',
 			folders_total = 0, folders_done = 0, messages_total = 0, messages_done = 0, bytes_done = 0,
-			new_messages = 0, updated_messages = 0, deleted_messages = 0
-		WHERE id = (SELECT id FROM sync_tasks WHERE state = 'queued'
+			new_messages = 0, updated_messages = 0, deleted_messages = 0, error = ''
+		WHERE id = (SELECT id FROM sync_tasks WHERE state = 'queued' `+filter+`
 		            ORDER BY created_at, id LIMIT 1 `+s.dialect.skipLocked+`)
 		  AND state = 'queued'
-		RETURNING `+taskColumns), owner, at(now))
+		RETURNING `+taskColumns), args...)
 	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Task{}, ErrNotFound

@@ -29,6 +29,7 @@ type (
 	Progress = store.Progress
 	Lease    = store.Lease
 	State    = store.TaskState
+	Attempt  = store.TaskAttempt
 )
 
 const (
@@ -91,6 +92,7 @@ func (c Config) Validate() error {
 type Store interface {
 	StartTask(ctx context.Context, p store.StartParams) (store.Task, bool, error)
 	ClaimTask(ctx context.Context, owner string, now time.Time) (store.Task, error)
+	ClaimAccountTask(ctx context.Context, owner string, accountID int64, now time.Time) (store.Task, error)
 	Heartbeat(ctx context.Context, l store.Lease, p store.Progress, now time.Time) (time.Time, error)
 	FinishTask(ctx context.Context, l store.Lease, state store.TaskState, p store.Progress, errMsg string, now time.Time) (store.Task, error)
 	InterruptTask(ctx context.Context, l store.Lease, p store.Progress, now time.Time) (store.Task, error)
@@ -98,6 +100,7 @@ type Store interface {
 	ReapTasks(ctx context.Context, p store.ReapParams) ([]store.Task, error)
 	Task(ctx context.Context, id string) (store.Task, error)
 	LatestTask(ctx context.Context, accountID int64) (store.Task, error)
+	TaskAttempts(ctx context.Context, taskID string) ([]store.TaskAttempt, error)
 }
 
 // Manager applies the lifecycle to a store.
@@ -157,7 +160,15 @@ func (m *Manager) Start(ctx context.Context, accountID int64, forceFull bool) (T
 
 // Claim takes the oldest queued task for owner. ok is false when nothing is queued.
 func (m *Manager) Claim(ctx context.Context, owner string) (t Task, ok bool, err error) {
-	t, err = m.store.ClaimTask(ctx, owner, m.now())
+	return m.claimed(m.store.ClaimTask(ctx, owner, m.now()))
+}
+
+// ClaimAccount is Claim restricted to one account's task (a worker serving a single account).
+func (m *Manager) ClaimAccount(ctx context.Context, owner string, accountID int64) (t Task, ok bool, err error) {
+	return m.claimed(m.store.ClaimAccountTask(ctx, owner, accountID, m.now()))
+}
+
+func (m *Manager) claimed(t Task, err error) (Task, bool, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return Task{}, false, nil
 	}
@@ -223,6 +234,11 @@ func (m *Manager) Reap(ctx context.Context) ([]Task, error) {
 		m.changed(t)
 	}
 	return tasks, nil
+}
+
+// Attempts returns the task's ended runs, oldest first: why each run before the current one ended.
+func (m *Manager) Attempts(ctx context.Context, id string) ([]Attempt, error) {
+	return m.store.TaskAttempts(ctx, id)
 }
 
 // Get returns a task by id.

@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"mailsync/internal/task"
 )
 
 // newBrowser starts one headless Chromium for a test and its subtests.
@@ -236,11 +238,11 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("DeadWorkerShowsStalledAndSyncNowStartsAFreshTask", func(t *testing.T) {
+	t.Run("DeadWorkersTaskIsRetriedWithoutAClick", func(t *testing.T) {
 		mb := &mailbox{folders: []int{200}, step: 10 * time.Millisecond, batch: 50}
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Old server")
-		st.stopWorker() // this instance runs no worker: the test plays one that dies
+		st.stopWorker() // this instance runs no worker and no reaper: the test plays one that dies
 
 		dead, _, err := st.tasks.Start(context.Background(), acct.ID, false)
 		if err != nil {
@@ -254,9 +256,97 @@ func TestBrowser(t *testing.T) {
 
 		p := newPage(t, browser, st.url)
 		p.login()
-		p.waitFor("the running task", fmt.Sprintf(`['running', 'stalled'].includes(document.querySelector('%s')?.dataset.state)`, card(acct.ID)), 5*time.Second)
+		p.waitFor("the running task", fmt.Sprintf(`['running', 'queued'].includes(document.querySelector('%s')?.dataset.state)`, card(acct.ID)), 5*time.Second)
+		// The page's stream does not wait on the dead task: it reaps it, and the page shows the
+		// task queued for its next attempt.
 		timeout := lifecycle().HeartbeatTimeout
-		p.waitFor("stalled", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'stalled'`, card(acct.ID)), timeout+5*time.Second)
+		p.waitFor("the retry queued", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'queued'`, card(acct.ID)), timeout+5*time.Second)
+		if got := eval[string](p, fmt.Sprintf(`document.querySelector('%s').innerText`, card(acct.ID))); !strings.Contains(got, "Retrying") {
+			t.Errorf("the card of the retry says:\n%s", got)
+		}
+		p.screenshot("accounts-retry-queued")
+
+		st.startWorker()
+		p.waitFor("success of the retry", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
+		if id := eval[string](p, fmt.Sprintf(`document.querySelector('%s').dataset.taskId`, card(acct.ID))); id != dead.ID {
+			t.Fatalf("the page shows task %s, want the retried %s", id, dead.ID)
+		}
+		if got, want := p.stat(acct.ID, "new"), mb.total(); got != want {
+			t.Errorf("page shows %d new messages, the mailbox has %d", got, want)
+		}
+		if n := st.taskCount(acct.ID); n != 1 {
+			t.Fatalf("%d tasks, want the one task, retried", n)
+		}
+	})
+
+	t.Run("ReplacedTaskIsFollowedToItsReplacement", func(t *testing.T) {
+		mb := &mailbox{folders: []int{200}, step: 10 * time.Millisecond, batch: 50}
+		st := newStack(t, mb.sync, fakeLogin{})
+		acct := st.addAccount("Shared")
+		st.stopWorker()
+		old, _, err := st.tasks.Start(context.Background(), acct.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		running, _, err := st.tasks.Claim(context.Background(), "worker-elsewhere")
+		if err != nil {
+			t.Fatal(err)
+		}
+		beating := make(chan struct{})
+		go func() { // alive until it is replaced
+			for {
+				select {
+				case <-beating:
+					return
+				case <-time.After(100 * time.Millisecond):
+					st.tasks.Heartbeat(context.Background(), running.Lease(), task.Progress{Phase: "fetch"})
+				}
+			}
+		}()
+		p := newPage(t, browser, st.url)
+		p.login()
+		p.waitFor("the running task", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === 'running'`, card(acct.ID)), 10*time.Second)
+
+		// Another instance, whose Start sees the task dead (its clock a minute ahead, as the
+		// database's will be once the worker has been silent that long), replaces it.
+		close(beating)
+		later, err := task.NewManager(st.store, lifecycle())
+		if err != nil {
+			t.Fatal(err)
+		}
+		later.Now = func() time.Time { return time.Now().Add(time.Minute) }
+		fresh, created, err := later.Start(context.Background(), acct.ID, false)
+		if err != nil || !created {
+			t.Fatalf("Start over the dead task: created=%v err=%v", created, err)
+		}
+		st.startWorker()
+		p.waitFor("success of the replacement", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
+		if id := eval[string](p, fmt.Sprintf(`document.querySelector('%s').dataset.taskId`, card(acct.ID))); id != fresh.ID || id == old.ID {
+			t.Fatalf("the page shows task %s, want the replacement %s", id, fresh.ID)
+		}
+		if st.taskCount(acct.ID) != 2 {
+			t.Fatalf("%d tasks, want the replaced one and its replacement", st.taskCount(acct.ID))
+		}
+	})
+
+	t.Run("StalledTaskBehindABrokenStreamAndSyncNowStartsAFreshTask", func(t *testing.T) {
+		mb := &mailbox{folders: []int{200}, step: 10 * time.Millisecond, batch: 50}
+		st := newStack(t, mb.sync, fakeLogin{})
+		acct := st.addAccount("Old server")
+		st.stopWorker()
+		st.breakStreams.Store(true) // the page only polls: nothing settles the dead task for it
+
+		dead, _, err := st.tasks.Start(context.Background(), acct.ID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := st.tasks.Claim(context.Background(), "worker-that-dies"); err != nil {
+			t.Fatal(err)
+		}
+		p := newPage(t, browser, st.url)
+		p.login()
+		timeout := lifecycle().HeartbeatTimeout
+		p.waitFor("stalled", fmt.Sprintf(`document.querySelector('%s')?.dataset.state === 'stalled'`, card(acct.ID)), timeout+15*time.Second)
 		if eval[bool](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
 			t.Fatal("Sync now is disabled on a stalled task")
 		}
@@ -355,6 +445,7 @@ func TestBrowser(t *testing.T) {
 		st := newStack(t, mb.sync, fakeLogin{})
 		acct := st.addAccount("Checked")
 		st.stopWorker()
+		st.breakStreams.Store(true) // the accounts page shown at sign-in must not settle the dead task
 		dead, _, err := st.tasks.Start(context.Background(), acct.ID, false)
 		if err != nil {
 			t.Fatal(err)

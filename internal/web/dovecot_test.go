@@ -72,8 +72,12 @@ func TestBrowserOnDovecot(t *testing.T) {
 		t.Fatalf("the server holds %d messages in %d folders, want %d in %d", total, len(counts), messages, len(mailgen.DefaultFolders()))
 	}
 
+	// A real sync on a busy machine can go longer than lifecycle's 1.2 s between two writes, and
+	// the page's stream reaps a task it sees dead: this one gets seconds.
+	sturdy := lifecycle()
+	sturdy.HeartbeatInterval, sturdy.HeartbeatTimeout, sturdy.SelfFence = 500*time.Millisecond, 10*time.Second, 6*time.Second
 	var st *stack
-	st = newStack(t, func(ctx context.Context, run *worker.Run) error {
+	st = newStackWith(t, sturdy, func(ctx context.Context, run *worker.Run) error {
 		return syncer.New(st.store, st.box, syncer.Options{}).Run(ctx, run)
 	}, imapLogin{})
 	p := newPage(t, browser, st.url)

@@ -160,8 +160,14 @@ type stack struct {
 // newStack starts a server whose workers run body and whose API tests IMAP logins with login.
 func newStack(t *testing.T, body worker.Body, login httpapi.LoginChecker) *stack {
 	t.Helper()
+	return newStackWith(t, lifecycle(), body, login)
+}
+
+// newStackWith is newStack under the lifecycle c.
+func newStackWith(t *testing.T, c task.Config, body worker.Body, login httpapi.LoginChecker) *stack {
+	t.Helper()
 	s := storetest.Open(t, "sqlite")
-	tasks, err := task.NewManager(s, lifecycle())
+	tasks, err := task.NewManager(s, c)
 	if err != nil {
 		t.Fatal(err)
 	}

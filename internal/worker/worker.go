@@ -40,6 +40,9 @@ type Body func(ctx context.Context, run *Run) error
 type Config struct {
 	// Owner names this worker in the rows it claims; unique per process.
 	Owner string
+	// Account, when positive, is the only account whose tasks this worker claims: the CLI's sync
+	// runs its own account's task and leaves everyone else's to the servers.
+	Account int64
 	// Concurrency is how many tasks run at once.
 	Concurrency int
 	// PollInterval is how often the claim loop looks for queued tasks when nobody woke it.
@@ -84,6 +87,8 @@ type Worker struct {
 	body   Body
 	config Config
 	wake   chan struct{}
+	// running holds the ids of the tasks this worker is executing now.
+	running sync.Map
 }
 
 // New returns a Worker; run it with Run.
@@ -94,6 +99,14 @@ func New(tasks *task.Manager, body Body, c Config) *Worker {
 
 // Owner is the name this worker claims tasks under.
 func (w *Worker) Owner() string { return w.config.Owner }
+
+// Runs reports whether this worker is executing the task now. A waiter in the same process trusts
+// it over the task's heartbeat age: the worker proves its own task alive, or fences itself and
+// stops, after which Runs is false.
+func (w *Worker) Runs(taskID string) bool {
+	_, ok := w.running.Load(taskID)
+	return ok
+}
 
 // Wake makes the claim loop look for work now, rather than at its next poll.
 func (w *Worker) Wake() {
@@ -119,7 +132,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil
 		case slots <- struct{}{}:
 		}
-		t, ok, err := w.tasks.Claim(ctx, w.config.Owner)
+		t, ok, err := w.claim(ctx)
 		if err != nil || !ok {
 			<-slots
 			if err != nil && ctx.Err() == nil {
@@ -141,11 +154,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
+func (w *Worker) claim(ctx context.Context) (task.Task, bool, error) {
+	if w.config.Account > 0 {
+		return w.tasks.ClaimAccount(ctx, w.config.Owner, w.config.Account)
+	}
+	return w.tasks.Claim(ctx, w.config.Owner)
+}
+
 // execute runs one claimed task to its end. stop is the worker's lifetime: when it ends, the task
 // is interrupted rather than failed.
 func (w *Worker) execute(stop context.Context, t task.Task) {
 	log := w.config.Logger.With("task", t.ID, "account", t.AccountID, "epoch", t.Epoch, "attempt", t.Attempt)
 	log.Info("task claimed")
+	w.running.Store(t.ID, struct{}{})
+	defer w.running.Delete(t.ID)
 	cfg := w.tasks.Config()
 
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -171,7 +193,13 @@ func (w *Worker) execute(stop context.Context, t task.Task) {
 	final, cancelFinal := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelFinal()
 	lease, progress := run.Lease(), run.Progress()
-	var ferr error
+	// Each outcome is logged only once the database has it: after an outage the log must not say
+	// "failed" of a task the database still shows running (the reaper settles it later).
+	var (
+		ferr    error
+		outcome string
+		attrs   []any
+	)
 	switch {
 	case errors.Is(cause, ErrLeaseLost):
 		log.Warn("task stopped without writing its end", "cause", cause)
@@ -184,22 +212,30 @@ func (w *Worker) execute(stop context.Context, t task.Task) {
 		return
 	case errors.Is(cause, ErrShutdown):
 		_, ferr = w.tasks.Interrupt(final, lease, progress)
-		log.Info("task handed back to the queue for shutdown")
+		outcome = "handed back to the queue for shutdown"
 	case errors.Is(cause, ErrCancelRequested):
 		_, ferr = w.tasks.Finish(final, lease, task.Cancelled, progress, "cancelled by request")
-		log.Info("task cancelled")
+		outcome = "cancelled"
 	case err == nil:
 		_, ferr = w.tasks.Finish(final, lease, task.Succeeded, progress, "")
-		log.Info("task succeeded", "messages", progress.MessagesDone, "new", progress.New)
+		outcome, attrs = "succeeded", []any{"messages", progress.MessagesDone, "new", progress.New}
 	default:
 		if errors.Is(cause, ErrMaxRunTime) {
 			err = ErrMaxRunTime
 		}
 		_, ferr = w.tasks.Finish(final, lease, task.Failed, progress, err.Error())
-		log.Warn("task failed", "err", err)
+		outcome, attrs = "failed", []any{"err", err}
 	}
-	if ferr != nil {
-		log.Warn("could not record the end of the task", "err", ferr)
+	switch {
+	case errors.Is(ferr, task.ErrLeaseLost):
+		log.Warn("the task "+outcome+" but was no longer ours to record it", append(attrs, "record_err", ferr)...)
+	case ferr != nil:
+		log.Error("could not record that the task "+outcome+"; it stays running in the database until a reaper hands it on",
+			append(attrs, "record_err", ferr)...)
+	case outcome == "failed":
+		log.Warn("task failed", attrs...)
+	default:
+		log.Info("task "+outcome, attrs...)
 	}
 }
 

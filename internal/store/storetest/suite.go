@@ -56,6 +56,9 @@ var suite = []struct {
 	{"TaskCounts", testTaskCounts},
 	{"TaskWithOwner", testTaskWithOwner},
 	{"MailBatches", testMailBatches},
+	{"ClaimAccountTakesOnlyThatAccount", testClaimAccount},
+	{"AttemptLog", testAttemptLog},
+	{"FollowNeverWaitsOnADeadTask", testFollow},
 }
 
 // env is one test's database, lifecycle and clock.

@@ -39,7 +39,8 @@ function describe(task) {
   }
   switch (task.state) {
     case 'queued':
-      return {key: 'queued', label: 'Queued', detail: 'Waiting for a worker…'};
+      // A queued task with an error is a retry: its last run's worker died.
+      return {key: 'queued', label: 'Queued', detail: task.error ? `Retrying (${task.error})…` : 'Waiting for a worker…'};
     case 'running': {
       const folders = p.folders_total ? ` · folder ${Math.min(p.folders_done + 1, p.folders_total)} of ${p.folders_total}` : '';
       return {key: 'running', label: 'Syncing', detail: (task.phase || 'working') + folders};

@@ -6,6 +6,9 @@
 //     reconnect by itself) and nothing further is requested;
 //   - if the stream fails, the task is polled with a growing delay, and the stream is tried again
 //     after each successful poll; polling stops at a terminal state;
+//   - a task whose worker died is never waited on: its stream reaps it and goes on with its next
+//     attempt (a new run, whose counters start again from zero), or ends with a "replaced" event
+//     carrying the task that replaced it, which is followed from then on;
 //   - stop() ends everything (leaving the page, following another task).
 
 import {get} from './api.js';
@@ -75,6 +78,14 @@ export class TaskFollower {
     };
     es.addEventListener('snapshot', onTask);
     es.addEventListener('progress', onTask);
+    es.addEventListener('replaced', (ev) => {
+      es.close(); // this task's stream is over; the replacement has its own
+      if (this.source !== es) return;
+      this.source = null;
+      let next;
+      try { next = JSON.parse(ev.data); } catch { return; }
+      this.replace(next);
+    });
     for (const name of TERMINAL_STATES) {
       es.addEventListener(name, (ev) => {
         es.close(); // before anything else: no reconnect, no further request
@@ -89,6 +100,16 @@ export class TaskFollower {
       this.source = null;
       this.schedulePoll();
     };
+  }
+
+  // replace switches to the task that replaced the followed one (same account, new id).
+  replace(next) {
+    if (this.stopped || !next || !next.id) return;
+    this.task = next;
+    this.retryMs = FIRST_RETRY_MS;
+    if (!isActive(next)) this.stop();
+    this.onUpdate(next);
+    if (!this.stopped) this.open();
   }
 
   update(task) {
