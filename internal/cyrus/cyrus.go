@@ -77,7 +77,9 @@ type Server struct {
 	exit chan struct{}
 }
 
-func (s *Server) bin(name string) string { return filepath.Join(s.root, "usr", "lib", "cyrus", "bin", name) }
+func (s *Server) bin(name string) string {
+	return filepath.Join(s.root, "usr", "lib", "cyrus", "bin", name)
+}
 func (s *Server) libs() string           { return filepath.Join(s.root, "usr", "lib", "x86_64-linux-gnu") }
 func (s *Server) confPath() string       { return filepath.Join(s.dir, "imapd.conf") }
 func (s *Server) masterConfPath() string { return filepath.Join(s.dir, "cyrus.conf") }

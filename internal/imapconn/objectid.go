@@ -52,6 +52,7 @@ func (t *idTap) take() string {
 	defer t.mu.Unlock()
 	t.armed = false
 	id := mailboxIDFrom(t.buf)
+	t.buf = t.buf[:0]
 	if cap(t.buf) > 4<<10 {
 		t.buf = nil // do not keep a large buffer for the connection's lifetime
 	}
