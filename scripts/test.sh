@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of mailsync: go vet, then go test -race over every package.
 #
-# The tests use real parts: SQLite files, a PostgreSQL server, a private Dovecot they start
-# themselves, and headless Chromium. This script installs what is missing from Debian's packages
-# (when run as root) and makes sure PostgreSQL answers before the tests start.
+# The tests use real parts: SQLite files, a PostgreSQL server, a private Dovecot and a private
+# Cyrus IMAP they start themselves, and headless Chromium. This script installs what is missing
+# from Debian's packages (when run as root), provisions Cyrus (scripts/cyrus.sh) and makes sure
+# PostgreSQL answers before the tests start.
 #
 #   scripts/test.sh [go test flags...]     e.g. scripts/test.sh -run TestConformance ./internal/store
 #
@@ -35,6 +36,16 @@ command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need+=(dovecot
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
 [ ${#need[@]} -eq 0 ] || install_pkgs "${need[@]}"
+
+# Cyrus IMAP conflicts with dovecot-imapd as a package: scripts/cyrus.sh unpacks it into
+# .cache/cyrus/ (ignored by git), once. Without it (not root, no network) the Cyrus tests skip.
+if ! scripts/cyrus.sh --check; then
+  if [ "$(id -u)" = 0 ]; then
+    scripts/cyrus.sh || say "Cyrus could not be provisioned: its tests will skip"
+  else
+    say "Cyrus not provisioned (run scripts/cyrus.sh as root): its tests will skip"
+  fi
+fi
 
 pg_url=${MAILSYNC_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
 export MAILSYNC_TEST_POSTGRES=$pg_url

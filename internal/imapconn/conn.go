@@ -36,6 +36,7 @@ type Caps struct {
 	Idle       bool
 	UIDPlus    bool
 	Move       bool
+	ObjectID   bool // RFC 8474: a folder's MAILBOXID comes with every SELECT
 }
 
 func capsFrom(set imap.CapSet) Caps {
@@ -47,6 +48,7 @@ func capsFrom(set imap.CapSet) Caps {
 		Idle:       set.Has(imap.CapIdle),
 		UIDPlus:    set.Has(imap.CapUIDPlus),
 		Move:       set.Has(imap.CapMove),
+		ObjectID:   set.Has(imap.CapObjectID),
 	}
 }
 
@@ -61,6 +63,8 @@ type Conn struct {
 	sock   net.Conn
 	client *imapclient.Client
 	caps   Caps
+	// tap sees what go-imap reads while a SELECT is in flight, for the MAILBOXID it drops.
+	tap idTap
 
 	// changed receives a token whenever the server reports, unasked, that the selected folder
 	// changed (EXISTS, EXPUNGE, FETCH). Filled by go-imap's reader goroutine; read by Idle.
@@ -123,7 +127,7 @@ func (c *Conn) connect(ctx context.Context) error {
 		InsecureSkipVerify: c.cfg.InsecureSkipVerify, //nolint:gosec // opt-in, for test servers
 		MinVersion:         tls.VersionTLS12,
 	}
-	opts := &imapclient.Options{TLSConfig: tlsConfig, UnilateralDataHandler: c.unilateralHandler()}
+	opts := &imapclient.Options{TLSConfig: tlsConfig, UnilateralDataHandler: c.unilateralHandler(), DebugWriter: &c.tap}
 	switch c.cfg.TLS {
 	case TLSImplicit:
 		tlsConn := tls.Client(sock, tlsConfig)

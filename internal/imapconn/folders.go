@@ -28,6 +28,9 @@ type Status struct {
 	UIDNext       uint32
 	Messages      uint32
 	HighestModSeq uint64 // 0 if the server does not report it (no CONDSTORE)
+	// MailboxID is the folder's RFC 8474 MAILBOXID, "" when unknown. Only Select reports it
+	// (see objectid.go): a LIST or STATUS answer never has it.
+	MailboxID string
 }
 
 // ListFolders lists every folder with its status: one round trip with LIST-STATUS, else LIST and
@@ -124,7 +127,14 @@ func (c *Conn) Select(ctx context.Context, name string, condstore bool) (Status,
 	if err != nil {
 		return Status{}, err
 	}
+	if c.caps.ObjectID {
+		c.tap.arm()
+	}
 	data, err := c.client.Select(name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
+	var mailboxID string
+	if c.caps.ObjectID {
+		mailboxID = c.tap.take()
+	}
 	if err := c.end(g, op, err); err != nil {
 		return Status{}, err
 	}
@@ -133,6 +143,7 @@ func (c *Conn) Select(ctx context.Context, name string, condstore bool) (Status,
 		UIDNext:       uint32(data.UIDNext),
 		Messages:      data.NumMessages,
 		HighestModSeq: data.HighestModSeq,
+		MailboxID:     mailboxID,
 	}, nil
 }
 

@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -187,4 +188,51 @@ func flagStrings(flags []imap.Flag) []string {
 		}
 	}
 	return out
+}
+
+// Summary is what the server says of a message short of its body: enough to tell whether a
+// stored copy is still this message with these flags.
+type Summary struct {
+	UID          uint32
+	Flags        []string
+	Size         int64 // RFC822.SIZE
+	InternalDate time.Time
+}
+
+// FetchSummaries returns UID, FLAGS, RFC822.SIZE and INTERNALDATE of the messages of uids in the
+// selected folder, ascending by UID. It costs one round trip and a few dozen bytes per message.
+func (c *Conn) FetchSummaries(ctx context.Context, uids UIDSet) ([]Summary, error) {
+	op := fmt.Sprintf("fetch sizes and flags %s of %q", uids, c.selected())
+	g, err := c.begin(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	cmd := c.client.Fetch(uids.imap(), &imap.FetchOptions{
+		UID: true, Flags: true, RFC822Size: true, InternalDate: true,
+	})
+	var out []Summary
+	for data := cmd.Next(); data != nil; data = cmd.Next() {
+		var s Summary
+		for item := data.Next(); item != nil; item = data.Next() {
+			switch item := item.(type) {
+			case imapclient.FetchItemDataUID:
+				s.UID = uint32(item.UID)
+			case imapclient.FetchItemDataFlags:
+				s.Flags = flagStrings(item.Flags)
+			case imapclient.FetchItemDataRFC822Size:
+				s.Size = item.Size
+			case imapclient.FetchItemDataInternalDate:
+				s.InternalDate = item.Time
+			}
+		}
+		g.progress()
+		if uids.contains(s.UID) {
+			out = append(out, s)
+		}
+	}
+	if err := c.end(g, op, cmd.Close()); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Summary) int { return cmp.Compare(a.UID, b.UID) })
+	return out, nil
 }

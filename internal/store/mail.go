@@ -23,7 +23,10 @@ type Folder struct {
 	UIDNext       uint32
 	HighestModSeq uint64
 	Messages      int
-	LastSyncedAt  time.Time
+	// MailboxID is the server's RFC 8474 MAILBOXID of the folder, "" when unknown. With
+	// UIDVALIDITY it says whether the stored UIDs still name the server's messages.
+	MailboxID    string
+	LastSyncedAt time.Time
 }
 
 // Message is one stored message. Raw holds the exact bytes the server sent.
@@ -97,14 +100,14 @@ func (s *Store) CommitBatch(ctx context.Context, l Lease, p Progress, b Batch) (
 func (s *Store) upsertFolder(ctx context.Context, tx *sql.Tx, f Folder) (int64, error) {
 	var id int64
 	err := tx.QueryRowContext(ctx, s.sql(`
-		INSERT INTO folders (account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, last_synced_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {{now}})
+		INSERT INTO folders (account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, mailbox_id, last_synced_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {{now}})
 		ON CONFLICT (account_id, name) DO UPDATE SET delimiter = excluded.delimiter, attributes = excluded.attributes,
 			uidvalidity = excluded.uidvalidity, uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq,
-			messages = excluded.messages, last_synced_at = excluded.last_synced_at
+			messages = excluded.messages, mailbox_id = excluded.mailbox_id, last_synced_at = excluded.last_synced_at
 		RETURNING id`),
 		f.AccountID, f.Name, f.Delimiter, strings.Join(f.Attributes, " "), int64(f.UIDValidity), int64(f.UIDNext),
-		int64(f.HighestModSeq), f.Messages).Scan(&id)
+		int64(f.HighestModSeq), f.Messages, f.MailboxID).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("folder checkpoint: %w", err)
 	}
@@ -259,7 +262,7 @@ func (s *Store) DeleteFolder(ctx context.Context, l Lease, p Progress, accountID
 // Folders lists an account's folders by name.
 func (s *Store) Folders(ctx context.Context, accountID int64) ([]Folder, error) {
 	rows, err := s.read.QueryContext(ctx, `
-		SELECT id, account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, last_synced_at
+		SELECT id, account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, mailbox_id, last_synced_at
 		FROM folders WHERE account_id = $1 ORDER BY name`, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("store: folders of account %d: %w", accountID, err)
@@ -273,7 +276,7 @@ func (s *Store) Folders(ctx context.Context, accountID int64) ([]Folder, error) 
 			uidvalidity, uidnext, hms int64
 			synced                    sql.NullInt64
 		)
-		if err := rows.Scan(&f.ID, &f.AccountID, &f.Name, &f.Delimiter, &attrs, &uidvalidity, &uidnext, &hms, &f.Messages, &synced); err != nil {
+		if err := rows.Scan(&f.ID, &f.AccountID, &f.Name, &f.Delimiter, &attrs, &uidvalidity, &uidnext, &hms, &f.Messages, &f.MailboxID, &synced); err != nil {
 			return nil, fmt.Errorf("store: folders of account %d: %w", accountID, err)
 		}
 		f.Attributes = strings.Fields(attrs)
@@ -307,6 +310,46 @@ func (s *Store) FolderUIDs(ctx context.Context, folderID int64) ([]FlagChange, e
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: uids of folder %d: %w", folderID, err)
+	}
+	return out, nil
+}
+
+// StoredSummary is what the store holds of a message short of its body, to check it against
+// the server's Summary: Size is the stored RFC822.SIZE, RawSize the length of the stored bytes.
+type StoredSummary struct {
+	UID          uint32
+	Flags        []string
+	Size         int64
+	RawSize      int64
+	InternalDate time.Time
+}
+
+// FolderSummaries returns every stored message of a folder short of its body, ascending by UID.
+// The raw bytes are measured, not read: both engines keep a value's length in its header (SQLite
+// in the record, PostgreSQL in the out-of-line value's pointer).
+func (s *Store) FolderSummaries(ctx context.Context, folderID int64) ([]StoredSummary, error) {
+	rows, err := s.read.QueryContext(ctx, `
+		SELECT uid, flags, size, length(raw), internal_date FROM messages WHERE folder_id = $1 ORDER BY uid`, folderID)
+	if err != nil {
+		return nil, fmt.Errorf("store: summaries of folder %d: %w", folderID, err)
+	}
+	defer rows.Close()
+	var out []StoredSummary
+	for rows.Next() {
+		var (
+			m        StoredSummary
+			uid      int64
+			flags    string
+			internal sql.NullInt64
+		)
+		if err := rows.Scan(&uid, &flags, &m.Size, &m.RawSize, &internal); err != nil {
+			return nil, fmt.Errorf("store: summaries of folder %d: %w", folderID, err)
+		}
+		m.UID, m.Flags, m.InternalDate = uint32(uid), strings.Fields(flags), fromNullMillis(internal)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: summaries of folder %d: %w", folderID, err)
 	}
 	return out, nil
 }

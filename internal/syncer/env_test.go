@@ -39,6 +39,7 @@ type server struct {
 	login, passwd  string
 	delim          string // hierarchy separator of folder names
 	hasCondStore   bool
+	objectID       bool // OBJECTID: every folder is selected, even unchanged ones
 	describe       string
 	statusIsListed bool
 }

@@ -11,21 +11,32 @@ import (
 )
 
 // unchanged reports whether a folder can be skipped on the strength of its STATUS alone. Only a
-// server that reports HIGHESTMODSEQ can say that no flag changed.
-func unchanged(st imapconn.Status, cp *store.Folder) bool {
-	return cp != nil && st.UIDValidity != 0 && st.HighestModSeq != 0 &&
+// server that reports HIGHESTMODSEQ can say that no flag changed, and only one without OBJECTID
+// can say that the folder is still the same one: STATUS carries no MAILBOXID (see
+// imapconn.Status), so on an OBJECTID server every folder is selected, one round trip each.
+func unchanged(st imapconn.Status, cp *store.Folder, objectID bool) bool {
+	return cp != nil && !objectID && st.UIDValidity != 0 && st.HighestModSeq != 0 &&
 		cp.UIDValidity == st.UIDValidity && cp.UIDNext == st.UIDNext &&
 		cp.Messages == int(st.Messages) && cp.HighestModSeq == st.HighestModSeq
+}
+
+// sameFolder reports whether the folder selected is the one the checkpoint describes: same
+// UIDVALIDITY and, where both are known, same MAILBOXID. Cyrus keeps UIDVALIDITY across RENAME
+// and gives folders created in the same second the same one, so after "delete A, rename B to A"
+// only the id tells that A's UIDs now name B's messages.
+func sameFolder(cp *store.Folder, sel imapconn.Status) bool {
+	return cp.UIDValidity == sel.UIDValidity &&
+		(cp.MailboxID == "" || sel.MailboxID == "" || cp.MailboxID == sel.MailboxID)
 }
 
 // syncFolder brings one folder of the store up to date with the server.
 func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
 	name, cp := plan.server.Name, plan.stored
 	force := a.run.Task.ForceFull
-	if !force && unchanged(plan.server.Status, cp) {
+	caps := a.conn.Caps()
+	if !force && unchanged(plan.server.Status, cp, caps.ObjectID) {
 		return nil
 	}
-	caps := a.conn.Caps()
 	a.p.Phase = "fetching " + name
 	a.run.Report(a.p)
 	sel, err := a.conn.Select(ctx, name, caps.CondStore)
@@ -41,49 +52,76 @@ func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
 		return a.fail(ctx, name, err)
 	}
 	condstore := caps.CondStore && sel.HighestModSeq != 0
-	reset := cp != nil && cp.UIDValidity != sel.UIDValidity
+	reset := cp != nil && !sameFolder(cp, sel)
 	if reset {
-		a.log.Info("folder reset: UIDVALIDITY changed", "folder", name, "was", cp.UIDValidity, "now", sel.UIDValidity)
+		a.log.Info("folder reset: another folder under this name (UIDVALIDITY or MAILBOXID changed)", "folder", name,
+			"was", cp.UIDValidity, "now", sel.UIDValidity, "mailboxid_was", cp.MailboxID, "mailboxid_now", sel.MailboxID)
 	}
 	existing := cp != nil && !reset
+	if reset && plan.expected < int(sel.Messages) {
+		// STATUS made it look like the same folder: the whole folder is new after all.
+		a.p.MessagesTotal += int(sel.Messages) - plan.expected
+		plan.expected = int(sel.Messages)
+	}
 
 	checkpoint := store.Folder{
 		AccountID: a.acct.ID, Name: name, Attributes: plan.server.Attributes,
-		UIDValidity: sel.UIDValidity, UIDNext: 1,
+		UIDValidity: sel.UIDValidity, UIDNext: 1, MailboxID: sel.MailboxID,
+	}
+	if checkpoint.MailboxID == "" && existing {
+		checkpoint.MailboxID = cp.MailboxID // not seen this time: keep what is known
 	}
 	if d := plan.server.Delimiter; d != 0 {
 		checkpoint.Delimiter = string(d)
 	}
-	// known is what the store holds of the folder: UIDs below the checkpoint, with flags.
-	var known []store.FlagChange
+	// known is what the store holds of the folder: UIDs below the checkpoint, with flags. Under
+	// force_full the store's sizes and dates come too, to be checked against the server's.
+	var (
+		known  []store.FlagChange
+		stored []store.StoredSummary
+	)
 	if existing {
 		checkpoint.UIDNext, checkpoint.HighestModSeq, checkpoint.Messages = max(cp.UIDNext, 1), cp.HighestModSeq, cp.Messages
-		if known, err = a.s.store.FolderUIDs(ctx, cp.ID); err != nil {
+		if force {
+			stored, err = a.s.store.FolderSummaries(ctx, cp.ID)
+			known = make([]store.FlagChange, len(stored))
+			for i, m := range stored {
+				known[i] = store.FlagChange{UID: m.UID, Flags: m.Flags}
+			}
+		} else {
+			known, err = a.s.store.FolderUIDs(ctx, cp.ID)
+		}
+		if err != nil {
 			return a.storeFailed(ctx, err)
 		}
 	}
 	oldNext := checkpoint.UIDNext
 
 	// Bodies to fetch: everything from the checkpoint on, and under force_full whatever the store
-	// lacks below it.
+	// lacks below it or holds differently from the server.
 	var (
 		serverUIDs []uint32 // every UID below oldNext on the server, once known
 		listed     bool
+		verified   []store.FlagChange // under force_full: the flag changes the verification found
 	)
 	fetchSet := imapconn.UIDsFrom(oldNext)
 	if force && existing {
-		a.p.Phase = "deletions " + name
+		a.p.Phase = "verifying " + name
 		a.run.Report(a.p)
-		all, err := a.conn.SearchAllUIDs(ctx)
-		if err != nil {
-			return a.fail(ctx, name, err)
+		var summaries []imapconn.Summary
+		if oldNext > 1 {
+			if summaries, err = a.conn.FetchSummaries(ctx, imapconn.UIDSet{{Start: 1, Stop: oldNext - 1}}); err != nil {
+				return a.fail(ctx, name, err)
+			}
 		}
-		serverUIDs, listed = below(all, oldNext), true
-		if missing := minus(serverUIDs, known); len(missing) > 0 {
-			a.log.Info("force_full: downloading messages missing from the store", "folder", name, "count", len(missing))
-			fetchSet = append(imapconn.UIDs(missing...), fetchSet...)
-			a.p.MessagesTotal += len(missing)
-			plan.expected += len(missing)
+		v := verify(stored, summaries)
+		serverUIDs, listed, verified = v.server, true, v.flags
+		if len(v.missing)+len(v.differ) > 0 {
+			a.log.Info("force_full: downloading messages missing from the store or stored differently",
+				"folder", name, "missing", len(v.missing), "differ", len(v.differ))
+			fetchSet = append(imapconn.UIDs(append(v.missing, v.differ...)...), fetchSet...)
+			a.p.MessagesTotal += len(v.missing) + len(v.differ)
+			plan.expected += len(v.missing) + len(v.differ)
 		}
 		a.p.Phase = "fetching " + name
 	}
@@ -108,9 +146,10 @@ func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
 	}
 	batch := store.Batch{Folder: final, Reset: pendingReset}
 
-	if existing && oldNext > 1 {
+	batch.Flags = verified
+	if existing && oldNext > 1 && !force {
 		old := imapconn.UIDSet{{Start: 1, Stop: oldNext - 1}}
-		full := force || !condstore || cp.HighestModSeq == 0
+		full := !condstore || cp.HighestModSeq == 0
 		if full || sel.HighestModSeq != cp.HighestModSeq {
 			a.p.Phase = "flags " + name
 			a.run.Report(a.p)
@@ -166,29 +205,50 @@ func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
 }
 
 func sameCheckpoint(a, b store.Folder) bool {
-	return a.UIDValidity == b.UIDValidity && a.UIDNext == b.UIDNext && a.HighestModSeq == b.HighestModSeq &&
+	return a.UIDValidity == b.UIDValidity && a.MailboxID == b.MailboxID && a.UIDNext == b.UIDNext && a.HighestModSeq == b.HighestModSeq &&
 		a.Messages == b.Messages && a.Delimiter == b.Delimiter && slices.Equal(a.Attributes, b.Attributes)
+}
+
+// verification is what force_full found by comparing the store with the server below the
+// checkpoint.
+type verification struct {
+	server  []uint32           // every UID the server has there, ascending
+	missing []uint32           // on the server, not in the store
+	differ  []uint32           // in both, but not the same message: a different size or date
+	flags   []store.FlagChange // same message, different flags
+}
+
+// verify compares the stored summaries with the server's (both ascending by UID). A message whose
+// RFC822.SIZE or INTERNALDATE differs from the stored one, or whose stored bytes are not as long
+// as the server says, is another message (or a damaged copy) under the same UID: it is fetched
+// again, which overwrites the row.
+func verify(stored []store.StoredSummary, server []imapconn.Summary) verification {
+	var v verification
+	have := make(map[uint32]*store.StoredSummary, len(stored))
+	for i := range stored {
+		have[stored[i].UID] = &stored[i]
+	}
+	v.server = make([]uint32, len(server))
+	for i, sm := range server {
+		v.server[i] = sm.UID
+		st, ok := have[sm.UID]
+		switch {
+		case !ok:
+			v.missing = append(v.missing, sm.UID)
+		case st.Size != sm.Size || st.RawSize != sm.Size || st.InternalDate.Unix() != sm.InternalDate.Unix():
+			v.differ = append(v.differ, sm.UID)
+		case !sameFlags(st.Flags, sm.Flags):
+			v.flags = append(v.flags, store.FlagChange{UID: sm.UID, Flags: sm.Flags})
+		}
+	}
+	slices.Sort(v.server)
+	return v
 }
 
 // below returns the UIDs of sorted that are below limit.
 func below(sorted []uint32, limit uint32) []uint32 {
 	i, _ := slices.BinarySearch(sorted, limit)
 	return sorted[:i]
-}
-
-// minus returns the UIDs of server (sorted) that known lacks.
-func minus(server []uint32, known []store.FlagChange) []uint32 {
-	have := make(map[uint32]struct{}, len(known))
-	for _, k := range known {
-		have[k.UID] = struct{}{}
-	}
-	var out []uint32
-	for _, uid := range server {
-		if _, ok := have[uid]; !ok {
-			out = append(out, uid)
-		}
-	}
-	return out
 }
 
 // minusKnown returns the stored UIDs the server (sorted) no longer has.

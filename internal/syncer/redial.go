@@ -87,6 +87,10 @@ func (a *accountSync) redial(ctx context.Context, name string, sel imapconn.Stat
 		return fmt.Errorf("syncer: folder %q: UIDVALIDITY changed during the sync (%d, now %d): the next sync starts it again",
 			name, sel.UIDValidity, again.UIDValidity)
 	}
+	if again.MailboxID != sel.MailboxID {
+		return fmt.Errorf("syncer: folder %q: MAILBOXID changed during the sync (%q, now %q): the next sync starts it again",
+			name, sel.MailboxID, again.MailboxID)
+	}
 	return nil
 }
 

@@ -46,6 +46,7 @@ type Store interface {
 	Account(ctx context.Context, id int64) (store.Account, error)
 	Folders(ctx context.Context, accountID int64) ([]store.Folder, error)
 	FolderUIDs(ctx context.Context, folderID int64) ([]store.FlagChange, error)
+	FolderSummaries(ctx context.Context, folderID int64) ([]store.StoredSummary, error)
 	CommitBatch(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error)
 	DeleteFolder(ctx context.Context, l store.Lease, p store.Progress, accountID int64, name string) error
 }

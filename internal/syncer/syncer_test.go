@@ -97,8 +97,9 @@ func scenario(t *testing.T, e *env, c *imaptest.Client) {
 	badUID := c.AddMessage("INBOX", []byte(unparseable))
 
 	tk := step(t, e, false, "first sync", corpus+1, 0, 0)
-	if tk.Progress.BytesDone == 0 || tk.Progress.FoldersTotal != 4 {
-		t.Errorf("first sync: progress %+v, want bytes and 4 folders", tk.Progress)
+	// INBOX, Sent, Données and Archive/2024; Cyrus also makes the parent Archive a folder.
+	if folders := len(e.serverState(t)); tk.Progress.BytesDone == 0 || tk.Progress.FoldersTotal != folders || folders < 4 {
+		t.Errorf("first sync: progress %+v, want bytes and the server's %d folders (at least 4)", tk.Progress, folders)
 	}
 	assertParseError(t, e, badUID)
 
@@ -107,7 +108,7 @@ func scenario(t *testing.T, e *env, c *imaptest.Client) {
 	if w := e.calls.writes.Load() - writes; w != 0 {
 		t.Errorf("no change: %d fenced writes, want none", w)
 	}
-	if r := e.calls.folderReads.Load() - reads; e.srv.hasCondStore && r != 0 {
+	if r := e.calls.folderReads.Load() - reads; e.srv.hasCondStore && !e.srv.objectID && r != 0 {
 		// With CONDSTORE an unchanged folder is decided on LIST-STATUS alone: it is not even
 		// selected, so its stored UIDs are never read.
 		t.Errorf("no change: %d folders examined, want none", r)

@@ -27,7 +27,7 @@ func testMailBatches(t *testing.T, dialect string) {
 			BodyText: "body", Raw: raw(int(uid)), ParseError: ""}
 	}
 	folder := store.Folder{AccountID: acct.ID, Name: "Données", Delimiter: ".", Attributes: []string{`\HasNoChildren`},
-		UIDValidity: 7, UIDNext: 4, HighestModSeq: 9, Messages: 3}
+		UIDValidity: 7, UIDNext: 4, HighestModSeq: 9, Messages: 3, MailboxID: "F2212ea87-6097"}
 	commit := func(b store.Batch) int64 {
 		t.Helper()
 		id, err := e.store.CommitBatch(ctx, lease, task.Progress{}, b)
@@ -48,7 +48,7 @@ func testMailBatches(t *testing.T, dialect string) {
 		t.Fatal(err)
 	}
 	if len(folders) != 1 || folders[0].Name != "Données" || folders[0].HighestModSeq != 10 || folders[0].UIDNext != 4 ||
-		folders[0].Delimiter != "." || !slices.Equal(folders[0].Attributes, folder.Attributes) {
+		folders[0].Delimiter != "." || !slices.Equal(folders[0].Attributes, folder.Attributes) || folders[0].MailboxID != "F2212ea87-6097" {
 		t.Fatalf("folders = %+v", folders)
 	}
 	msgs, err := e.store.FolderMessages(ctx, id)
@@ -73,6 +73,14 @@ func testMailBatches(t *testing.T, dialect string) {
 	}
 	if len(uids) != 2 || !slices.Equal(uids[1].Flags, []string{`\Flagged`, "$X"}) {
 		t.Fatalf("uids = %+v", uids)
+	}
+	sums, err := e.store.FolderSummaries(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 2 || sums[0].UID != 1 || sums[0].Size != 6 || sums[0].RawSize != int64(len(raw(1))) ||
+		!sums[0].InternalDate.Equal(want.InternalDate) || !slices.Equal(sums[1].Flags, []string{`\Flagged`, "$X"}) {
+		t.Fatalf("summaries = %+v", sums)
 	}
 
 	// UIDVALIDITY changed: the reset and the new rows land together.
