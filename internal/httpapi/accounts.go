@@ -85,7 +85,7 @@ func (s *Server) checkLogin(ctx context.Context, a store.Account, password strin
 	if err == nil {
 		return nil
 	}
-	msg := strings.ReplaceAll(err.Error(), password, "xxxxx")
+	msg := secret.Redact(err.Error(), password)
 	return huma.Error422UnprocessableEntity(fmt.Sprintf("the IMAP server %s:%d refused the login of %q: %s", a.IMAPHost, a.IMAPPort, a.Login, msg))
 }
 

@@ -87,11 +87,15 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 
 	start := time.Now()
 	if err := c.connect(ctx); err != nil {
-		return nil, err
+		var e *Error
+		if errors.As(err, &e) {
+			e.unreached = true
+		}
+		return nil, c.seal(err)
 	}
 	if err := c.login(ctx); err != nil {
 		c.Close()
-		return nil, err
+		return nil, c.seal(err)
 	}
 	c.log.Debug("imap connected", "tls", string(cfg.TLS), "caps", fmt.Sprintf("%+v", c.caps),
 		"elapsed", time.Since(start))
@@ -174,7 +178,11 @@ func (c *Conn) login(ctx context.Context) error {
 			case se.Type == imap.StatusResponseTypeBad:
 				class = ClassPermanent
 			}
-			return &Error{Op: op, Class: class, Err: err}
+			return &Error{Op: op, Class: class, Err: loginAnswer(se)}
+		}
+		if classifyCause(err) == ClassPermanent && !isTLSFailure(err) {
+			// go-imap could not parse the answer, and its message may quote it: withhold it too.
+			err = errLoginAnswerUnreadable
 		}
 		return c.fail(op, err)
 	}
@@ -305,7 +313,7 @@ func (c *Conn) fail(op string, err error) error {
 		// could not parse): a new connection may well succeed.
 		class = ClassTransient
 	}
-	return &Error{Op: op, Class: class, Err: err}
+	return c.seal(&Error{Op: op, Class: class, Err: err})
 }
 
 // begin checks that a command can be sent and arms its watchdog.
@@ -314,7 +322,7 @@ func (c *Conn) begin(ctx context.Context, op string) (*guard, error) {
 	lost := c.lost
 	c.mu.Unlock()
 	if lost != nil {
-		return nil, &Error{Op: op, Class: ClassTransient, Err: fmt.Errorf("connection already closed: %w", lost)}
+		return nil, c.seal(&Error{Op: op, Class: ClassTransient, Err: fmt.Errorf("connection already closed: %w", lost)})
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: op, Class: ClassTransient, Err: err}
@@ -331,7 +339,7 @@ func (c *Conn) end(g *guard, op string, err error) error {
 	}
 	var se *imap.Error
 	if errors.As(err, &se) {
-		return &Error{Op: op, Class: classifyStatus(se), Err: err}
+		return c.seal(&Error{Op: op, Class: classifyStatus(se), Err: err})
 	}
 	return c.fail(op, err)
 }

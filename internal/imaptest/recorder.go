@@ -58,40 +58,60 @@ func (r *Recorder) serve(c net.Conn) {
 	}
 	rd := bufio.NewReader(c)
 	for {
-		line, err := rd.ReadString('\n')
-		if err != nil {
+		cmd, ok := r.command(c, rd)
+		if !ok {
 			return
 		}
-		line = strings.TrimRight(line, "\r\n")
-		r.mu.Lock()
-		r.lines = append(r.lines, line)
-		r.mu.Unlock()
-		// A literal ({n} or {n+}) is read whole and recorded as its own line.
-		if i := strings.LastIndexByte(line, '{'); i >= 0 && strings.HasSuffix(line, "}") {
-			n, err := strconv.Atoi(strings.TrimSuffix(line[i+1:len(line)-1], "+"))
-			if err == nil && n >= 0 && n < 1<<16 {
-				if !strings.HasSuffix(line, "+}") {
-					_, _ = c.Write([]byte("+ go on\r\n"))
-				}
-				buf := make([]byte, n)
-				if _, err := io.ReadFull(rd, buf); err != nil {
-					return
-				}
-				r.mu.Lock()
-				r.lines = append(r.lines, string(buf))
-				r.mu.Unlock()
-				continue
-			}
-		}
-		tag, _, _ := strings.Cut(line, " ")
+		tag, _, _ := strings.Cut(cmd, " ")
 		answer := tag + " NO refused\r\n"
 		if r.echo {
-			answer = tag + " NO [AUTHENTICATIONFAILED] refused: " + line + "\r\n"
+			answer = tag + " NO [AUTHENTICATIONFAILED] refused: " + cmd + "\r\n"
 		}
 		if _, err := c.Write([]byte(answer)); err != nil {
 			return
 		}
 	}
+}
+
+// command reads one command, literals ({n} or {n+}) included, recording each line and each
+// literal as it comes. It returns the command as one line, literals inline.
+func (r *Recorder) command(c net.Conn, rd *bufio.Reader) (string, bool) {
+	var cmd strings.Builder
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			return "", false
+		}
+		line = strings.TrimRight(line, "\r\n")
+		r.record(line)
+		cmd.WriteString(line)
+		i := strings.LastIndexByte(line, '{')
+		if i < 0 || !strings.HasSuffix(line, "}") {
+			return cmd.String(), true
+		}
+		n, err := strconv.Atoi(strings.TrimSuffix(line[i+1:len(line)-1], "+"))
+		if err != nil || n < 0 || n >= 1<<16 {
+			return cmd.String(), true
+		}
+		if !strings.HasSuffix(line, "+}") {
+			if _, err := c.Write([]byte("+ go on\r\n")); err != nil {
+				return "", false
+			}
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return "", false
+		}
+		r.record(string(buf))
+		cmd.WriteString("\r\n")
+		cmd.Write(buf)
+	}
+}
+
+func (r *Recorder) record(line string) {
+	r.mu.Lock()
+	r.lines = append(r.lines, line)
+	r.mu.Unlock()
 }
 
 // Host and Port say where the Recorder listens.
