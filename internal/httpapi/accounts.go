@@ -77,13 +77,28 @@ func (s *Server) createAccount(ctx context.Context, in *accountInput) (*accountO
 }
 
 // checkLogin tests the credentials against the IMAP server. Its error message never contains
-// the password, even if the server or the client library echoes it.
+// the password, even if the server or the client library echoes it. A user who is not an
+// administrator is not told what a connect, TLS or greeting failure looked like (a banner, a
+// certificate name, a port's state describe the server's network): that goes to the log.
 func (s *Server) checkLogin(ctx context.Context, a store.Account, password string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := s.cfg.Login.CheckLogin(ctx, a, password)
 	if err == nil {
 		return nil
+	}
+	// What an IMAP error may show a stranger to the network (imapconn.Error.Public).
+	var pub interface {
+		error
+		Public() error
+	}
+	if u := userFrom(ctx); !u.IsAdmin && errors.As(err, &pub) {
+		if p := pub.Public(); p != error(pub) {
+			s.log.Warn("httpapi: a user's IMAP server could not be used", "user", u.ID, "host", a.IMAPHost, "port", a.IMAPPort,
+				"err", secret.Redact(err.Error(), password))
+			return huma.Error422UnprocessableEntity(fmt.Sprintf("cannot use the IMAP server %s:%d: %s", a.IMAPHost, a.IMAPPort,
+				secret.Redact(p.Error(), password)))
+		}
 	}
 	msg := secret.Redact(err.Error(), password)
 	return huma.Error422UnprocessableEntity(fmt.Sprintf("the IMAP server %s:%d refused the login of %q: %s", a.IMAPHost, a.IMAPPort, a.Login, msg))

@@ -107,13 +107,17 @@ func (c *Conn) connect(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return &Error{Op: op, Class: ClassTransient, Err: err}
 	}
-	dialer := net.Dialer{Timeout: c.cfg.DialTimeout}
+	dialer := net.Dialer{Timeout: c.cfg.DialTimeout, Control: c.control()}
 	sock, err := dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = ctxErr
 		}
-		return &Error{Op: op, Class: classifyCause(err), Err: err}
+		class := classifyCause(err)
+		if errors.Is(err, ErrDestinationRefused) {
+			class = ClassPermanent
+		}
+		return &Error{Op: op, Class: class, Err: err}
 	}
 	c.sock = sock
 
