@@ -58,7 +58,7 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 		return err
 	}
 	a.UserID = u.ID
-	box, err := g.secretBox()
+	box, err := g.secretBox(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (c *AccountEditCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) e
 		return errors.New("nothing saved: a new server, port, TLS mode or certificate check needs the password again " +
 			"(--password-stdin or MAILSYNC_IMAP_PASSWORD); the stored one is never sent to a new destination")
 	}
-	box, err := g.secretBox()
+	box, err := g.secretBox(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -211,15 +211,32 @@ func readPassword(fromStdin bool, stdin io.Reader, env string) (string, error) {
 	return "", fmt.Errorf("no password: pipe it with --password-stdin or set %s", env)
 }
 
-// serverKey is MAILSYNC_SECRET_KEY, or the key file in the data directory (created on first use).
-// It is read from the environment rather than a flag so that it never shows in a process list.
-func (g *Globals) serverKey() ([]byte, error) {
-	return secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+// serverKey is MAILSYNC_SECRET_KEY, or the key file in the data directory. It is read from the
+// environment rather than a flag so that it never shows in a process list. The file is created on
+// first use, but never while the database holds passwords sealed under a key: a lost key file
+// replaced silently would leave every account unable to log in, with nothing saying why.
+func (g *Globals) serverKey(ctx context.Context, s *store.Store) ([]byte, error) {
+	env, path := os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key")
+	key, err := secret.ReadKey(env, path)
+	if !errors.Is(err, secret.ErrNoKeyFile) {
+		return key, err
+	}
+	n, err := s.SealedSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		return nil, fmt.Errorf("the server key %s is missing, and the database holds %d IMAP passwords sealed under it: "+
+			"restore the file from a backup (or set MAILSYNC_SECRET_KEY to the key, or --data-dir to where the file is); "+
+			"to start over with a new key instead, create one (head -c 32 /dev/urandom | base64 > %s) and give every "+
+			"account its password again (mailsync account edit ID --password-stdin)", path, n, path)
+	}
+	return secret.LoadKey("", path)
 }
 
 // secretBox seals and opens account passwords under the server key.
-func (g *Globals) secretBox() (*secret.Box, error) {
-	key, err := g.serverKey()
+func (g *Globals) secretBox(ctx context.Context, s *store.Store) (*secret.Box, error) {
+	key, err := g.serverKey(ctx, s)
 	if err != nil {
 		return nil, err
 	}
