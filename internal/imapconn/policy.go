@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -41,7 +42,7 @@ func (c *Conn) control() func(network, address string, _ syscall.RawConn) error 
 // server's network, and a refusal by the destination policy says that it was refused. Anything
 // else is the error itself.
 func (e *Error) Public() error {
-	if !e.unreached {
+	if !e.unreached || errors.Is(e.Err, context.Canceled) || errors.Is(e.Err, context.DeadlineExceeded) {
 		return e
 	}
 	p := *e
@@ -49,10 +50,10 @@ func (e *Error) Public() error {
 	switch {
 	case errors.Is(e.Err, ErrDestinationRefused):
 		p.Err = errors.New("this server may not connect there: the operator decides which destinations accounts may use")
-	case errors.As(e.Err, &op) && op.Op == "dial", isTLSFailure(e.Err):
+	case errors.As(e.Err, &op) && op.Op == "dial":
 		p.Err = errors.New("no IMAP server could be reached there (the operator's log has the detail)")
 	default:
-		p.Err = errors.New("the server there did not answer as an IMAP server (the operator's log has the detail)")
+		p.Err = errors.New("the server there did not greet as an IMAP server, or TLS with it failed (the operator's log has the detail)")
 	}
 	return &p
 }
