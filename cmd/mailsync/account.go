@@ -19,6 +19,7 @@ import (
 // AccountCmd manages IMAP accounts.
 type AccountCmd struct {
 	Add  AccountAddCmd  `cmd:"" help:"Add an IMAP account (the login is tested before anything is saved)."`
+	Edit AccountEditCmd `cmd:"" help:"Change an account. A new server, port, TLS mode or certificate check needs the password again."`
 	List AccountListCmd `cmd:"" help:"List accounts."`
 }
 
@@ -57,7 +58,7 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 		return err
 	}
 	a.UserID = u.ID
-	box, err := g.secretBox()
+	box, err := g.secretBox(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -73,6 +74,95 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 		return err
 	}
 	fmt.Fprintf(g.stdout, "account %d %q added: %s@%s:%d (%s)\n", saved.ID, saved.Name, saved.Login, saved.IMAPHost, saved.IMAPPort, saved.TLSMode)
+	return nil
+}
+
+// AccountEditCmd changes an account. The password is asked again for any change of destination:
+// the stored one only ever goes to the server it was given for.
+type AccountEditCmd struct {
+	Account       string         `arg:"" help:"Account id or name."`
+	Name          *string        `name:"name" help:"A new name."`
+	IMAPURL       *string        `name:"imap-url" placeholder:"imap[s]://LOGIN@HOST[:PORT]" help:"A new server and login (the TLS mode follows the scheme unless --tls says otherwise)."`
+	TLS           *string        `name:"tls" enum:"none,starttls,tls" help:"none, starttls or tls."`
+	TLSSkipVerify *bool          `name:"tls-skip-verify" help:"Accept any server certificate (self-signed test servers only); =false checks again."`
+	PasswordStdin bool           `name:"password-stdin" help:"Read the IMAP password from the first line of stdin (else MAILSYNC_IMAP_PASSWORD)."`
+	SyncInterval  *time.Duration `name:"sync-interval" help:"Sync on a schedule this often (0: only when asked)."`
+}
+
+func (c *AccountEditCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) error {
+	s, err := g.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	before, err := findAccount(ctx, s, c.Account)
+	if err != nil {
+		return err
+	}
+	a := before
+	if c.IMAPURL != nil {
+		tlsMode := ""
+		if c.TLS != nil {
+			tlsMode = *c.TLS
+		}
+		u, err := parseIMAPURL(*c.IMAPURL, tlsMode)
+		if err != nil {
+			return err
+		}
+		a.IMAPHost, a.IMAPPort, a.TLSMode, a.Login = u.IMAPHost, u.IMAPPort, u.TLSMode, u.Login
+	} else if c.TLS != nil {
+		a.TLSMode = *c.TLS
+	}
+	if c.TLSSkipVerify != nil {
+		a.TLSSkipVerify = *c.TLSSkipVerify
+	}
+	if c.Name != nil {
+		a.Name = *c.Name
+	}
+	if c.SyncInterval != nil {
+		a.SyncInterval = *c.SyncInterval
+	}
+	destChanged := a.IMAPHost != before.IMAPHost || a.IMAPPort != before.IMAPPort || a.TLSMode != before.TLSMode ||
+		a.TLSSkipVerify != before.TLSSkipVerify
+	password, perr := readPassword(c.PasswordStdin, stdin, "MAILSYNC_IMAP_PASSWORD")
+	havePassword := perr == nil
+	if c.PasswordStdin && perr != nil {
+		return perr
+	}
+	if destChanged && !havePassword {
+		return errors.New("nothing saved: a new server, port, TLS mode or certificate check needs the password again " +
+			"(--password-stdin or MAILSYNC_IMAP_PASSWORD); the stored one is never sent to a new destination")
+	}
+	box, err := g.secretBox(ctx, s)
+	if err != nil {
+		return err
+	}
+	if destChanged || a.Login != before.Login || havePassword {
+		if !havePassword {
+			// Only the login changed: the stored password goes to the same server as before.
+			plain, err := box.Open(before.SecretEnc, secret.AccountContext(before.Login, before.IMAPHost))
+			if err != nil {
+				return fmt.Errorf("nothing saved: the stored password does not open (%w); give it again with --password-stdin", err)
+			}
+			password = string(plain)
+		}
+		if err := g.syncEngine(s, box).CheckLogin(ctx, a, password); err != nil {
+			return fmt.Errorf("nothing saved: %w", err)
+		}
+		a.SecretEnc = box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
+		a.LastError = ""
+	}
+	if a.IMAPHost != before.IMAPHost || a.IMAPPort != before.IMAPPort {
+		a.Restricted = false // the operator chose this destination
+	}
+	saved, err := s.UpdateAccount(ctx, a)
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("the owner already has an account named %q", a.Name)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "account %d %q: %s@%s:%d (%s)\n", saved.ID, saved.Name, saved.Login, saved.IMAPHost, saved.IMAPPort, saved.TLSMode)
 	return nil
 }
 
@@ -121,15 +211,32 @@ func readPassword(fromStdin bool, stdin io.Reader, env string) (string, error) {
 	return "", fmt.Errorf("no password: pipe it with --password-stdin or set %s", env)
 }
 
-// serverKey is MAILSYNC_SECRET_KEY, or the key file in the data directory (created on first use).
-// It is read from the environment rather than a flag so that it never shows in a process list.
-func (g *Globals) serverKey() ([]byte, error) {
-	return secret.LoadKey(os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key"))
+// serverKey is MAILSYNC_SECRET_KEY, or the key file in the data directory. It is read from the
+// environment rather than a flag so that it never shows in a process list. The file is created on
+// first use, but never while the database holds passwords sealed under a key: a lost key file
+// replaced silently would leave every account unable to log in, with nothing saying why.
+func (g *Globals) serverKey(ctx context.Context, s *store.Store) ([]byte, error) {
+	env, path := os.Getenv("MAILSYNC_SECRET_KEY"), filepath.Join(g.DataDir, "secret.key")
+	key, err := secret.ReadKey(env, path)
+	if !errors.Is(err, secret.ErrNoKeyFile) {
+		return key, err
+	}
+	n, err := s.SealedSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		return nil, fmt.Errorf("the server key %s is missing, and the database holds %d IMAP passwords sealed under it: "+
+			"restore the file from a backup (or set MAILSYNC_SECRET_KEY to the key, or --data-dir to where the file is); "+
+			"to start over with a new key instead, create one (head -c 32 /dev/urandom | base64 > %s) and give every "+
+			"account its password again (mailsync account edit ID --password-stdin)", path, n, path)
+	}
+	return secret.LoadKey("", path)
 }
 
 // secretBox seals and opens account passwords under the server key.
-func (g *Globals) secretBox() (*secret.Box, error) {
-	key, err := g.serverKey()
+func (g *Globals) secretBox(ctx context.Context, s *store.Store) (*secret.Box, error) {
+	key, err := g.serverKey(ctx, s)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,4 +139,53 @@ func TestSyncCommand(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr, "failed") || !strings.Contains(stderr, "password") {
 		t.Fatalf("sync with a broken login: %d %q", code, stderr)
 	}
+}
+
+// TestAccountEditNeedsThePasswordForANewDestination: the stored password never follows a
+// changed server, port or TLS mode; given again, only the new one travels.
+func TestAccountEditNeedsThePasswordForANewDestination(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		mem := imaptest.StartMemServer(t)
+		const stored = "the-stored-imap-password"
+		if _, err := mem.AddUser("bob", stored); err != nil {
+			t.Fatal(err)
+		}
+		hostile := imaptest.StartRecorder(t, false)
+		dsn := storetest.DSN(t, d)
+		s := storetest.OpenDSN(t, dsn, true)
+		if _, err := s.CreateUser(context.Background(), "bob@example.test", "x", false); err != nil {
+			t.Fatal(err)
+		}
+		global := []string{"--db", dsn, "--data-dir", t.TempDir()}
+		memURL := "imap://bob@" + mem.Addr()
+		if code, _, errOut := mailsyncIn(t, stored+"\n", append(global, "account", "add", "--user", "bob@example.test", "--name", "mem",
+			"--imap-url", memURL, "--tls", "none", "--password-stdin")...); code != 0 {
+			t.Fatalf("account add: %s", errOut)
+		}
+		hostileURL := "imap://bob@" + hostile.Host() + ":" + strconv.Itoa(hostile.Port())
+		for _, args := range [][]string{
+			{"--imap-url", hostileURL, "--tls", "none"},
+			{"--tls", "tls"},
+			{"--tls-skip-verify"},
+		} {
+			code, _, errOut := mailsync(t, append(append(global, "account", "edit", "mem"), args...)...)
+			if code == 0 || !strings.Contains(errOut, "needs the password again") {
+				t.Fatalf("edit %v without a password: %d %q", args, code, errOut)
+			}
+		}
+		if n := hostile.Connections(); n != 0 {
+			t.Fatalf("the new destination got %d connections", n)
+		}
+		code, _, errOut := mailsyncIn(t, "a-new-password\n", append(global, "account", "edit", "mem", "--imap-url", hostileURL, "--tls", "none", "--password-stdin")...)
+		if code == 0 || !strings.Contains(errOut, "nothing saved") {
+			t.Fatalf("edit to the refusing server: %d %q", code, errOut)
+		}
+		if !hostile.Received("a-new-password") || hostile.Received(stored) {
+			t.Fatalf("the recorder got %q; want the new password and never the stored one", hostile.Lines())
+		}
+		code, out, errOut := mailsync(t, append(global, "account", "edit", "mem", "--name", "renamed", "--sync-interval", "1h")...)
+		if code != 0 || !strings.Contains(out, `"renamed": bob@127.0.0.1:`+strconv.Itoa(mem.Port())) {
+			t.Fatalf("rename: %d %q %q", code, out, errOut)
+		}
+	})
 }

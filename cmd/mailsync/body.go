@@ -12,9 +12,13 @@ import (
 	"mailsync/internal/worker"
 )
 
-// syncEngine is the sync engine over s.
+// syncEngine is the sync engine over s, under the operator's destination policy.
 func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
-	return syncer.New(s, box, syncer.Options{Logger: g.logger})
+	opts := syncer.Options{Logger: g.logger}
+	if g.destinations != nil {
+		opts.Destinations = g.destinations
+	}
+	return syncer.New(s, box, opts)
 }
 
 // syncBody is what the workers run for each task: the sync engine, counted in the metrics when

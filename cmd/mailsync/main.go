@@ -16,6 +16,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"mailsync/internal/netpolicy"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
 )
@@ -44,12 +45,16 @@ type Globals struct {
 	DataDir   string     `name:"data-dir" env:"MAILSYNC_DATA_DIR" default:"./data" help:"Directory for the server key file and other local state."`
 	LogLevel  slog.Level `name:"log-level" env:"MAILSYNC_LOG_LEVEL" default:"info" help:"Log level: debug, info, warn, error."`
 	LogFormat string     `name:"log-format" env:"MAILSYNC_LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
+	// AllowDestinations is a global flag because every sync re-checks the policy: serve's workers
+	// and the sync command alike.
+	AllowDestinations []string `name:"allow-destinations" env:"MAILSYNC_ALLOW_DESTINATIONS" sep:"," placeholder:"CIDR|ADDRESS|HOST,..." help:"Destinations that accounts of non-admin users may use beyond public addresses (loopback, private and link-local ranges are refused otherwise); administrators and the CLI may use any."`
 
 	Lifecycle LifecycleFlags `embed:"" group:"Sync task lifecycle"`
 
 	// Set by run, not by flags.
 	stdout, stderr io.Writer
 	logger         *slog.Logger
+	destinations   *netpolicy.Policy
 }
 
 // LifecycleFlags are the timings of DESIGN §3.
@@ -118,6 +123,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	cli.stdout, cli.stderr = stdout, stderr
 	cli.logger = newLogger(stderr, cli.LogFormat, cli.LogLevel)
+	if cli.destinations, err = netpolicy.New(cli.AllowDestinations); err != nil {
+		fmt.Fprintf(stderr, "mailsync: --allow-destinations: %v\n", err)
+		return 2
+	}
 	if err := kctx.Run(&cli.Globals); err != nil {
 		fmt.Fprintf(stderr, "mailsync: %s\n", oneLine(err))
 		return 1

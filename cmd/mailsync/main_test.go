@@ -41,6 +41,7 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 		{"schema newer than binary", []string{"--db", tooNew, "repair"}, "newer than this binary"},
 		{"unknown command", []string{"frobnicate"}, "unexpected argument"},
 		{"bad duration", []string{"--heartbeat-timeout", "soon", "repair"}, "heartbeat-timeout"},
+		{"bad destination allow-list", []string{"--allow-destinations", "10.0.0.0/33", "migrate"}, "allow-destinations"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

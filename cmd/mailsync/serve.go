@@ -55,7 +55,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer s.Close()
-	key, err := g.serverKey()
+	key, err := g.serverKey(ctx, s)
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	box, err := g.secretBox()
+	box, err := g.secretBox(ctx, s)
 	if err != nil {
 		return err
 	}

@@ -90,12 +90,15 @@ func TestSessions(t *testing.T) {
 	s := NewSessions(DeriveKey([]byte("server key"), "session"), time.Hour)
 	s.Now = func() time.Time { return now }
 	u := store.User{ID: 42, PasswordHash: "$argon2id$a"}
-	v, exp := s.Issue(u)
-	if !exp.Equal(now.Add(time.Hour)) {
-		t.Fatalf("expires %v", exp)
+	v, sess := s.Issue(u)
+	if !sess.Expires.Equal(now.Add(time.Hour)) || sess.UserID != 42 || len(sess.ID) != 32 {
+		t.Fatalf("issued %+v", sess)
 	}
-	if id, err := s.UserID(v); id != 42 || err != nil {
-		t.Fatalf("UserID = %d, %v", id, err)
+	if got, err := s.Parse(v); got != sess || err != nil {
+		t.Fatalf("Parse = %+v, %v; want %+v", got, err, sess)
+	}
+	if v2, sess2 := s.Issue(u); v2 == v || sess2.ID == sess.ID {
+		t.Fatal("two sessions of one user have the same value or id: the id is not random")
 	}
 	if !s.Check(v, u) {
 		t.Fatal("a fresh session does not check")

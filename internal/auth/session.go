@@ -2,19 +2,23 @@ package auth
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"time"
 
 	"mailsync/internal/store"
 )
 
-// Sessions issues and checks the web UI's session cookies. A session is a signed value, not a
-// row: user id, expiry and an HMAC over both and the user's password hash. Nothing is stored,
-// and changing a password ends every session of that user, since the old signatures no longer
-// match.
+// Sessions issues and checks the web UI's session cookies. A cookie is a signed value: a random
+// session id, the user id, the expiry, and an HMAC over them and the user's password hash. The
+// signature lets a forged or damaged cookie be refused without a lookup; the id names a row in the
+// database (store.CreateSession), and a cookie is honoured only while that row exists, so logout
+// and revocation end a session at once. Changing a password ends every session of that user
+// twice over: its rows are deleted, and the old signatures no longer match.
 type Sessions struct {
 	key []byte
 	ttl time.Duration
@@ -37,39 +41,51 @@ func (s *Sessions) now() time.Time {
 // ErrBadSession is returned for a session value that is malformed, expired or not signed by us.
 var ErrBadSession = errors.New("auth: invalid or expired session")
 
-const sessionLen = 8 + 8 + sha256.Size
-
-// Issue returns a session value for u and when it expires.
-func (s *Sessions) Issue(u store.User) (value string, expires time.Time) {
-	expires = s.now().Add(s.ttl).Truncate(time.Second)
-	buf := make([]byte, 16, sessionLen)
-	binary.BigEndian.PutUint64(buf[0:8], uint64(u.ID))
-	binary.BigEndian.PutUint64(buf[8:16], uint64(expires.Unix()))
-	buf = append(buf, s.mac(buf[:16], u.PasswordHash)...)
-	return base64.RawURLEncoding.EncodeToString(buf), expires
+// Session is what a session value says. It is not trusted until Check has verified the value.
+type Session struct {
+	ID      string // hex of 16 random bytes: the key of the session's row
+	UserID  int64
+	Expires time.Time
 }
 
-// UserID reads the user id of an unexpired session value. The value is not trusted until Check
-// has verified it against that user.
-func (s *Sessions) UserID(value string) (int64, error) {
+const (
+	sessionIDLen = 16
+	sessionLen   = sessionIDLen + 8 + 8 + sha256.Size
+)
+
+// Issue returns a new session value for u and what it says. The caller stores the session
+// (store.CreateSession) before handing the value out.
+func (s *Sessions) Issue(u store.User) (string, Session) {
+	expires := s.now().Add(s.ttl).Truncate(time.Second).UTC()
+	buf := make([]byte, sessionIDLen+16, sessionLen)
+	rand.Read(buf[:sessionIDLen])
+	binary.BigEndian.PutUint64(buf[sessionIDLen:], uint64(u.ID))
+	binary.BigEndian.PutUint64(buf[sessionIDLen+8:], uint64(expires.Unix()))
+	buf = append(buf, s.mac(buf[:sessionIDLen+16], u.PasswordHash)...)
+	return base64.RawURLEncoding.EncodeToString(buf), Session{ID: hex.EncodeToString(buf[:sessionIDLen]), UserID: u.ID, Expires: expires}
+}
+
+// Parse reads an unexpired session value. Its signature is checked by Check, against the user.
+func (s *Sessions) Parse(value string) (Session, error) {
 	buf, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil || len(buf) != sessionLen {
-		return 0, ErrBadSession
+		return Session{}, ErrBadSession
 	}
-	if s.now().Unix() >= int64(binary.BigEndian.Uint64(buf[8:16])) {
-		return 0, ErrBadSession
+	expires := time.Unix(int64(binary.BigEndian.Uint64(buf[sessionIDLen+8:])), 0).UTC()
+	if !s.now().Before(expires) {
+		return Session{}, ErrBadSession
 	}
-	return int64(binary.BigEndian.Uint64(buf[0:8])), nil
+	return Session{ID: hex.EncodeToString(buf[:sessionIDLen]), UserID: int64(binary.BigEndian.Uint64(buf[sessionIDLen:])), Expires: expires}, nil
 }
 
 // Check reports whether value is an unexpired session of u signed by this server.
 func (s *Sessions) Check(value string, u store.User) bool {
-	id, err := s.UserID(value)
-	if err != nil || id != u.ID {
+	sess, err := s.Parse(value)
+	if err != nil || sess.UserID != u.ID {
 		return false
 	}
 	buf, _ := base64.RawURLEncoding.DecodeString(value)
-	return hmac.Equal(buf[16:], s.mac(buf[:16], u.PasswordHash))
+	return hmac.Equal(buf[sessionIDLen+16:], s.mac(buf[:sessionIDLen+16], u.PasswordHash))
 }
 
 func (s *Sessions) mac(payload []byte, passwordHash string) []byte {

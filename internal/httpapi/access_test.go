@@ -60,6 +60,7 @@ func (f fixture) routes() []route {
 		{"POST", "/api/health/sync/cleanup", nil, admin, false},
 		{"GET", "/api/health/sync/detailed", nil, admin, false},
 		{"GET", "/api/health/system", nil, admin, false},
+		{"GET", "/api/users", nil, admin, false},
 		{"DELETE", acct, nil, member, true}, // last: it removes the fixture
 	}
 }

@@ -58,7 +58,9 @@ func (s *Server) createAccount(ctx context.Context, in *accountInput) (*accountO
 	b := in.Body
 	a := store.Account{UserID: userFrom(ctx).ID, Name: strings.TrimSpace(b.Name), IMAPHost: strings.TrimSpace(b.IMAPHost),
 		IMAPPort: b.IMAPPort, TLSMode: b.TLSMode, TLSSkipVerify: b.TLSSkipVerify, Login: b.Login,
-		SyncInterval: time.Duration(b.SyncIntervalS) * time.Second}
+		SyncInterval: time.Duration(b.SyncIntervalS) * time.Second,
+		// The destination policy applies to what a non-admin user points an account at.
+		Restricted: !userFrom(ctx).IsAdmin}
 	if err := s.checkLogin(ctx, a, b.Password); err != nil {
 		return nil, err
 	}
@@ -75,7 +77,9 @@ func (s *Server) createAccount(ctx context.Context, in *accountInput) (*accountO
 }
 
 // checkLogin tests the credentials against the IMAP server. Its error message never contains
-// the password, even if the server or the client library echoes it.
+// the password, even if the server or the client library echoes it. A user who is not an
+// administrator is not told what a connect, TLS or greeting failure looked like (a banner, a
+// certificate name, a port's state describe the server's network): that goes to the log.
 func (s *Server) checkLogin(ctx context.Context, a store.Account, password string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -83,7 +87,20 @@ func (s *Server) checkLogin(ctx context.Context, a store.Account, password strin
 	if err == nil {
 		return nil
 	}
-	msg := strings.ReplaceAll(err.Error(), password, "xxxxx")
+	// What an IMAP error may show a stranger to the network (imapconn.Error.Public).
+	var pub interface {
+		error
+		Public() error
+	}
+	if u := userFrom(ctx); !u.IsAdmin && errors.As(err, &pub) {
+		if p := pub.Public(); p != error(pub) {
+			s.log.Warn("httpapi: a user's IMAP server could not be used", "user", u.ID, "host", a.IMAPHost, "port", a.IMAPPort,
+				"err", secret.Redact(err.Error(), password))
+			return huma.Error422UnprocessableEntity(fmt.Sprintf("cannot use the IMAP server %s:%d: %s", a.IMAPHost, a.IMAPPort,
+				secret.Redact(p.Error(), password)))
+		}
+	}
+	msg := secret.Redact(err.Error(), password)
 	return huma.Error422UnprocessableEntity(fmt.Sprintf("the IMAP server %s:%d refused the login of %q: %s", a.IMAPHost, a.IMAPPort, a.Login, msg))
 }
 
@@ -139,6 +156,7 @@ type accountPatchInput struct {
 
 // patchAccount changes the fields present. A change of server, login or password is tested
 // against the IMAP server first, and the password is sealed again for the new login and host.
+// A change of destination (host, port, TLS mode, certificate check) must bring the password.
 func (s *Server) patchAccount(ctx context.Context, in *accountPatchInput) (*accountOutput, error) {
 	a, err := s.ownAccount(ctx, in.ID)
 	if err != nil {
@@ -166,13 +184,24 @@ func (s *Server) patchAccount(ctx context.Context, in *accountPatchInput) (*acco
 	if b.SyncIntervalS != nil {
 		a.SyncInterval = time.Duration(*b.SyncIntervalS) * time.Second
 	}
-	connChanged := a.IMAPHost != before.IMAPHost || a.IMAPPort != before.IMAPPort || a.TLSMode != before.TLSMode ||
-		a.TLSSkipVerify != before.TLSSkipVerify || a.Login != before.Login || b.Password != nil
-	if connChanged {
+	// The stored password may go only where it went before: a new host, port, TLS mode or
+	// certificate check could hand it to someone else's server, or send it in clear.
+	destChanged := a.IMAPHost != before.IMAPHost || a.IMAPPort != before.IMAPPort || a.TLSMode != before.TLSMode ||
+		a.TLSSkipVerify != before.TLSSkipVerify
+	if destChanged && b.Password == nil {
+		return nil, huma.Error422UnprocessableEntity("a new server, port, TLS mode or certificate check needs the password again: " +
+			"send \"password\" with this change (the stored one is never sent to a new destination)")
+	}
+	if a.IMAPHost != before.IMAPHost || a.IMAPPort != before.IMAPPort {
+		// Who points an account at a server decides whether the destination policy applies.
+		a.Restricted = !userFrom(ctx).IsAdmin
+	}
+	if destChanged || a.Login != before.Login || b.Password != nil {
 		var password string
 		if b.Password != nil {
 			password = *b.Password
 		} else {
+			// Only the login changed: the stored password goes to the same server as before.
 			plain, err := s.cfg.Box.Open(before.SecretEnc, secret.AccountContext(before.Login, before.IMAPHost))
 			if err != nil {
 				return nil, huma.Error422UnprocessableEntity("the stored password cannot be opened (was the server key changed?); send the password with this change")

@@ -64,11 +64,12 @@ func (s *Server) authenticate(r *http.Request) (store.User, error) {
 	if err != nil {
 		return store.User{}, errUnauthenticated
 	}
-	id, err := s.cfg.Sessions.UserID(c.Value)
+	sess, err := s.cfg.Sessions.Parse(c.Value)
 	if err != nil {
 		return store.User{}, errUnauthenticated
 	}
-	u, err := s.store.UserByID(r.Context(), id)
+	// The row, not the cookie, decides: logout and revocation delete it.
+	u, err := s.store.UserBySession(r.Context(), sess.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.User{}, errUnauthenticated
 	}
@@ -181,8 +182,11 @@ func (s *Server) login(ctx context.Context, in *loginInput) (*loginOutput, error
 		return nil, huma.Error401Unauthorized("wrong email or password")
 	}
 	s.guard.Succeeded(clientAddr(ctx), email)
-	value, expires := s.cfg.Sessions.Issue(u)
-	return &loginOutput{SetCookie: s.cookie(value, expires), Body: userJSON(u)}, nil
+	value, sess := s.cfg.Sessions.Issue(u)
+	if err := s.store.CreateSession(ctx, sess.ID, u.ID, sess.Expires); err != nil {
+		return nil, err
+	}
+	return &loginOutput{SetCookie: s.cookie(value, sess.Expires), Body: userJSON(u)}, nil
 }
 
 // enterLogin lets a login attempt check its password: within the address's limits, after the
@@ -229,11 +233,23 @@ func (s *Server) cookie(value string, expires time.Time) http.Cookie {
 		Secure: s.cfg.SecureCookies, SameSite: http.SameSiteLaxMode}
 }
 
+type logoutInput struct {
+	Session string `cookie:"mailsync_session" doc:"The session to end; without one, logout only clears the cookie."`
+}
+
 type logoutOutput struct {
 	SetCookie http.Cookie `header:"Set-Cookie"`
 }
 
-func (s *Server) logout(ctx context.Context, _ *struct{}) (*logoutOutput, error) {
+// logout ends the session server-side, so the cookie stops working at once wherever it was
+// copied, and clears it in the browser. Its id is unguessable, so whoever holds the cookie may
+// end it; a cookie that does not parse is only cleared.
+func (s *Server) logout(ctx context.Context, in *logoutInput) (*logoutOutput, error) {
+	if sess, err := s.cfg.Sessions.Parse(in.Session); err == nil {
+		if err := s.store.DeleteSession(ctx, sess.ID); err != nil {
+			return nil, err
+		}
+	}
 	c := s.cookie("", time.Unix(0, 0))
 	c.MaxAge = -1
 	return &logoutOutput{SetCookie: c}, nil

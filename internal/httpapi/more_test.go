@@ -138,7 +138,7 @@ func TestPasswordNeverLeaks(t *testing.T) {
 		for _, r := range []response{
 			e.request(e.alice, "GET", "/api/accounts", nil),
 			e.request(e.alice, "GET", acct, nil),
-			e.request(e.alice, "PATCH", acct, map[string]any{"imap_port": 1144}),          // re-tests with the stored password
+			e.request(e.alice, "PATCH", acct, map[string]any{"imap_port": 1144}),          // refused: a new port needs the password
 			e.request(e.alice, "PATCH", acct, map[string]any{"password": wrong}),          // refused; the fake echoes it
 			e.request(e.alice, "PATCH", acct, map[string]any{"password": huge}),           // too long: huma would echo it
 			e.request(e.alice, "POST", "/api/accounts", map[string]any{"password": huge}), // invalid

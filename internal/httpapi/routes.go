@@ -11,12 +11,12 @@ import (
 
 // routes is the whole API, one line per route.
 func (s *Server) routes() {
-	const get, post, patch, del = http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete
+	const get, post, put, patch, del = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete
 
 	// Sign-in.
 	register(s, public, op(post, "/api/login", "login", "Sign in with email and password; sets the session cookie",
 		withClientAddr), s.login)
-	register(s, public, op(post, "/api/logout", "logout", "Sign out: clears the session cookie"), s.logout)
+	register(s, public, op(post, "/api/logout", "logout", "Sign out: ends the session on the server and clears its cookie"), s.logout)
 	register(s, member, op(get, "/api/me", "me", "The signed-in user"), s.me)
 
 	// Accounts.
@@ -44,6 +44,15 @@ func (s *Server) routes() {
 	register(s, admin, op(post, "/api/health/sync/cleanup", "sync-cleanup", "Reap every dead task now and list what changed"), s.cleanup)
 	register(s, admin, op(get, "/api/health/sync/detailed", "sync-detailed", "Every account's sync state"), s.syncDetailed)
 	register(s, admin, op(get, "/api/health/system", "system-health", "CPU, memory, disk, goroutines, database round trip, uptime, version"), s.systemHealth)
+
+	// Users and their credentials (administrators).
+	register(s, admin, op(get, "/api/users", "list-users", "Every user"), s.listUsers)
+	register(s, admin, op(del, "/api/users/{id}", "delete-user", "Remove a user with their sessions, tokens, accounts and mail").status(204), s.deleteUser)
+	register(s, admin, op(put, "/api/users/{id}/password", "set-password", "Set a user's password; ends every session and token of theirs"), s.setPassword)
+	register(s, admin, op(del, "/api/users/{id}/sessions", "revoke-user", "End every session and token of a user"), s.revokeUser)
+	register(s, admin, op(get, "/api/users/{id}/tokens", "list-tokens", "A user's API tokens (never the tokens themselves)"), s.listTokens)
+	register(s, admin, op(del, "/api/users/{id}/tokens/{token_id}", "revoke-token", "Revoke one API token").status(204), s.revokeToken)
+
 	s.mux.HandleFunc("GET /livez", s.livez)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	if !s.cfg.MetricsElsewhere {

@@ -9,8 +9,10 @@ import (
 
 // tokenCache remembers, for a short time, which user a token hash belongs to. Every API request
 // carries a token, and looking it up cost as much as the request's own work; with the cache a
-// polled task costs one database read. The price is that a deleted token, or a user's changed
-// admin flag, takes effect up to the TTL later. Only successful lookups are cached.
+// polled task costs one database read. The price is that a change made elsewhere (a token
+// revoked by the CLI or another instance, a user's changed admin flag) takes effect up to the TTL
+// later; a revocation through this server's API forgets the entries at once. Only successful
+// lookups are cached.
 type tokenCache struct {
 	ttl time.Duration
 	now func() time.Time
@@ -54,4 +56,23 @@ func (c *tokenCache) put(hash string, u store.User) {
 		clear(c.entries)
 	}
 	c.entries[hash] = tokenEntry{user: u, expires: c.now().Add(c.ttl)}
+}
+
+// forget drops one token's entry: it was revoked through this server.
+func (c *tokenCache) forget(hash string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, hash)
+}
+
+// forgetUser drops every entry of the user: their tokens were revoked, their password changed or
+// the user deleted.
+func (c *tokenCache) forgetUser(userID int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.entries {
+		if e.user.ID == userID {
+			delete(c.entries, h)
+		}
+	}
 }

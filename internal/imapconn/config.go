@@ -47,6 +47,10 @@ type Config struct {
 	Login    string
 	Password string
 
+	// Destinations, when set, is asked about every address the connection is about to reach,
+	// after DNS resolution; a refused address is never connected to (see control).
+	Destinations DestinationPolicy
+
 	// DialTimeout bounds the TCP connect, the TLS handshake and the server greeting together.
 	DialTimeout time.Duration
 	// CommandTimeout bounds how long one command may go without progress: for a streaming fetch the

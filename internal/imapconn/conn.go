@@ -91,11 +91,15 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 
 	start := time.Now()
 	if err := c.connect(ctx); err != nil {
-		return nil, err
+		var e *Error
+		if errors.As(err, &e) {
+			e.unreached = true
+		}
+		return nil, c.seal(err)
 	}
 	if err := c.login(ctx); err != nil {
 		c.Close()
-		return nil, err
+		return nil, c.seal(err)
 	}
 	c.log.Debug("imap connected", "tls", string(cfg.TLS), "caps", fmt.Sprintf("%+v", c.caps),
 		"elapsed", time.Since(start))
@@ -107,13 +111,17 @@ func (c *Conn) connect(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return &Error{Op: op, Class: ClassTransient, Err: err}
 	}
-	dialer := net.Dialer{Timeout: c.cfg.DialTimeout}
+	dialer := net.Dialer{Timeout: c.cfg.DialTimeout, Control: c.control()}
 	sock, err := dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = ctxErr
 		}
-		return &Error{Op: op, Class: classifyCause(err), Err: err}
+		class := classifyCause(err)
+		if errors.Is(err, ErrDestinationRefused) {
+			class = ClassPermanent
+		}
+		return &Error{Op: op, Class: class, Err: err}
 	}
 	c.sock = sock
 
@@ -178,7 +186,11 @@ func (c *Conn) login(ctx context.Context) error {
 			case se.Type == imap.StatusResponseTypeBad:
 				class = ClassPermanent
 			}
-			return &Error{Op: op, Class: class, Err: err}
+			return &Error{Op: op, Class: class, Err: loginAnswer(se)}
+		}
+		if classifyCause(err) == ClassPermanent && !isTLSFailure(err) {
+			// go-imap could not parse the answer, and its message may quote it: withhold it too.
+			err = errLoginAnswerUnreadable
 		}
 		return c.fail(op, err)
 	}
@@ -309,7 +321,7 @@ func (c *Conn) fail(op string, err error) error {
 		// could not parse): a new connection may well succeed.
 		class = ClassTransient
 	}
-	return &Error{Op: op, Class: class, Err: err}
+	return c.seal(&Error{Op: op, Class: class, Err: err})
 }
 
 // begin checks that a command can be sent and arms its watchdog.
@@ -318,7 +330,7 @@ func (c *Conn) begin(ctx context.Context, op string) (*guard, error) {
 	lost := c.lost
 	c.mu.Unlock()
 	if lost != nil {
-		return nil, &Error{Op: op, Class: ClassTransient, Err: fmt.Errorf("connection already closed: %w", lost)}
+		return nil, c.seal(&Error{Op: op, Class: ClassTransient, Err: fmt.Errorf("connection already closed: %w", lost)})
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: op, Class: ClassTransient, Err: err}
@@ -335,7 +347,7 @@ func (c *Conn) end(g *guard, op string, err error) error {
 	}
 	var se *imap.Error
 	if errors.As(err, &se) {
-		return &Error{Op: op, Class: classifyStatus(se), Err: err}
+		return c.seal(&Error{Op: op, Class: classifyStatus(se), Err: err})
 	}
 	return c.fail(op, err)
 }

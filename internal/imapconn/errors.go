@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/emersion/go-imap/v2"
+
+	"mailsync/internal/secret"
 )
 
 // Class tells a caller what to do about an error: ask the user for a new password, wait, retry, or
@@ -46,13 +48,26 @@ type Error struct {
 	// `select "Archive"`.
 	Op    string
 	Class Class
-	// Err is the cause: a server status response, a network error, or the context's error.
+	// Err is the cause: a server status response, a network error, or the context's error. In an
+	// error from a Conn it holds no secret: see seal.
 	Err error
+
+	// login and password are redacted from the message, whatever the cause says (see seal).
+	login, password string
+	// unreached: the failure came before the server could be asked to log in (see Unreached).
+	unreached bool
 }
 
 func (e *Error) Error() string {
-	return "imap: " + e.Op + ": " + describe(e.Class, e.Err)
+	return secret.RedactPlain("imap: "+e.Op+": "+describe(e.Class, e.Err), e.login, e.password)
 }
+
+// Unreached reports whether the failure came before the server was asked to log in: the TCP
+// connect (refused, timed out, no such host, a destination the policy refuses), the TLS
+// handshake or the greeting. Such a message describes a machine on the network (its banner, its
+// certificate names, whether a port is open), which is the operator's business: callers show
+// those who are not operators a generic text and log the detail.
+func (e *Error) Unreached() bool { return e.unreached }
 
 func (e *Error) Unwrap() error { return e.Err }
 
@@ -70,6 +85,47 @@ func (e *Error) Is(target error) bool {
 	}
 	return false
 }
+
+// seal readies an error to leave the package: the password, in every encoded form, is redacted
+// from the message and removed from the cause, so no log line, stored task error or API answer
+// can carry it, whatever the server echoed. A cause whose text held it is replaced by its
+// redacted text (the class was decided already).
+func (c *Conn) seal(err error) error {
+	var e *Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	e.login, e.password = c.cfg.Login, c.cfg.Password
+	if se, ok := e.Err.(*imap.Error); ok {
+		redacted := *se
+		redacted.Text = secret.RedactPlain(se.Text, e.login, e.password)
+		e.Err = &redacted
+	} else if e.Err != nil {
+		if text := e.Err.Error(); secret.RedactPlain(text, e.login, e.password) != text {
+			e.Err = errors.New(secret.RedactPlain(text, e.login, e.password))
+		}
+	}
+	return err
+}
+
+// loginAnswer is what is kept of the server's refusal of a LOGIN or AUTHENTICATE: its status and
+// a known response code, never its text. Servers have been seen quoting the whole command line,
+// password included, in that text, and a short or oddly encoded password would slip through any
+// redaction of it.
+func loginAnswer(se *imap.Error) *imap.Error {
+	kept := &imap.Error{Type: se.Type}
+	switch se.Code {
+	case imap.ResponseCodeAuthenticationFailed, imap.ResponseCodeAuthorizationFailed, imap.ResponseCodeExpired,
+		imap.ResponseCodePrivacyRequired, imap.ResponseCodeContactAdmin, imap.ResponseCodeLimit,
+		imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeServerBug, imap.ResponseCodeClientBug,
+		imap.ResponseCodeCannot, imap.ResponseCodeNoPerm, imap.ResponseCodeAlert, imap.ResponseCodeParse:
+		kept.Code = se.Code
+	}
+	return kept
+}
+
+// errLoginAnswerUnreadable replaces go-imap's message about an answer to LOGIN it could not parse.
+var errLoginAnswerUnreadable = errors.New("the server's answer to the login could not be parsed (its text is withheld: it answers the login)")
 
 // Classify returns the class of err: the class of the *Error in its chain if there is one, else a
 // best guess from the cause (network errors are transient, context errors are transient, unknown

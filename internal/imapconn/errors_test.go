@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -99,5 +100,32 @@ func TestErrorMessage(t *testing.T) {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q\nwant      %q", got, tt.want)
 		}
+	}
+}
+
+// TestSealRedactsEveryAnswer: after login, a server may still echo the password in any answer
+// (a folder name, a NO text, an unparseable line). What leaves a Conn never holds it.
+func TestSealRedactsEveryAnswer(t *testing.T) {
+	const pw = `s3cret"pass\word`
+	c := &Conn{cfg: Config{Login: "bob", Password: pw}}
+	for _, cause := range []error{
+		&imap.Error{Type: imap.StatusResponseTypeNo, Text: `Mailbox "s3cret\"pass\\word" does not exist`},
+		fmt.Errorf("in response: unsupported response type %q", pw),
+		fmt.Errorf("connection already closed: %w", fmt.Errorf("received tagged response with unknown tag %+q", pw)),
+	} {
+		err := c.seal(&Error{Op: `select "x"`, Class: ClassPermanent, Err: cause})
+		for e := err; e != nil; e = errors.Unwrap(e) {
+			if text := e.Error(); strings.Contains(text, "s3cret") {
+				t.Errorf("%T in the chain holds the password: %q", e, text)
+			}
+		}
+		if !strings.Contains(err.Error(), "xxxxx") {
+			t.Errorf("%q does not show where the password was", err)
+		}
+	}
+	// A cause without the secret is kept as it is, for errors.Is.
+	err := c.seal(&Error{Op: "fetch", Class: ClassTransient, Err: io.ErrUnexpectedEOF})
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a cause without the password was replaced: %v", err)
 	}
 }

@@ -64,6 +64,20 @@ func (b *Box) Open(sealed, context []byte) ([]byte, error) {
 	return plain, nil
 }
 
+// ErrNoKeyFile is returned by ReadKey when no key is set and the key file does not exist.
+var ErrNoKeyFile = errors.New("secret: no key file")
+
+// ReadKey is LoadKey without the creation: a missing key file is ErrNoKeyFile, so that a caller
+// can refuse to make a new key where an old one is needed (sealed secrets would never open again).
+func ReadKey(encoded, path string) ([]byte, error) {
+	if encoded == "" {
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s", ErrNoKeyFile, path)
+		}
+	}
+	return LoadKey(encoded, path)
+}
+
 // LoadKey returns the server key: from encoded (base64 of 32 bytes, as MAILSYNC_SECRET_KEY
 // carries it) when set, else from the key file at path, which is created with a new random key
 // (mode 0600) when it does not exist yet.

@@ -95,3 +95,20 @@ func TestAccountContextBindsLoginAndHost(t *testing.T) {
 		t.Fatalf("AccountContext = %q, want account:bob@h", got)
 	}
 }
+
+func TestReadKeyNeverCreates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret.key")
+	if _, err := ReadKey("", path); !errors.Is(err, ErrNoKeyFile) {
+		t.Fatalf("ReadKey of a missing file: %v, want ErrNoKeyFile", err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("ReadKey created the file: %v", err)
+	}
+	made, err := LoadKey("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadKey("", path); err != nil || string(got) != string(made) {
+		t.Fatalf("ReadKey of the made key: %v", err)
+	}
+}

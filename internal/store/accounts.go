@@ -23,10 +23,14 @@ type Account struct {
 	SyncInterval  time.Duration // 0: no scheduled sync
 	CreatedAt     time.Time
 	LastError     string
+	// Restricted says the destination policy applies: the account was created, or last pointed at
+	// a new host or port, by a non-admin user through the API. The operator's own accounts (the
+	// CLI, administrators) may point anywhere, a LAN or loopback server included.
+	Restricted bool
 }
 
 const accountColumns = `id, user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
-	secret_enc, sync_interval_s, created_at, last_error`
+	secret_enc, sync_interval_s, created_at, last_error, restricted`
 
 func scanAccount(row rowScanner) (Account, error) {
 	var (
@@ -34,7 +38,7 @@ func scanAccount(row rowScanner) (Account, error) {
 		intervalS, created int64
 	)
 	if err := row.Scan(&a.ID, &a.UserID, &a.Name, &a.IMAPHost, &a.IMAPPort, &a.TLSMode, &a.TLSSkipVerify,
-		&a.Login, &a.SecretEnc, &intervalS, &created, &a.LastError); err != nil {
+		&a.Login, &a.SecretEnc, &intervalS, &created, &a.LastError, &a.Restricted); err != nil {
 		return Account{}, err
 	}
 	a.SyncInterval = time.Duration(intervalS) * time.Second
@@ -47,11 +51,11 @@ func scanAccount(row rowScanner) (Account, error) {
 func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
 	out, err := scanAccount(s.write.QueryRowContext(ctx, s.sql(`
 		INSERT INTO accounts (user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
-			secret_enc, sync_interval_s, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, {{now}}))
+			secret_enc, sync_interval_s, created_at, restricted)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, {{now}}), $11)
 		RETURNING `+accountColumns),
 		a.UserID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,
-		int64(a.SyncInterval/time.Second), at(a.CreatedAt)))
+		int64(a.SyncInterval/time.Second), at(a.CreatedAt), a.Restricted))
 	if s.dialect.isUniqueViolation(err) {
 		return Account{}, fmt.Errorf("store: create account %q: %w", a.Name, ErrConflict)
 	}
@@ -104,11 +108,11 @@ func (s *Store) Accounts(ctx context.Context, userID int64) ([]Account, error) {
 func (s *Store) UpdateAccount(ctx context.Context, a Account) (Account, error) {
 	out, err := scanAccount(s.write.QueryRowContext(ctx, `
 		UPDATE accounts SET name = $2, imap_host = $3, imap_port = $4, tls_mode = $5, tls_skip_verify = $6,
-			login = $7, secret_enc = $8, sync_interval_s = $9, last_error = $10
+			login = $7, secret_enc = $8, sync_interval_s = $9, last_error = $10, restricted = $11
 		WHERE id = $1
 		RETURNING `+accountColumns,
 		a.ID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,
-		int64(a.SyncInterval/time.Second), a.LastError))
+		int64(a.SyncInterval/time.Second), a.LastError, a.Restricted))
 	if s.dialect.isUniqueViolation(err) {
 		return Account{}, fmt.Errorf("store: update account %d: %w", a.ID, ErrConflict)
 	}
@@ -132,4 +136,14 @@ func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
 		return fmt.Errorf("store: delete account %d: %w", id, ErrNotFound)
 	}
 	return nil
+}
+
+// SealedSecrets counts the values sealed under the server key (the accounts' IMAP passwords): a
+// server must not replace a lost key while any exist, for they would never open again.
+func (s *Store) SealedSecrets(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count sealed secrets: %w", err)
+	}
+	return n, nil
 }

@@ -42,6 +42,9 @@ func openSQLite(path string) (*Store, error) {
 			return nil, fmt.Errorf("store: sqlite: %w", err)
 		}
 	}
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("store: sqlite: %w", err)
+	}
 	if err := createSQLite(path); err != nil {
 		return nil, fmt.Errorf("store: sqlite: create %s: %w", path, err)
 	}
@@ -214,6 +217,36 @@ func (c *checkpointer) close() error {
 	c.stop()
 	<-c.done
 	return c.db.Close()
+}
+
+// ownerOnly makes the database file, and its WAL and shared-memory files if they exist, readable
+// by their owner only: they hold every message, the users' password hashes and the sealed IMAP
+// passwords. A missing database file is created empty with mode 0600 (SQLite takes an empty file
+// for a new database), and SQLite gives the WAL and SHM files it creates the mode of the database
+// file, whatever the umask. Files of an older install with wider modes are narrowed.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
 
 // pageSize is the page size of new databases. Messages average ~13 KB: with the default 4 KiB

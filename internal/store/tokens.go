@@ -72,10 +72,10 @@ func (s *Store) UserByToken(ctx context.Context, tokenHash string) (User, error)
 	return u, nil
 }
 
-// Tokens lists a user's tokens, oldest first.
+// Tokens lists a user's tokens (every user's when userID is 0), oldest first.
 func (s *Store) Tokens(ctx context.Context, userID int64) ([]Token, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT id, user_id, name, created_at, last_used_at
-		FROM api_tokens WHERE user_id = $1 ORDER BY id`, userID)
+		FROM api_tokens WHERE $1 = 0 OR user_id = $1 ORDER BY id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("store: tokens of user %d: %w", userID, err)
 	}
@@ -99,14 +99,23 @@ func (s *Store) Tokens(ctx context.Context, userID int64) ([]Token, error) {
 	return out, nil
 }
 
-// DeleteToken removes one of the user's tokens; ErrNotFound if the user has no such token.
+// DeleteToken removes one of the user's tokens (any user's when userID is 0); ErrNotFound if
+// there is no such token.
 func (s *Store) DeleteToken(ctx context.Context, userID, tokenID int64) error {
-	res, err := s.write.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = $1 AND user_id = $2`, tokenID, userID)
+	_, err := s.RevokeToken(ctx, userID, tokenID)
+	return err
+}
+
+// RevokeToken is DeleteToken returning the token's hash, so that a cache of token lookups can
+// forget it at once.
+func (s *Store) RevokeToken(ctx context.Context, userID, tokenID int64) (hash string, err error) {
+	err = s.write.QueryRowContext(ctx, `DELETE FROM api_tokens WHERE id = $1 AND ($2 = 0 OR user_id = $2)
+		RETURNING token_hash`, tokenID, userID).Scan(&hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("store: delete token %d: %w", tokenID, ErrNotFound)
+	}
 	if err != nil {
-		return fmt.Errorf("store: delete token %d: %w", tokenID, err)
+		return "", fmt.Errorf("store: delete token %d: %w", tokenID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("store: delete token %d: %w", tokenID, ErrNotFound)
-	}
-	return nil
+	return hash, nil
 }

@@ -69,3 +69,39 @@ func (s *Store) UserByID(ctx context.Context, id int64) (User, error) {
 	}
 	return u, nil
 }
+
+// Users lists every user, by id.
+func (s *Store) Users(ctx context.Context) ([]User, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: users: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: users: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteUser removes a user with everything that is theirs: sessions, tokens, accounts and,
+// through the accounts, their folders, messages and tasks (ON DELETE CASCADE). A worker still
+// syncing one of the accounts loses its lease at its next write. ErrNotFound if there is no such
+// user.
+func (s *Store) DeleteUser(ctx context.Context, id int64) error {
+	res, err := s.write.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("store: delete user %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: delete user %d: %w", id, ErrNotFound)
+	}
+	return nil
+}

@@ -76,7 +76,7 @@ func (a *accountSync) redial(ctx context.Context, name string, sel imapconn.Stat
 	a.conn.Close()
 	conn, err := imapconn.Dial(ctx, a.cfg)
 	if err != nil {
-		return fmt.Errorf("%w; dialling again: %v", cause, err) // a.conn stays, closed
+		return fmt.Errorf("%w; dialling again: %v", cause, a.public(err)) // a.conn stays, closed
 	}
 	a.conn = conn
 	again, err := conn.Select(ctx, name, conn.Caps().CondStore)

@@ -28,6 +28,7 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"mailsync/internal/imapconn"
+	"mailsync/internal/netpolicy"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
@@ -67,6 +69,11 @@ type Options struct {
 	// before it is stored. Tests and benchmarks count re-downloads with it.
 	Fetched func(folder string, uid uint32)
 	Logger  *slog.Logger
+	// Destinations is the operator's destination policy, applied to accounts a non-admin user
+	// pointed at their server (store.Account.Restricted) at every connection: the login test,
+	// every sync, every redial, every IDLE. Nil: netpolicy's default (no loopback, private or
+	// link-local address).
+	Destinations imapconn.DestinationPolicy
 }
 
 func (o *Options) setDefaults() {
@@ -81,6 +88,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Destinations == nil {
+		o.Destinations = netpolicy.Default()
 	}
 }
 
@@ -117,14 +127,14 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 	run.Report(a.p)
 	a.cfg = s.imapConfig(acct, string(password))
 	if a.conn, err = imapconn.Dial(ctx, a.cfg); err != nil {
-		return a.fail(ctx, "", err)
+		return a.fail(ctx, "", a.public(err))
 	}
 	defer func() { a.conn.Close() }() // the connection in use at the end: fetches may redial
 	return a.sync(ctx)
 }
 
 // CheckLogin logs in to the account's server with password and logs out: an account is saved only
-// once this has worked.
+// once this has worked. A restricted account's destination is checked against the policy.
 func (s *Syncer) CheckLogin(ctx context.Context, acct store.Account, password string) error {
 	conn, err := imapconn.Dial(ctx, s.imapConfig(acct, password))
 	if err != nil {
@@ -135,12 +145,28 @@ func (s *Syncer) CheckLogin(ctx context.Context, acct store.Account, password st
 
 // imapConfig is how an account is reached.
 func (s *Syncer) imapConfig(acct store.Account, password string) imapconn.Config {
-	return imapconn.Config{
+	cfg := imapconn.Config{
 		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: imapconn.TLSMode(acct.TLSMode), InsecureSkipVerify: acct.TLSSkipVerify,
 		Login: acct.Login, Password: password,
 		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
 		Logger: s.opts.Logger,
 	}
+	if acct.Restricted {
+		cfg.Destinations = s.opts.Destinations
+	}
+	return cfg
+}
+
+// public is what a restricted account's owner may read of a failed dial: connect, TLS and
+// greeting failures describe the server's network, so the task's error says only what kind of
+// failure it was, and the detail goes to the operator's log.
+func (a *accountSync) public(err error) error {
+	var ie *imapconn.Error
+	if !a.acct.Restricted || !errors.As(err, &ie) || !ie.Unreached() {
+		return err
+	}
+	a.log.Warn("imap connect failed", "host", a.acct.IMAPHost, "port", a.acct.IMAPPort, "err", err)
+	return ie.Public()
 }
 
 // accountSync is the state of one run.
