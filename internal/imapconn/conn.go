@@ -14,10 +14,12 @@
 package imapconn
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -72,6 +74,12 @@ type Conn struct {
 	aborted error
 	// lost is set once the connection is unusable; every later call fails fast with it.
 	lost error
+	// rawNames holds the folder names the server spelled in invalid modified UTF-7, as go-imap
+	// reports them (see frameReader).
+	rawNames map[string]bool
+
+	// frames is what go-imap reads the server through: it enforces Limits.MaxResponseSize.
+	frames *frameReader
 }
 
 // Dial connects to the server, secures the connection as cfg.TLS says, and logs in. ctx bounds
@@ -131,9 +139,11 @@ func (c *Conn) connect(ctx context.Context) error {
 			sock.Close()
 			return c.fail(op, err)
 		}
-		c.client = imapclient.New(tlsConn, opts)
+		c.client = imapclient.New(c.framed(tlsConn, tlsConn), opts)
 	case TLSStartTLS:
-		client, err := imapclient.NewStartTLS(sock, opts)
+		// Upgraded here rather than by go-imap, whose STARTTLS would put TLS above the frame
+		// reader.
+		tlsConn, greeting, err := c.startTLS(ctx, sock, tlsConfig)
 		if err != nil {
 			sock.Close()
 			op := fmt.Sprintf("STARTTLS with %s", c.addr)
@@ -143,9 +153,9 @@ func (c *Conn) connect(ctx context.Context) error {
 			}
 			return c.fail(op, err)
 		}
-		c.client = client
+		c.client = imapclient.New(c.framed(tlsConn, io.MultiReader(bytes.NewReader(greeting), tlsConn)), opts)
 	default:
-		c.client = imapclient.New(sock, opts)
+		c.client = imapclient.New(c.framed(sock, sock), opts)
 	}
 	if err := c.client.WaitGreeting(); err != nil {
 		c.client.Close()
@@ -233,6 +243,8 @@ type guard struct {
 	timeout time.Duration
 	timer   *time.Timer
 	stopCtx func() bool
+	// deadline bounds the command's total time, progress or not (Limits.CommandDeadline).
+	deadline *time.Timer
 }
 
 // errTimeout is the cause recorded when a watchdog closes the connection for lack of progress.
@@ -259,6 +271,7 @@ func (g *guard) pause() { g.timer.Stop() }
 func (g *guard) disarm() {
 	g.timer.Stop()
 	g.stopCtx()
+	g.unbounded()
 }
 
 func (c *Conn) abort(cause error) {
@@ -300,9 +313,9 @@ func (c *Conn) fail(op string, err error) error {
 	c.mu.Unlock()
 	c.setLost(err)
 	class := classifyCause(err)
-	if class == ClassPermanent && !isTLSFailure(err) {
-		// The connection died under a command (EOF, reset, or go-imap giving up on a response it
-		// could not parse): a new connection may well succeed.
+	if class == ClassPermanent && !isTLSFailure(err) && !c.repeatable(&err) {
+		// The connection died under a command (EOF, reset): a new connection may well succeed.
+		// A response go-imap could not parse, or one past a limit, will come again: permanent.
 		class = ClassTransient
 	}
 	return &Error{Op: op, Class: class, Err: err}
@@ -319,7 +332,9 @@ func (c *Conn) begin(ctx context.Context, op string) (*guard, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: op, Class: ClassTransient, Err: err}
 	}
-	return c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout)), nil
+	g := c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout))
+	c.bound(g)
+	return g, nil
 }
 
 // end disarms the watchdog and classifies the command's result: a status response (NO, BAD)

@@ -80,3 +80,37 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecode(t *testing.T) {
+	for _, name := range []string{"INBOX", "Données", "已发送", "a&b", "x😀y", "tab\there", "Ünïcode & more", ""} {
+		got, err := Decode(Encode(name))
+		if err != nil || got != name {
+			t.Errorf("Decode(Encode(%q)) = %q, %v", name, got, err)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"Donn&AOk-es", "Données"},
+		{"Données", "Données"}, // raw UTF-8 is accepted, as go-imap does
+		{"&-", "&"},
+	} {
+		if got, err := Decode(tc.in); err != nil || got != tc.want {
+			t.Errorf("Decode(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{
+		"Tom & Jerry", // an unescaped & with no end
+		"R&D",         // the same, shorter
+		"&AOk",        // no closing -
+		"&AGE-",       // printable ASCII in base64
+		"&AOk-&AOk-",  // two base64 runs in a row
+		"&A-",         // too short to be a UTF-16 unit
+		"&2D3-",       // half a surrogate pair
+		"bell\x07",    // a control character
+		"\xff\xfe",    // not UTF-8
+		"&AOk=-",      // padding
+	} {
+		if got, err := Decode(bad); err == nil {
+			t.Errorf("Decode(%q) = %q, want an error", bad, got)
+		}
+	}
+}
