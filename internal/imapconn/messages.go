@@ -163,13 +163,15 @@ func (e *admitError) Error() string { return e.err.Error() }
 // bodyChunk is the most a body buffer grows by at once, whatever size was announced.
 const bodyChunk = 1 << 20
 
-// readBody reads a literal of the announced size in chunks, so that memory follows the bytes that
-// actually arrive.
+// readBody reads a literal of the announced size (already checked against the maximum message
+// size). The buffer starts at one chunk and takes the announced size only once that chunk has
+// arrived: a server that announces much and sends little costs little, and a large body that does
+// arrive is copied once, not grown by doubling (which would hold it one and a half times over).
 func readBody(r io.Reader, size int64) ([]byte, error) {
 	buf := make([]byte, 0, min(size, bodyChunk))
 	for int64(len(buf)) < size {
 		if len(buf) == cap(buf) {
-			grown := make([]byte, len(buf), min(size, int64(cap(buf))*2))
+			grown := make([]byte, len(buf), size)
 			copy(grown, buf)
 			buf = grown
 		}

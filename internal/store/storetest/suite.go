@@ -52,6 +52,7 @@ var suite = []struct {
 	{"TaskCounts", testTaskCounts},
 	{"TaskWithOwner", testTaskWithOwner},
 	{"MailBatches", testMailBatches},
+	{"LargeMessagesInPieces", testLargeMessagesInPieces},
 }
 
 // env is one test's database, lifecycle and clock.
