@@ -14,7 +14,7 @@ import (
 
 // syncEngine is the sync engine over s.
 func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
-	return syncer.New(s, box, syncer.Options{Logger: g.logger})
+	return syncer.New(s, box, syncer.Options{Logger: g.logger, Limits: g.Limits.limits()})
 }
 
 // syncBody is what the workers run for each task: the sync engine, counted in the metrics when

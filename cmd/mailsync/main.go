@@ -46,6 +46,7 @@ type Globals struct {
 	LogFormat string     `name:"log-format" env:"MAILSYNC_LOG_FORMAT" default:"text" enum:"text,json" help:"Log format: text or json."`
 
 	Lifecycle LifecycleFlags `embed:"" group:"Sync task lifecycle"`
+	Limits    LimitFlags     `embed:"" group:"Limits on IMAP servers"`
 
 	// Set by run, not by flags.
 	stdout, stderr io.Writer
