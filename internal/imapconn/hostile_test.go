@@ -137,22 +137,24 @@ func TestHostileListAnswers(t *testing.T) {
 			within: 5 * time.Second, fragment: "more than the maximum response size of 1.0 MiB",
 		},
 		{
-			name: "an endless line",
+			name:   "an endless line",
+			limits: imapconn.Limits{MaxResponseSize: 1 << 20},
 			list: func(s *hostile.Session, _ string) string {
 				s.Printf("* LIST () \"/\" \"")
 				s.Endless(filler, 0)
 				return ""
 			},
-			within: 10 * time.Second, fragment: "sent a line, more than the maximum response size",
+			within: 10 * time.Second, fragment: "sent a line, more than the maximum response size of 1.0 MiB",
 		},
 		{
-			name: "an endless stream of folders",
+			name:   "an endless stream of folders",
+			limits: imapconn.Limits{MaxFolders: 500}, // the default's 10,000: the syncer's test
 			list: func(s *hostile.Session, _ string) string {
 				for i := 0; s.Printf("* LIST () \"/\" \"folder %d\"\r\n", i); i++ {
 				}
 				return ""
 			},
-			within: 10 * time.Second, fragment: "listed more than 10000 folders",
+			within: 10 * time.Second, fragment: "listed more than 500 folders",
 		},
 		{
 			name:   "a slow stream that never ends",

@@ -259,7 +259,7 @@ func (f *frameReader) next() error {
 	}
 	f.inResp = true
 	f.body = f.fetch && isBodyItem(line)
-	if !f.body && f.resp+size > f.max {
+	if !f.body && size > f.max-f.resp {
 		return f.tooLarge("a literal of " + bytesText(size))
 	}
 	f.lit = size
@@ -303,20 +303,22 @@ func (f *frameReader) wholeResponse(first []byte) error {
 		if !ok {
 			break
 		}
-		if f.resp+size > f.max {
+		if size > f.max-f.resp {
 			return f.tooLarge("a literal of " + bytesText(size) + " in a LIST or STATUS response")
 		}
 		at := len(resp)
 		resp = append(resp, make([]byte, size)...)
-		if _, err := io.ReadFull(f.br, resp[at:]); err != nil {
+		if n, err := io.ReadFull(f.br, resp[at:]); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
+			f.out = resp[:at+n] // what came, then the error
 			return f.fromSocket(err)
 		}
 		f.resp += size
 		var err error
 		if resp, err = f.readLine(resp); err != nil {
+			f.out = resp
 			return err
 		}
 	}
@@ -341,7 +343,11 @@ func (f *frameReader) tooLarge(what string) error {
 // literalAt returns the size of the literal a line announces at its end ("{123}\r\n", "{123+}",
 // "~{123}"), if it does.
 func literalAt(line []byte) (int64, bool) {
-	line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+	line, complete := bytes.CutSuffix(line, []byte("\n"))
+	if !complete {
+		return 0, false // the end of the stream, mid-line: nothing follows
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
 	if len(line) < 3 || line[len(line)-1] != '}' {
 		return 0, false
 	}

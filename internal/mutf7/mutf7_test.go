@@ -114,3 +114,23 @@ func TestDecode(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecode: Decode never panics, undoes Encode for every UTF-8 name, and what it accepts
+// encodes back to a name it decodes the same.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{"INBOX", "Donn&AOk-es", "R&D", "&2D3eAA-", "&-", "&AGE-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := Decode(s); err == nil {
+			if again, err := Decode(Encode(d)); err != nil || again != d {
+				t.Fatalf("Decode(%q) = %q, but Decode(Encode(that)) = %q, %v", s, d, again, err)
+			}
+		}
+		if strings.ToValidUTF8(s, "") == s {
+			if d, err := Decode(Encode(s)); err != nil || d != s {
+				t.Fatalf("Decode(Encode(%q)) = %q, %v", s, d, err)
+			}
+		}
+	})
+}
