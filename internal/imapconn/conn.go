@@ -8,6 +8,9 @@
 //   - go-imap v2 beta.8 has no QRESYNC: an unsolicited VANISHED would close the connection, so
 //     QRESYNC is never enabled. Gmail's X-GM-* items are never requested for the same reason.
 //   - Bodies are streamed from the socket, one message at a time, never buffered whole-folder.
+//   - The server is not trusted (Limits): go-imap reads it through a frame reader that caps every
+//     response outside message bodies and respells folder names go-imap could not decode; a body
+//     is never allocated from its announced size, and one above the maximum is not read.
 //
 // A Conn runs one command at a time: it is not safe for concurrent use. Open several Conns for
 // parallelism.

@@ -21,7 +21,9 @@
 // Bad mail is one message's problem: a message that does not parse is stored raw with its
 // parse_error. A folder that cannot be selected is skipped and named in the task's final phase.
 // A connection that breaks during a fetch is dialled again and the fetch goes on after the last
-// batch; a message whose response breaks the connection by itself is skipped and named too.
+// batch; a message whose response breaks the connection by itself is skipped and named too, and
+// so is one announced above the maximum message size (never downloaded), and a folder whose
+// name is not valid modified UTF-7.
 // Any other error that breaks the connection ends the run with the error's class in its
 // message; the next sync resumes from the checkpoints.
 package syncer
