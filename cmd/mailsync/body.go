@@ -14,7 +14,7 @@ import (
 
 // syncEngine is the sync engine over s, under the operator's destination policy.
 func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
-	opts := syncer.Options{Logger: g.logger}
+	opts := syncer.Options{Logger: g.logger, Limits: g.Limits.limits()}
 	if g.destinations != nil {
 		opts.Destinations = g.destinations
 	}

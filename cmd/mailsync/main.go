@@ -50,6 +50,7 @@ type Globals struct {
 	AllowDestinations []string `name:"allow-destinations" env:"MAILSYNC_ALLOW_DESTINATIONS" sep:"," placeholder:"CIDR|ADDRESS|HOST,..." help:"Destinations that accounts of non-admin users may use beyond public addresses (loopback, private and link-local ranges are refused otherwise); administrators and the CLI may use any."`
 
 	Lifecycle LifecycleFlags `embed:"" group:"Sync task lifecycle"`
+	Limits    LimitFlags     `embed:"" group:"Limits on IMAP servers"`
 
 	// Set by run, not by flags.
 	stdout, stderr io.Writer

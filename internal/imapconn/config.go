@@ -57,6 +57,9 @@ type Config struct {
 	// clock restarts at every message, so a large fetch is never cut while it is moving. When it
 	// expires the connection is closed; the Conn is then unusable.
 	CommandTimeout time.Duration
+	// Limits bound what the server can make this client hold or wait for; zero fields take
+	// their defaults.
+	Limits Limits
 
 	// Logger receives debug records about the connection. Nil discards them. The password is
 	// never logged.
@@ -87,6 +90,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = DefaultCommandTimeout
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

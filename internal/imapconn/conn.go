@@ -8,16 +8,21 @@
 //   - go-imap v2 beta.8 has no QRESYNC: an unsolicited VANISHED would close the connection, so
 //     QRESYNC is never enabled. Gmail's X-GM-* items are never requested for the same reason.
 //   - Bodies are streamed from the socket, one message at a time, never buffered whole-folder.
+//   - The server is not trusted (Limits): go-imap reads it through a frame reader that caps every
+//     response outside message bodies and respells folder names go-imap could not decode; a body
+//     is never allocated from its announced size, and one above the maximum is not read.
 //
 // A Conn runs one command at a time: it is not safe for concurrent use. Open several Conns for
 // parallelism.
 package imapconn
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -76,6 +81,12 @@ type Conn struct {
 	aborted error
 	// lost is set once the connection is unusable; every later call fails fast with it.
 	lost error
+	// rawNames holds the folder names the server spelled in invalid modified UTF-7, as go-imap
+	// reports them (see frameReader).
+	rawNames map[string]bool
+
+	// frames is what go-imap reads the server through: it enforces Limits.MaxResponseSize.
+	frames *frameReader
 }
 
 // Dial connects to the server, secures the connection as cfg.TLS says, and logs in. ctx bounds
@@ -143,9 +154,11 @@ func (c *Conn) connect(ctx context.Context) error {
 			sock.Close()
 			return c.fail(op, err)
 		}
-		c.client = imapclient.New(tlsConn, opts)
+		c.client = imapclient.New(c.framed(tlsConn, tlsConn), opts)
 	case TLSStartTLS:
-		client, err := imapclient.NewStartTLS(sock, opts)
+		// Upgraded here rather than by go-imap, whose STARTTLS would put TLS above the frame
+		// reader.
+		tlsConn, greeting, err := c.startTLS(ctx, sock, tlsConfig)
 		if err != nil {
 			sock.Close()
 			op := fmt.Sprintf("STARTTLS with %s", c.addr)
@@ -155,9 +168,9 @@ func (c *Conn) connect(ctx context.Context) error {
 			}
 			return c.fail(op, err)
 		}
-		c.client = client
+		c.client = imapclient.New(c.framed(tlsConn, io.MultiReader(bytes.NewReader(greeting), tlsConn)), opts)
 	default:
-		c.client = imapclient.New(sock, opts)
+		c.client = imapclient.New(c.framed(sock, sock), opts)
 	}
 	if err := c.client.WaitGreeting(); err != nil {
 		c.client.Close()
@@ -249,6 +262,8 @@ type guard struct {
 	timeout time.Duration
 	timer   *time.Timer
 	stopCtx func() bool
+	// deadline bounds the command's total time, progress or not (Limits.CommandDeadline).
+	deadline *time.Timer
 }
 
 // errTimeout is the cause recorded when a watchdog closes the connection for lack of progress.
@@ -275,6 +290,7 @@ func (g *guard) pause() { g.timer.Stop() }
 func (g *guard) disarm() {
 	g.timer.Stop()
 	g.stopCtx()
+	g.unbounded()
 }
 
 func (c *Conn) abort(cause error) {
@@ -316,9 +332,9 @@ func (c *Conn) fail(op string, err error) error {
 	c.mu.Unlock()
 	c.setLost(err)
 	class := classifyCause(err)
-	if class == ClassPermanent && !isTLSFailure(err) {
-		// The connection died under a command (EOF, reset, or go-imap giving up on a response it
-		// could not parse): a new connection may well succeed.
+	if class == ClassPermanent && !isTLSFailure(err) && !c.repeatable(&err) {
+		// The connection died under a command (EOF, reset): a new connection may well succeed.
+		// A response go-imap could not parse, or one past a limit, will come again: permanent.
 		class = ClassTransient
 	}
 	return c.seal(&Error{Op: op, Class: class, Err: err})
@@ -335,7 +351,9 @@ func (c *Conn) begin(ctx context.Context, op string) (*guard, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: op, Class: ClassTransient, Err: err}
 	}
-	return c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout)), nil
+	g := c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout))
+	c.bound(g)
+	return g, nil
 }
 
 // end disarms the watchdog and classifies the command's result: a status response (NO, BAD)

@@ -20,6 +20,10 @@ type Folder struct {
 	// Status is the folder's status. A zero UIDValidity means the server reported none
 	// (a NoSelect folder, or one that vanished between LIST and STATUS).
 	Status Status
+	// Undecodable says that the server spelled the name in invalid modified UTF-7 (RFC 3501
+	// §5.1.3; a bare "&" is the usual case): Name holds the raw characters, which this client
+	// cannot send back, so the folder cannot be selected. Its Status is what LIST-STATUS said.
+	Undecodable bool
 }
 
 // Status is the per-folder checkpoint data.
@@ -48,8 +52,17 @@ func (c *Conn) ListFolders(ctx context.Context) ([]Folder, error) {
 	cmd := c.client.List("", "*", opts)
 	var folders []Folder
 	for data := cmd.Next(); data != nil; data = cmd.Next() {
+		if len(folders) == c.cfg.Limits.MaxFolders {
+			err := &LimitError{What: fmt.Sprintf("listed more than %d folders (the folder limit)", c.cfg.Limits.MaxFolders)}
+			g.disarm()
+			c.abort(err)
+			cmd.Close()
+			return nil, c.fail(op, err)
+		}
 		g.progress()
-		folders = append(folders, folderFrom(data))
+		f := folderFrom(data)
+		f.Undecodable = c.isRawName(f.Name)
+		folders = append(folders, f)
 	}
 	if err := c.end(g, op, cmd.Close()); err != nil {
 		return nil, err
@@ -79,7 +92,7 @@ func (c *Conn) statusAll(ctx context.Context, folders []Folder) error {
 	}
 	var cmds []pending
 	for i := range folders {
-		if !folders[i].NoSelect {
+		if !folders[i].NoSelect && !folders[i].Undecodable {
 			cmds = append(cmds, pending{i, c.client.Status(folders[i].Name, c.statusOptions())})
 		}
 	}

@@ -3,6 +3,7 @@ package imapconn
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -46,7 +47,10 @@ func (c *Conn) SearchAllUIDs(ctx context.Context) ([]uint32, error) {
 	if err := c.end(g, op, err); err != nil {
 		return nil, err
 	}
-	all := data.AllUIDs()
+	all, err := searchUIDs(data)
+	if err != nil {
+		return nil, &Error{Op: op, Class: ClassPermanent, Err: err}
+	}
 	uids := make([]uint32, len(all))
 	for i, uid := range all {
 		uids[i] = uint32(uid)
@@ -62,11 +66,42 @@ func (c *Conn) SearchAllUIDs(ctx context.Context) ([]uint32, error) {
 //
 // If fn returns an error, FetchBodies closes the connection at once and returns that error:
 // draining the rest of a large fetch would cost more than dialling again.
+//
+// A body announced larger than Limits.MaxMessageSize is not read: the connection is closed and
+// FetchBodies returns an *Error wrapping a *TooLargeError that names the message. Bodies are
+// read in chunks as they arrive, so an announced size is never an allocation.
 func (c *Conn) FetchBodies(ctx context.Context, uids UIDSet, fn func(Message) error) error {
+	return c.FetchBodiesAdmitting(ctx, uids, nil, fn)
+}
+
+// FetchBodiesAdmitting is FetchBodies with a gate: admit, when not nil, is called with each
+// body's announced size (at most Limits.MaxMessageSize) before a byte of it is read, and may
+// block until the caller has room for it (the command's no-progress clock is paused meanwhile).
+// An error from admit ends the fetch like one from fn.
+func (c *Conn) FetchBodiesAdmitting(ctx context.Context, uids UIDSet, admit func(size int64) error, fn func(Message) error) error {
 	op := fmt.Sprintf("fetch bodies %s of %q", uids, c.selected())
 	g, err := c.begin(ctx, op)
 	if err != nil {
 		return err
+	}
+	g.unbounded() // a fetch lasts as long as its data; the clock restarts at every message
+	gate := func(uid uint32, size int64) error {
+		if size > c.cfg.Limits.MaxMessageSize {
+			if uid == 0 && uids.single() != 0 {
+				uid = uids.single()
+			}
+			return &TooLargeError{UID: uid, Size: size, Limit: c.cfg.Limits.MaxMessageSize}
+		}
+		if admit == nil {
+			return nil
+		}
+		g.pause()
+		err := admit(size)
+		g.progress()
+		if err != nil {
+			return &admitError{err}
+		}
+		return nil
 	}
 	cmd := c.client.Fetch(uids.imap(), &imap.FetchOptions{
 		UID:          true,
@@ -77,17 +112,36 @@ func (c *Conn) FetchBodies(ctx context.Context, uids UIDSet, fn func(Message) er
 		BodySection:  []*imap.FetchItemBodySection{{Peek: true}},
 	})
 	for data := cmd.Next(); data != nil; data = cmd.Next() {
-		msg, err := readMessage(data)
+		msg, err := readMessage(data, gate)
 		if err != nil {
-			// The body could not be read: the connection is broken.
 			g.disarm()
+			// A body refused before a byte of it was read is still the reader goroutine's to
+			// hand over: close the socket, then release the command, which discards what is
+			// left of it (abandon would wait for a goroutine that waits for us).
+			var (
+				ae  *admitError
+				big *TooLargeError
+			)
+			switch {
+			case errors.As(err, &ae):
+				c.abort(fmt.Errorf("fetch abandoned: %w", ae.err))
+				cmd.Close()
+				return ae.err
+			case errors.As(err, &big):
+				c.abort(err)
+				cmd.Close()
+				return c.fail(op, err)
+			}
+			// The body could not be read: the connection is broken.
 			c.abandon(cmd, err)
 			return c.fail(op, err)
 		}
-		g.progress()
 		if !uids.contains(msg.UID) {
-			continue // "N:*" with N above every UID still returns the last message
+			// "N:*" with N above every UID still returns the last message. Not progress: a
+			// server streaming messages nobody asked for is cut by the no-progress timeout.
+			continue
 		}
+		g.progress()
 		g.pause() // the consumer's time is not the server's silence
 		err = fn(msg)
 		g.progress()
@@ -102,9 +156,41 @@ func (c *Conn) FetchBodies(ctx context.Context, uids UIDSet, fn func(Message) er
 	return c.end(g, op, cmd.Close())
 }
 
+// admitError carries the caller's own error out of readMessage.
+type admitError struct{ err error }
+
+func (e *admitError) Error() string { return e.err.Error() }
+
+// bodyChunk is the most a body buffer grows by at once, whatever size was announced.
+const bodyChunk = 1 << 20
+
+// readBody reads a literal of the announced size (already checked against the maximum message
+// size). The buffer starts at one chunk and takes the announced size only once that chunk has
+// arrived: a server that announces much and sends little costs little, and a large body that does
+// arrive is copied once, not grown by doubling (which would hold it one and a half times over).
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	buf := make([]byte, 0, min(size, bodyChunk))
+	for int64(len(buf)) < size {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF && int64(len(buf)) < size {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
 // readMessage reads every item of one FETCH response. The body literal must be read before the
-// next item: it is a reader on the socket.
-func readMessage(data *imapclient.FetchMessageData) (Message, error) {
+// next item: it is a reader on the socket. gate sees each body's size before it is read.
+func readMessage(data *imapclient.FetchMessageData, gate func(uid uint32, size int64) error) (Message, error) {
 	var msg Message
 	for item := data.Next(); item != nil; item = data.Next() {
 		switch item := item.(type) {
@@ -123,8 +209,11 @@ func readMessage(data *imapclient.FetchMessageData) (Message, error) {
 				msg.Raw = []byte{} // NIL body: keep "present but empty" distinct from "not sent"
 				continue
 			}
-			raw := make([]byte, item.Literal.Size())
-			if _, err := io.ReadFull(item.Literal, raw); err != nil {
+			if err := gate(msg.UID, item.Literal.Size()); err != nil {
+				return msg, err
+			}
+			raw, err := readBody(item.Literal, item.Literal.Size())
+			if err != nil {
 				return msg, fmt.Errorf("reading body of UID %d: %w", msg.UID, err)
 			}
 			msg.Raw = raw
@@ -155,6 +244,8 @@ func (c *Conn) FetchFlags(ctx context.Context, uids UIDSet, changedSince uint64)
 		ChangedSince: changedSince,
 	})
 	var updates []FlagUpdate
+	// go-imap hands a command each UID of its set once; repeats and UIDs nobody asked for go to
+	// the unilateral handler, and make no progress here.
 	for data := cmd.Next(); data != nil; data = cmd.Next() {
 		var u FlagUpdate
 		for item := data.Next(); item != nil; item = data.Next() {

@@ -84,3 +84,11 @@ func (s UIDSet) contains(uid uint32) bool {
 	}
 	return false
 }
+
+// single returns the set's UID if it names exactly one, else 0.
+func (s UIDSet) single() uint32 {
+	if len(s) == 1 && s[0].Start == s[0].Stop {
+		return s[0].Start
+	}
+	return 0
+}

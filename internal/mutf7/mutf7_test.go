@@ -80,3 +80,57 @@ func FuzzEncode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecode(t *testing.T) {
+	for _, name := range []string{"INBOX", "Données", "已发送", "a&b", "x😀y", "tab\there", "Ünïcode & more", ""} {
+		got, err := Decode(Encode(name))
+		if err != nil || got != name {
+			t.Errorf("Decode(Encode(%q)) = %q, %v", name, got, err)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"Donn&AOk-es", "Données"},
+		{"Données", "Données"}, // raw UTF-8 is accepted, as go-imap does
+		{"&-", "&"},
+	} {
+		if got, err := Decode(tc.in); err != nil || got != tc.want {
+			t.Errorf("Decode(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{
+		"Tom & Jerry", // an unescaped & with no end
+		"R&D",         // the same, shorter
+		"&AOk",        // no closing -
+		"&AGE-",       // printable ASCII in base64
+		"&AOk-&AOk-",  // two base64 runs in a row
+		"&A-",         // too short to be a UTF-16 unit
+		"&2D3-",       // half a surrogate pair
+		"bell\x07",    // a control character
+		"\xff\xfe",    // not UTF-8
+		"&AOk=-",      // padding
+	} {
+		if got, err := Decode(bad); err == nil {
+			t.Errorf("Decode(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// FuzzDecode: Decode never panics, undoes Encode for every UTF-8 name, and what it accepts
+// encodes back to a name it decodes the same.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{"INBOX", "Donn&AOk-es", "R&D", "&2D3eAA-", "&-", "&AGE-"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if d, err := Decode(s); err == nil {
+			if again, err := Decode(Encode(d)); err != nil || again != d {
+				t.Fatalf("Decode(%q) = %q, but Decode(Encode(that)) = %q, %v", s, d, again, err)
+			}
+		}
+		if strings.ToValidUTF8(s, "") == s {
+			if d, err := Decode(Encode(s)); err != nil || d != s {
+				t.Fatalf("Decode(Encode(%q)) = %q, %v", s, d, err)
+			}
+		}
+	})
+}

@@ -134,7 +134,7 @@ func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folde
 		for _, m := range chunk {
 			args = append(args, accountID, folderID, int64(m.UID), m.MessageID, m.Subject, m.From,
 				strings.Join(m.To, "\n"), at(m.Date), at(m.InternalDate), strings.Join(m.Flags, " "),
-				m.Size, m.Snippet, m.BodyText, m.Raw, m.ParseError)
+				m.Size, m.Snippet, m.BodyText, m.Raw[:min(len(m.Raw), rawPiece)], m.ParseError)
 		}
 		var err error
 		if len(chunk) == insertRows {
@@ -150,7 +150,65 @@ func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folde
 		if err != nil {
 			return fmt.Errorf("insert messages uid %d to %d: %w", chunk[0].UID, chunk[len(chunk)-1].UID, err)
 		}
+		for _, m := range chunk {
+			if len(m.Raw) > rawPiece {
+				if err := writePieces(ctx, tx, folderID, m); err != nil {
+					return err
+				}
+			}
+		}
 	}
+	return nil
+}
+
+// rawPiece is the most of a raw message one statement binds (see migration 00009).
+const rawPiece = 1 << 20
+
+// writePieces stores the rest of a large message's bytes, after the first piece that went into
+// its row, one piece per statement.
+func writePieces(ctx context.Context, tx *sql.Tx, folderID int64, m Message) error {
+	var id int64
+	if err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE folder_id = $1 AND uid = $2`,
+		folderID, int64(m.UID)).Scan(&id); err != nil {
+		return fmt.Errorf("pieces of uid %d: %w", m.UID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM message_chunks WHERE message_id = $1`, id); err != nil {
+		return fmt.Errorf("pieces of uid %d: %w", m.UID, err)
+	}
+	n := 0
+	for off := rawPiece; off < len(m.Raw); off += rawPiece {
+		n++
+		if _, err := tx.ExecContext(ctx, `INSERT INTO message_chunks (message_id, seq, data) VALUES ($1, $2, $3)`,
+			id, n, m.Raw[off:min(off+rawPiece, len(m.Raw))]); err != nil {
+			return fmt.Errorf("pieces of uid %d: %w", m.UID, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE messages SET raw_chunks = $1 WHERE id = $2`, n, id); err != nil {
+		return fmt.Errorf("pieces of uid %d: %w", m.UID, err)
+	}
+	return nil
+}
+
+// readPieces appends the pieces of a large message to the first one, read with its row.
+func (s *Store) readPieces(ctx context.Context, m *Message, pieces int) error {
+	rows, err := s.read.QueryContext(ctx, `SELECT data FROM message_chunks WHERE message_id = $1 ORDER BY seq`, m.ID)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	raw := make([]byte, len(m.Raw), len(m.Raw)+pieces*rawPiece)
+	copy(raw, m.Raw)
+	for rows.Next() {
+		var piece []byte
+		if err := rows.Scan(&piece); err != nil {
+			return err
+		}
+		raw = append(raw, piece...)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	m.Raw = raw
 	return nil
 }
 
@@ -179,7 +237,7 @@ func insertMessagesSQL(n int) string {
 			from_addr = excluded.from_addr, to_addrs = excluded.to_addrs, date = excluded.date,
 			internal_date = excluded.internal_date, flags = excluded.flags, size = excluded.size,
 			snippet = excluded.snippet, body_text = excluded.body_text, raw = excluded.raw,
-			parse_error = excluded.parse_error`)
+			parse_error = excluded.parse_error, raw_chunks = 0`)
 	return b.String()
 }
 
@@ -356,12 +414,16 @@ func (s *Store) FolderSummaries(ctx context.Context, folderID int64) ([]StoredSu
 
 // Message returns one message with its raw bytes.
 func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
+	var pieces int
 	m, err := scanMessage(s.read.QueryRowContext(ctx, `
 		SELECT id, account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date, internal_date,
-			flags, size, snippet, body_text, raw, parse_error
-		FROM messages WHERE id = $1`, id))
+			flags, size, snippet, body_text, raw, parse_error, raw_chunks
+		FROM messages WHERE id = $1`, id), &pieces)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Message{}, fmt.Errorf("store: message %d: %w", id, ErrNotFound)
+	}
+	if err == nil && pieces > 0 {
+		err = s.readPieces(ctx, &m, pieces)
 	}
 	if err != nil {
 		return Message{}, fmt.Errorf("store: message %d: %w", id, err)
@@ -374,35 +436,50 @@ func (s *Store) Message(ctx context.Context, id int64) (Message, error) {
 func (s *Store) FolderMessages(ctx context.Context, folderID int64) ([]Message, error) {
 	rows, err := s.read.QueryContext(ctx, `
 		SELECT id, account_id, folder_id, uid, message_id, subject, from_addr, to_addrs, date, internal_date,
-			flags, size, snippet, body_text, raw, parse_error
+			flags, size, snippet, body_text, raw, parse_error, raw_chunks
 		FROM messages WHERE folder_id = $1 ORDER BY uid`, folderID)
 	if err != nil {
 		return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
 	}
 	defer rows.Close()
-	var out []Message
+	var (
+		out    []Message
+		pieces = map[int]int{} // index in out: pieces to read once the rows are done
+	)
 	for rows.Next() {
-		m, err := scanMessage(rows)
+		var n int
+		m, err := scanMessage(rows, &n)
 		if err != nil {
 			return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
+		}
+		if n > 0 {
+			pieces[len(out)] = n
 		}
 		out = append(out, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
 	}
+	rows.Close()
+	for i, n := range pieces {
+		if err := s.readPieces(ctx, &out[i], n); err != nil {
+			return nil, fmt.Errorf("store: messages of folder %d: %w", folderID, err)
+		}
+	}
 	return out, nil
 }
 
-func scanMessage(row rowScanner) (Message, error) {
+// scanMessage reads a message row; extra receives the columns selected after parse_error.
+func scanMessage(row rowScanner, extra ...any) (Message, error) {
 	var (
 		m                  Message
 		uid                int64
 		to, flags          string
 		date, internalDate sql.NullInt64
 	)
-	if err := row.Scan(&m.ID, &m.AccountID, &m.FolderID, &uid, &m.MessageID, &m.Subject, &m.From, &to, &date,
-		&internalDate, &flags, &m.Size, &m.Snippet, &m.BodyText, &m.Raw, &m.ParseError); err != nil {
+	dest := []any{&m.ID, &m.AccountID, &m.FolderID, &uid, &m.MessageID, &m.Subject, &m.From, &to, &date,
+		&internalDate, &flags, &m.Size, &m.Snippet, &m.BodyText, &m.Raw, &m.ParseError}
+	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return Message{}, err
 	}
 	m.UID = uint32(uid)

@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"runtime"
 	"sync"
 
 	"mailsync/internal/imapconn"
@@ -49,13 +50,27 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 	}
 	fetchErr := make(chan error, 1)
 	go func() {
-		err := a.conn.FetchBodies(ctx, set, func(m imapconn.Message) error {
+		// The window admits each body by its announced size before a byte of it is read, so a
+		// large message waits for the ones before it to be committed instead of joining them
+		// in memory: one message above the window's bytes is in flight alone.
+		admitted := false
+		admit := func(size int64) error {
+			if err := win.acquire(ctx, size); err != nil {
+				return err
+			}
+			admitted = true
+			return nil
+		}
+		err := a.conn.FetchBodiesAdmitting(ctx, set, admit, func(m imapconn.Message) error {
 			if opts.Fetched != nil {
 				opts.Fetched(folder, m.UID)
 			}
-			if err := win.acquire(ctx, int64(len(m.Raw))); err != nil {
-				return err
+			if !admitted { // a NIL body: nothing was announced
+				if err := win.acquire(ctx, int64(len(m.Raw))); err != nil {
+					return err
+				}
 			}
+			admitted = false
 			p := &pending{msg: m, done: make(chan struct{})}
 			jobs <- p
 			queue <- p
@@ -100,6 +115,13 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 			last = max(last, p.msg.UID)
 		}
 		win.release(len(batch), size)
+		clear(batch) // the backing array would keep the bodies reachable until overwritten
+		if size > opts.BatchBytes {
+			// A message larger than the window, alone in its batch, is garbage now. Collect it
+			// before the next one arrives, or the heap would grow to hold both (the collector's
+			// target is twice the live heap): peak memory stays one large message, not two.
+			runtime.GC()
+		}
 	}
 	if err := <-fetchErr; err != nil {
 		return stored, last, a.fail(ctx, folder, err)

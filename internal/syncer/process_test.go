@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/imapconn"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/syncer"
@@ -31,6 +32,7 @@ const (
 	helperKey     = "MAILSYNC_SYNCER_HELPER_KEY"
 	helperAccount = "MAILSYNC_SYNCER_HELPER_ACCOUNT"
 	helperBatch   = "MAILSYNC_SYNCER_HELPER_BATCH"
+	helperMaxMsg  = "MAILSYNC_SYNCER_HELPER_MAX_MESSAGE_SIZE"
 )
 
 func TestMain(m *testing.M) {
@@ -62,12 +64,13 @@ func helperSync(dsn string) int {
 	}
 	accountID, _ := strconv.ParseInt(os.Getenv(helperAccount), 10, 64)
 	batch, _ := strconv.Atoi(os.Getenv(helperBatch))
+	maxMsg, _ := strconv.ParseInt(os.Getenv(helperMaxMsg), 10, 64)
 	tasks, err := task.NewManager(st, fast)
 	if err != nil {
 		return fail(err)
 	}
 	var fetched atomic.Int64
-	s := syncer.New(st, box, syncer.Options{BatchMessages: batch, Fetched: func(string, uint32) {
+	s := syncer.New(st, box, syncer.Options{BatchMessages: batch, Limits: imapconn.Limits{MaxMessageSize: maxMsg}, Fetched: func(string, uint32) {
 		// Printed before the body goes further: a SIGKILL can never hide a download.
 		fmt.Printf("fetched %d\n", fetched.Add(1))
 	}})
@@ -115,11 +118,12 @@ type syncProcess struct {
 	exited  chan struct{}
 }
 
-func startSyncProcess(t *testing.T, dsn string, key []byte, accountID int64, batch int) *syncProcess {
+func startSyncProcess(t *testing.T, dsn string, key []byte, accountID int64, batch int, env ...string) *syncProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperDSN+"="+dsn, helperKey+"="+base64.StdEncoding.EncodeToString(key),
 		helperAccount+"="+strconv.FormatInt(accountID, 10), helperBatch+"="+strconv.Itoa(batch))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -35,8 +35,18 @@ func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UI
 		if err == nil {
 			return total, nil
 		}
+		var big *imapconn.TooLargeError
+		tooLarge := errors.As(err, &big) && big.UID != 0
 		if err := a.redial(ctx, name, sel, err, &redials); err != nil {
 			return total, err
+		}
+		if tooLarge {
+			// Announced above the maximum message size: never read, skipped at once.
+			if err := a.skipMessage(ctx, name, big.UID, big, cp, reset); err != nil {
+				return total, err
+			}
+			set, redials = after(set, big.UID), 0
+			continue
 		}
 		if n > 0 {
 			continue
@@ -68,7 +78,11 @@ func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UI
 // was stopped, or when the folder has redialled too often.
 func (a *accountSync) redial(ctx context.Context, name string, sel imapconn.Status, cause error, redials *int) error {
 	var ie *imapconn.Error
-	if ctx.Err() != nil || !errors.As(cause, &ie) || ie.Class != imapconn.ClassTransient || *redials >= maxRedials {
+	if ctx.Err() != nil || !errors.As(cause, &ie) || *redials >= maxRedials {
+		return cause
+	}
+	var big *imapconn.TooLargeError
+	if ie.Class != imapconn.ClassTransient && !imapconn.IsProtocol(cause) && !errors.As(cause, &big) {
 		return cause
 	}
 	*redials++
@@ -110,8 +124,14 @@ func (a *accountSync) firstUID(ctx context.Context, name string, set imapconn.UI
 
 // skipMessage gives up on one message that cannot be fetched, and moves the checkpoint past it.
 func (a *accountSync) skipMessage(ctx context.Context, name string, uid uint32, cause error, cp *store.Folder, reset *bool) error {
-	a.log.Warn("message skipped: fetching it breaks the connection", "folder", name, "uid", uid, "err", cause)
-	a.skipped = append(a.skipped, fmt.Sprintf("message UID %d of %q: %v", uid, name, cause))
+	var big *imapconn.TooLargeError
+	if errors.As(cause, &big) {
+		a.log.Warn("message skipped: above the maximum message size", "folder", name, "uid", uid, "size", big.Size, "limit", big.Limit)
+		a.skipped = append(a.skipped, fmt.Sprintf("message UID %d of %q: %v", uid, name, big.Why()))
+	} else {
+		a.log.Warn("message skipped: fetching it breaks the connection", "folder", name, "uid", uid, "err", cause)
+		a.skipped = append(a.skipped, fmt.Sprintf("message UID %d of %q: %v", uid, name, cause))
+	}
 	a.p.MessagesDone++
 	a.p.MessagesTotal = max(a.p.MessagesTotal, a.p.MessagesDone)
 	if uid < cp.UIDNext {

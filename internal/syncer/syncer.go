@@ -21,7 +21,9 @@
 // Bad mail is one message's problem: a message that does not parse is stored raw with its
 // parse_error. A folder that cannot be selected is skipped and named in the task's final phase.
 // A connection that breaks during a fetch is dialled again and the fetch goes on after the last
-// batch; a message whose response breaks the connection by itself is skipped and named too.
+// batch; a message whose response breaks the connection by itself is skipped and named too, and
+// so is one announced above the maximum message size (never downloaded), and a folder whose
+// name is not valid modified UTF-7.
 // Any other error that breaks the connection ends the run with the error's class in its
 // message; the next sync resumes from the checkpoints.
 package syncer
@@ -65,6 +67,9 @@ type Options struct {
 	// DialTimeout and CommandTimeout are passed to imapconn (its defaults when zero).
 	DialTimeout    time.Duration
 	CommandTimeout time.Duration
+	// Limits bound what an account's server can make a sync hold or wait for (imapconn's
+	// defaults for zero fields). A message above Limits.MaxMessageSize is skipped and named.
+	Limits imapconn.Limits
 	// Fetched, when set, is called on the fetching goroutine for every message body received,
 	// before it is stored. Tests and benchmarks count re-downloads with it.
 	Fetched func(folder string, uid uint32)
@@ -149,7 +154,7 @@ func (s *Syncer) imapConfig(acct store.Account, password string) imapconn.Config
 		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: imapconn.TLSMode(acct.TLSMode), InsecureSkipVerify: acct.TLSSkipVerify,
 		Login: acct.Login, Password: password,
 		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
-		Logger: s.opts.Logger,
+		Limits: s.opts.Limits, Logger: s.opts.Logger,
 	}
 	if acct.Restricted {
 		cfg.Destinations = s.opts.Destinations
@@ -215,6 +220,13 @@ func (a *accountSync) sync(ctx context.Context) error {
 			continue
 		}
 		onServer[f.Name] = true
+		if f.Undecodable {
+			// One badly named folder is that folder's problem: go-imap could not take the name
+			// back to the server, so it is skipped and said, and the account goes on.
+			a.log.Warn("folder skipped: its name is not valid modified UTF-7", "folder", f.Name)
+			a.skipped = append(a.skipped, fmt.Sprintf("%q: the server's name for it is not valid modified UTF-7 (RFC 3501 §5.1.3), so it cannot be opened", f.Name))
+			continue
+		}
 		plan := folderPlan{server: f, stored: stored[f.Name]}
 		plan.expected = expectedNew(f.Status, plan.stored)
 		plans = append(plans, plan)

@@ -61,6 +61,7 @@ var suite = []struct {
 	{"ClaimAccountTakesOnlyThatAccount", testClaimAccount},
 	{"AttemptLog", testAttemptLog},
 	{"FollowNeverWaitsOnADeadTask", testFollow},
+	{"LargeMessagesInPieces", testLargeMessagesInPieces},
 }
 
 // env is one test's database, lifecycle and clock.
