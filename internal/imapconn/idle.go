@@ -34,6 +34,7 @@ func (c *Conn) Idle(ctx context.Context, name string, maxWait time.Duration) (ch
 		return false, err
 	}
 	g.timer.Reset(maxWait + c.cfg.CommandTimeout)
+	g.quiet()
 	cmd, err := c.client.Idle()
 	if err != nil {
 		return false, c.end(g, op, err)
