@@ -52,6 +52,8 @@ var suite = []struct {
 	{"TaskCounts", testTaskCounts},
 	{"TaskWithOwner", testTaskWithOwner},
 	{"MailBatches", testMailBatches},
+	{"StalledSince", testStalledSince},
+	{"DeathsCounted", testDeathsCounted},
 }
 
 // env is one test's database, lifecycle and clock.
