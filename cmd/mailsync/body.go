@@ -12,9 +12,11 @@ import (
 	"mailsync/internal/worker"
 )
 
-// syncEngine is the sync engine over s.
+// syncEngine is the sync engine over s, with the IMAP timeouts of the flags: every sync, login
+// check and IMAP push connection of the process goes through it.
 func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
-	return syncer.New(s, box, syncer.Options{Logger: g.logger})
+	return syncer.New(s, box, syncer.Options{Logger: g.logger,
+		DialTimeout: g.IMAP.DialTimeout, CommandTimeout: g.IMAP.CommandTimeout, StallAfter: g.IMAP.StallAfter})
 }
 
 // syncBody is what the workers run for each task: the sync engine, counted in the metrics when

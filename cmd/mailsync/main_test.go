@@ -41,6 +41,8 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 		{"schema newer than binary", []string{"--db", tooNew, "repair"}, "newer than this binary"},
 		{"unknown command", []string{"frobnicate"}, "unexpected argument"},
 		{"bad duration", []string{"--heartbeat-timeout", "soon", "repair"}, "heartbeat-timeout"},
+		{"zero IMAP timeout", []string{"--imap-command-timeout", "0s", "repair"}, "--imap-command-timeout must be positive"},
+		{"backoff max below base", []string{"--crash-backoff", "1h", "--crash-backoff-max", "1m", "repair"}, "crash backoff max"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

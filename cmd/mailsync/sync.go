@@ -110,7 +110,7 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, t t
 		if bar != nil {
 			p := cur.Progress
 			bar.ChangeMax(max(p.MessagesTotal, 1))
-			bar.Describe(fmt.Sprintf("%s %s", cur.State, p.Phase))
+			bar.Describe(fmt.Sprintf("%s %s", cur.State, task.Phase(cur)))
 			bar.Set(p.MessagesDone)
 		}
 		select {

@@ -59,9 +59,12 @@ type Options struct {
 	// ParseWorkers is how many goroutines parse messages while the next ones arrive. Default
 	// GOMAXPROCS.
 	ParseWorkers int
-	// DialTimeout and CommandTimeout are passed to imapconn (its defaults when zero).
+	// DialTimeout, CommandTimeout and StallAfter are passed to imapconn (its defaults when zero).
+	// A task's connections report their stalls to its run (worker.Run.Waiting), so the task
+	// says when it is waiting on its server.
 	DialTimeout    time.Duration
 	CommandTimeout time.Duration
+	StallAfter     time.Duration
 	// Fetched, when set, is called on the fetching goroutine for every message body received,
 	// before it is stored. Tests and benchmarks count re-downloads with it.
 	Fetched func(folder string, uid uint32)
@@ -115,6 +118,7 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 	}
 	run.Report(a.p)
 	a.cfg = s.imapConfig(acct, string(password))
+	a.cfg.Stalled = run.Waiting
 	if a.conn, err = imapconn.Dial(ctx, a.cfg); err != nil {
 		return a.fail(ctx, "", err)
 	}
@@ -137,7 +141,7 @@ func (s *Syncer) imapConfig(acct store.Account, password string) imapconn.Config
 	return imapconn.Config{
 		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: imapconn.TLSMode(acct.TLSMode), InsecureSkipVerify: acct.TLSSkipVerify,
 		Login: acct.Login, Password: password,
-		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
+		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout, StallAfter: s.opts.StallAfter,
 		Logger: s.opts.Logger,
 	}
 }
