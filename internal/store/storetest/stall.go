@@ -103,3 +103,38 @@ func testDeathsCounted(t *testing.T, dialect string) {
 		t.Fatalf("an ordinary failure counts %d deaths", recent[0].Deaths)
 	}
 }
+
+// Tasks that died on every attempt before deaths were counted are counted from their error when
+// the column arrives, so an upgrade does not forget a crash loop in progress.
+func testMigrationCountsOldDeaths(t *testing.T, dialect string) {
+	ctx := context.Background()
+	s := OpenDSN(t, DSN(t, dialect), false)
+	if _, err := s.MigrateTo(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	a := SeedAccount(t, s)
+	const ins = `INSERT INTO sync_tasks (id, account_id, state, owner, attempt, created_at, started_at, heartbeat_at, finished_at, error)
+		VALUES ($1, $2, 'failed', 'w', $3, $4, 1, 1, 2, $5)`
+	rows := [][]any{
+		{"reaped", a.ID, 3, 1, "the worker stopped sending heartbeats on every attempt (3 of 3)"},
+		{"abandoned", a.ID, 1, 2, "abandoned: the worker stopped sending heartbeats"},
+		{"refused", a.ID, 1, 3, "imap: login refused"},
+	}
+	for _, r := range rows {
+		if _, err := s.DB().ExecContext(ctx, ins, r...); err != nil {
+			t.Fatalf("seed %v: %v", r[0], err)
+		}
+	}
+	if _, err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int{"reaped": 3, "abandoned": 1, "refused": 0} {
+		tk, err := s.Task(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk.Deaths != want || task.Died(tk) != (want > 0) {
+			t.Errorf("task %s migrated with %d deaths (died %v), want %d", id, tk.Deaths, task.Died(tk), want)
+		}
+	}
+}

@@ -54,6 +54,7 @@ var suite = []struct {
 	{"MailBatches", testMailBatches},
 	{"StalledSince", testStalledSince},
 	{"DeathsCounted", testDeathsCounted},
+	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
 }
 
 // env is one test's database, lifecycle and clock.
