@@ -338,7 +338,7 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, n
 	p = p.normalized()
 	var cancelRequested sql.NullInt64
 	err := q.QueryRowContext(ctx, s.sql(`
-		UPDATE sync_tasks SET heartbeat_at = COALESCE($3, {{now}}),
+		UPDATE sync_tasks SET heartbeat_at = CASE WHEN heartbeat_at > COALESCE($3, {{now}}) THEN heartbeat_at ELSE COALESCE($3, {{now}}) END,
 			phase = CASE WHEN $8 >= messages_done THEN $4 ELSE phase END,
 			folders_total = CASE WHEN $5 > folders_total THEN $5 ELSE folders_total END,
 			folders_done = CASE WHEN $6 > folders_done THEN $6 ELSE folders_done END,
@@ -374,7 +374,7 @@ func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Prog
 		p.FoldersDone = p.FoldersTotal
 	}
 	row := s.write.QueryRowContext(ctx, s.sql(`
-		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = COALESCE($4, {{now}}),
+		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = CASE WHEN heartbeat_at > COALESCE($4, {{now}}) THEN heartbeat_at ELSE COALESCE($4, {{now}}) END,
 			phase = $5, folders_total = $6, folders_done = $7, messages_total = $8, messages_done = $9,
 			bytes_done = $10, new_messages = $11, updated_messages = $12, deleted_messages = $13, error = $14
 		WHERE id = $1 AND epoch = $2 AND state = 'running'

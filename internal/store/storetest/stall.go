@@ -112,7 +112,7 @@ func testMigrationCountsOldDeaths(t *testing.T, dialect string) {
 	if _, err := s.MigrateTo(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	a := SeedAccount(t, s)
+	a := seedV1Account(t, s)
 	const ins = `INSERT INTO sync_tasks (id, account_id, state, owner, attempt, created_at, started_at, heartbeat_at, finished_at, error)
 		VALUES ($1, $2, 'failed', 'w', $3, $4, 1, 1, 2, $5)`
 	rows := [][]any{
