@@ -67,14 +67,14 @@ func helperWorker(dsn string) int {
 		for range usr1 {
 			g.gate.Lock()
 			fmt.Println("pausing")
-			syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 			g.gate.Unlock()
 		}
 	}()
 	w := worker.New(tasks, writingBody(g.CommitBatch, 1<<30, func(line string) { fmt.Println(line) }), worker.Config{
 		Owner: fmt.Sprintf("helper-%d", os.Getpid()), PollInterval: 20 * time.Millisecond,
 	})
-	w.Run(ctx)
+	_ = w.Run(ctx)
 	fmt.Println("exited")
 	return 0
 }
@@ -194,9 +194,9 @@ func startHelper(t *testing.T, dsn string) *helper {
 		close(h.lines)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	})
 	return h
 }
@@ -267,7 +267,7 @@ func TestKilledWorkerIsReplacedWithinTimeout(t *testing.T) {
 		h := startHelper(t, e.dsn)
 		h.expect(t, "claimed "+tk.ID, 10*time.Second)
 		e.waitProgress(t, tk.ID, 5)
-		h.cmd.Process.Kill()
+		_ = h.cmd.Process.Kill()
 		killed := time.Now()
 
 		for {
@@ -353,8 +353,8 @@ func TestTaskThatKillsEveryWorkerFails(t *testing.T) {
 		for attempt := 1; attempt <= fast.MaxAttempts; attempt++ {
 			h := startHelper(t, e.dsn)
 			h.expect(t, "claimed "+tk.ID, 10*time.Second)
-			h.cmd.Process.Kill()
-			h.cmd.Wait()
+			_ = h.cmd.Process.Kill()
+			_ = h.cmd.Wait()
 			time.Sleep(fast.HeartbeatTimeout + 100*time.Millisecond)
 			if _, err := e.tasks.Reap(ctx); err != nil {
 				t.Fatal(err)
@@ -378,7 +378,7 @@ func TestSIGTERMRequeuesWithoutBurningAttempt(t *testing.T) {
 		h := startHelper(t, e.dsn)
 		h.expect(t, "claimed "+tk.ID, 10*time.Second)
 		e.waitProgress(t, tk.ID, 3)
-		h.cmd.Process.Signal(syscall.SIGTERM)
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		h.expect(t, "exited", 10*time.Second)
 		got, err := e.tasks.Get(context.Background(), tk.ID)
 		if err != nil {
@@ -396,7 +396,7 @@ func runWorker(t *testing.T, e env, body worker.Body) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := worker.New(e.tasks, body, worker.Config{PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	var wg sync.WaitGroup
-	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { _ = w.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
@@ -485,7 +485,7 @@ func TestShutdownGraceBoundsAStuckBody(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		w := worker.New(e.tasks, stuck, worker.Config{PollInterval: 10 * time.Millisecond, ShutdownGrace: 200 * time.Millisecond})
 		stopped := make(chan struct{})
-		go func() { w.Run(ctx); close(stopped) }()
+		go func() { _ = w.Run(ctx); close(stopped) }()
 		tk := e.start(t)
 		lease := <-claimed
 		began := time.Now()
