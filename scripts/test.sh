@@ -81,6 +81,8 @@ pg_up || { say "PostgreSQL does not answer at $pg_host:$pg_port"; exit 1; }
 
 say "go vet ./..."
 go vet ./...
+# Lint first: a boundary crossed or an error ignored fails the run like a failing test.
+scripts/lint.sh
 if [ $# -eq 0 ]; then
   set -- ./...
 fi

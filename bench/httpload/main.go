@@ -46,7 +46,10 @@ func main() {
 			fmt.Fprintln(os.Stderr, "httpload:", err)
 			os.Exit(1)
 		}
-		pprof.StartCPUProfile(f)
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "httpload:", err)
+			os.Exit(1)
+		}
 		defer pprof.StopCPUProfile()
 	}
 	if err := run(*db, *duration, *concurrency, *rounds); err != nil {
@@ -132,7 +135,7 @@ func run(dsn string, duration time.Duration, concurrency, rounds int) error {
 	defer stopAPI()
 	trivialURL, stopTrivial, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
-		w.Write([]byte("ok\n"))
+		_, _ = w.Write([]byte("ok\n"))
 	}))
 	if err != nil {
 		return err
@@ -199,7 +202,7 @@ func serve(h http.Handler) (string, func(), error) {
 		return "", nil, err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
@@ -249,7 +252,7 @@ func (sc scenario) run(d time.Duration, concurrency int) result {
 					bad++
 					continue
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				mine = append(mine, time.Since(t0))
 				if resp.StatusCode != want {

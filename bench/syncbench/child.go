@@ -69,7 +69,7 @@ func syncOnce(dsn, host string, port int) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.Run(wctx)
+		_ = w.Run(wctx)
 	}()
 	defer func() {
 		stop()

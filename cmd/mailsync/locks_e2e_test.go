@@ -56,8 +56,8 @@ func startLoggedServer(t *testing.T, logs *logBuffer, args ...string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	})
 }
 

@@ -36,8 +36,8 @@ func startSync(t *testing.T, args ...string) *syncProcess {
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
+		_ = p.cmd.Process.Kill()
+		_ = <-p.done
 		p.done <- nil
 	})
 	return p
@@ -51,7 +51,7 @@ func (p *syncProcess) wait(t *testing.T, within time.Duration) error {
 		p.done <- err
 		return err
 	case <-time.After(within):
-		p.cmd.Process.Kill()
+		_ = p.cmd.Process.Kill()
 		p.done <- <-p.done // the output is complete once Wait has returned
 		t.Fatalf("mailsync sync did not end within %s; stderr:\n%s", within, p.stderr.String())
 		return nil
@@ -167,8 +167,8 @@ func killedSyncIsRetried(t *testing.T, dialect string, timeout time.Duration, fl
 	m := newMailbox(t, dialect, messages, flags...)
 	first := startSync(t, m.args("sync", "mail")...)
 	dead := m.waitMidSync(t, first)
-	first.cmd.Process.Kill()
-	first.wait(t, 10*time.Second)
+	_ = first.cmd.Process.Kill()
+	_ = first.wait(t, 10*time.Second)
 
 	began := time.Now()
 	second := startSync(t, m.args("sync", "mail", "--json")...)

@@ -85,7 +85,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	publish := bus.TaskChanged
 	if s.Dialect() == "postgres" {
 		bridge := events.NewBridge(bus, g.DB, "", log)
-		wg.Go(func() { bridge.Run(ctx) })
+		wg.Go(func() { _ = bridge.Run(ctx) })
 		publish = bridge.TaskChanged
 	}
 	// A task queued here or on another instance wakes the idle claim loop at once.
@@ -103,7 +103,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log}
 	if c.IDLE {
 		watcher := &worker.Watcher{Accounts: s, Watch: engine.Watch, Tasks: tasks, Logger: log}
-		wg.Go(func() { watcher.Run(ctx) })
+		wg.Go(func() { _ = watcher.Run(ctx) })
 	}
 
 	api, err := httpapi.New(httpapi.Config{
@@ -143,9 +143,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		demoRun.announce(g.stdout, "http://"+ln.Addr().String())
 	}
 
-	wg.Go(func() { w.Run(ctx) })
-	wg.Go(func() { reaper.Run(ctx) })
-	wg.Go(func() { scheduler.Run(ctx) })
+	// Each Run returns nil once ctx is done: there is nothing to report.
+	wg.Go(func() { _ = w.Run(ctx) })
+	wg.Go(func() { _ = reaper.Run(ctx) })
+	wg.Go(func() { _ = scheduler.Run(ctx) })
 	go func() { serveErr <- srv.Serve(ln) }()
 
 	select {

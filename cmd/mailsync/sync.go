@@ -66,7 +66,7 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	workCtx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	w := worker.New(tasks, body, worker.Config{Account: a.ID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
-	wg.Go(func() { w.Run(workCtx) })
+	wg.Go(func() { _ = w.Run(workCtx) })
 	final, err := c.wait(ctx, g, tasks, w, t, changed)
 	stopWork()
 	wg.Wait()
@@ -98,7 +98,7 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, w *
 	if f, ok := g.stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) && !c.JSON {
 		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(g.stderr), progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(false), progressbar.OptionClearOnFinish())
-		defer bar.Finish()
+		defer func() { _ = bar.Finish() }()
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -127,7 +127,7 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, w *
 			p := t.Progress
 			bar.ChangeMax(max(p.MessagesTotal, 1))
 			bar.Describe(fmt.Sprintf("%s %s", t.State, task.Phase(t)))
-			bar.Set(p.MessagesDone)
+			_ = bar.Set(p.MessagesDone)
 		}
 		select {
 		case <-ctx.Done():

@@ -173,7 +173,7 @@ func readSecretLine(r io.Reader) (string, error) {
 	}
 	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
-		return "", errors.New("nothing on stdin: pipe the password in, e.g. printf '%s\\n' \"$PASSWORD\" | mailsync ...")
+		return "", errors.New("nothing on stdin: pipe the password in, e.g. printf '%s\\n' \"$PASSWORD\" | mailsync <command> --password-stdin")
 	}
 	return line, nil
 }

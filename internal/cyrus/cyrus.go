@@ -265,7 +265,7 @@ func (s *Server) start() error {
 	}
 	exit := make(chan struct{})
 	go func() {
-		cmd.Wait()
+		_ = cmd.Wait()
 		close(exit)
 	}()
 	deadline := time.Now().Add(startTimeout)
@@ -281,7 +281,7 @@ func (s *Server) start() error {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exit
 			return fmt.Errorf("no IMAP greeting on %s within %s", s.Addr(), startTimeout)
 		}
@@ -296,7 +296,7 @@ func (s *Server) Close() error {
 	if s.cmd == nil {
 		return nil
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.exit
 	s.cmd, s.exit = nil, nil
 	return nil
@@ -349,7 +349,7 @@ func greets(addr string) bool {
 		return false
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "* OK")
 }

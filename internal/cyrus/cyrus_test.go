@@ -31,7 +31,7 @@ func TestStartLoginObjectID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(conn)
 	if _, err := r.ReadString('\n'); err != nil {
 		t.Fatal(err)
@@ -83,9 +83,9 @@ func TestWrongPasswordRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(conn)
-	r.ReadString('\n')
+	_, _ = r.ReadString('\n')
 	fmt.Fprintf(conn, "a LOGIN bob wrong\r\n")
 	for {
 		line, err := r.ReadString('\n')

@@ -229,7 +229,7 @@ func (s *Server) start() error {
 	}
 	exit := make(chan struct{})
 	go func() {
-		cmd.Wait()
+		_ = cmd.Wait()
 		close(exit)
 	}()
 
@@ -249,7 +249,7 @@ func (s *Server) start() error {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exit
 			return fmt.Errorf("no IMAP greeting on %s within 10s; log: %s", s.Addr(), tail(s.LogPath(), logStart))
 		}
@@ -264,7 +264,7 @@ func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.exit
 	// Workers that escaped the group (none expected) notice the master's death by themselves.
 	s.cmd, s.exit = nil, nil
@@ -339,7 +339,7 @@ func greets(addr string) bool {
 		return false
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	line, err := bufio.NewReader(conn).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "* OK")
 }

@@ -35,7 +35,7 @@ func login(t *testing.T, addr, user, password string) string {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	r := bufio.NewReader(conn)
 	if greeting, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(greeting, "* OK") {
 		t.Fatalf("greeting %q, %v", greeting, err)
@@ -119,7 +119,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatal(err) // the kernel still accepts: only the processes are frozen
 	}
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if n, err := conn.Read(make([]byte, 64)); err == nil {
 		t.Fatalf("paused server sent %d bytes", n)
 	}

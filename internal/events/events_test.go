@@ -139,8 +139,8 @@ func TestBridgeCarriesSignalsBetweenInstances(t *testing.T) {
 	a := NewBridge(busA, pgDSN(t, "bridge_a"), channel, log)
 	b := NewBridge(busB, pgDSN(t, appB), channel, log)
 	var wg sync.WaitGroup
-	wg.Go(func() { a.Run(ctx) })
-	wg.Go(func() { b.Run(ctx) })
+	wg.Go(func() { _ = a.Run(ctx) })
+	wg.Go(func() { _ = b.Run(ctx) })
 	defer wg.Wait()
 	defer cancel()
 

@@ -110,7 +110,7 @@ func (s *Server) requireHuma(acc access) func(huma.Context, func(huma.Context)) 
 			if status == http.StatusUnauthorized {
 				ctx.SetHeader("WWW-Authenticate", `Bearer realm="mailsync"`)
 			}
-			huma.WriteErr(s.api, ctx, status, msg)
+			_ = huma.WriteErr(s.api, ctx, status, msg)
 			return
 		}
 		if acc != public {

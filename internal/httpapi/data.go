@@ -148,5 +148,5 @@ func (s *Server) rawMessage(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(m.Raw)))
 	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="message-%d.eml"`, m.ID))
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.Write(m.Raw)
+	_, _ = w.Write(m.Raw)
 }

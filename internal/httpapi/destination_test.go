@@ -245,7 +245,7 @@ func (e *env) runWorker(t *testing.T, engine *syncer.Syncer) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { _ = w.Run(ctx) })
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(stop)

@@ -379,7 +379,7 @@ func holdIdle(addr string) (time.Duration, error) {
 		return 0, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(30 * time.Second)) // a connection held for good fails here
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a connection held for good fails here
 	if _, err := io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: mailsync.test\r\n\r\n"); err != nil {
 		return 0, err
 	}
@@ -388,7 +388,7 @@ func holdIdle(addr string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	io.Copy(io.Discard, resp.Body)
+	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return 0, fmt.Errorf("/livez answered %d", resp.StatusCode)
@@ -450,9 +450,9 @@ func TestSlowHeadersAreCut(t *testing.T) {
 	}
 	defer c.Close()
 	start := time.Now()
-	io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: mailsync.test\r\nX-Slow: ")
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	io.Copy(io.Discard, c) // the server answers 408 or nothing, then closes
+	_, _ = io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: mailsync.test\r\nX-Slow: ")
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _ = io.Copy(io.Discard, c) // the server answers 408 or nothing, then closes
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("a connection with unfinished headers was held %v", took)
 	}
@@ -470,7 +470,7 @@ func TestConnectionCapQueuesTheRest(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: mailsync.test\r\n\r\n")
+		_, _ = io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: mailsync.test\r\n\r\n")
 		if _, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
 			t.Fatal(err)
 		}

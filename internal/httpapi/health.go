@@ -258,7 +258,7 @@ func (s *Server) systemHealth(ctx context.Context, _ *struct{}) (*healthOutput, 
 // livez answers while the process serves at all.
 func (s *Server) livez(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte("ok\n"))
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 // readyz answers 503 while the database does not answer or the server is shutting down, so a
@@ -276,5 +276,5 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte("ready\n"))
+	_, _ = w.Write([]byte("ready\n"))
 }

@@ -41,7 +41,7 @@ func TestFrozenServerShowsAsStalled(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-		wg.Go(func() { w.Run(ctx) })
+		wg.Go(func() { _ = w.Run(ctx) })
 		t.Cleanup(func() { cancel(); wg.Wait() })
 
 		var a AccountJSON

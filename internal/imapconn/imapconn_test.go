@@ -211,7 +211,7 @@ func silentServer(t *testing.T, greet bool) (host string, port int) {
 			conns = append(conns, c)
 			mu.Unlock()
 			if greet {
-				c.Write([]byte("* OK [CAPABILITY IMAP4rev1] silent server ready\r\n"))
+				_, _ = c.Write([]byte("* OK [CAPABILITY IMAP4rev1] silent server ready\r\n"))
 			}
 		}
 	})

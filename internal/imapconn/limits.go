@@ -284,7 +284,7 @@ func (f *frameReader) readLine(dst []byte) ([]byte, error) {
 		case io.EOF:
 			if len(dst) > n {
 				// The rest of a line, then the end: go-imap sees the bytes, then the error.
-				f.fromSocket(io.ErrUnexpectedEOF)
+				_ = f.fromSocket(io.ErrUnexpectedEOF) // recorded for the next Read; this one returns the bytes
 				return dst, nil
 			}
 			return dst, f.fromSocket(io.EOF)

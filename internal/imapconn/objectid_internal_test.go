@@ -39,19 +39,19 @@ func FuzzMailboxIDFrom(f *testing.F) {
 
 func TestIDTapKeepsOnlyWhileArmed(t *testing.T) {
 	var tap idTap
-	tap.Write([]byte("* OK [MAILBOXID (before)] Ok\r\n"))
+	_, _ = tap.Write([]byte("* OK [MAILBOXID (before)] Ok\r\n"))
 	tap.arm()
-	tap.Write([]byte("* OK [MAILBOXID (during)] Ok\r\n"))
+	_, _ = tap.Write([]byte("* OK [MAILBOXID (during)] Ok\r\n"))
 	if got := tap.take(); got != "during" {
 		t.Errorf("armed tap saw %q, want during", got)
 	}
-	tap.Write([]byte("* OK [MAILBOXID (after)] Ok\r\n"))
+	_, _ = tap.Write([]byte("* OK [MAILBOXID (after)] Ok\r\n"))
 	if len(tap.buf) != 0 {
 		t.Errorf("disarmed tap kept %q", tap.buf)
 	}
 	tap.arm()
 	big := make([]byte, maxTapped+1)
-	tap.Write(big)
+	_, _ = tap.Write(big)
 	if len(tap.buf) != 0 {
 		t.Errorf("tap kept %d bytes, more than its bound %d", len(tap.buf), maxTapped)
 	}

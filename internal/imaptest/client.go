@@ -61,6 +61,25 @@ func (c *Client) AddMessageAt(folder string, raw []byte, date time.Time, flags .
 	return uint32(data.UID)
 }
 
+// FolderCounts returns how many messages each folder holds, by LIST and STATUS: what the server
+// says, to compare with what a sync copied.
+func (c *Client) FolderCounts() map[string]int {
+	c.tb.Helper()
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		c.tb.Fatalf("imaptest: list: %v", err)
+	}
+	counts := map[string]int{}
+	for _, f := range list {
+		st, err := c.Status(f.Mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil {
+			c.tb.Fatalf("imaptest: status %q: %v", f.Mailbox, err)
+		}
+		counts[f.Mailbox] = int(*st.NumMessages)
+	}
+	return counts
+}
+
 // CreateFolder creates a folder.
 func (c *Client) CreateFolder(name string) {
 	c.tb.Helper()

@@ -118,7 +118,7 @@ func (s *Server) serve(ln net.Listener) error {
 	s.ln, s.done = ln, make(chan struct{})
 	go func() {
 		defer close(s.done)
-		s.server.Serve(ln)
+		_ = s.server.Serve(ln)
 	}()
 	return nil
 }

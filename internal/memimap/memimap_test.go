@@ -53,7 +53,7 @@ func TestServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 	buf := make([]byte, 64)
 	n, _ := conn.Read(buf)
 	if !strings.HasPrefix(string(buf[:n]), "* OK") {

@@ -186,7 +186,7 @@ func (c *checkpointer) run(ctx context.Context) {
 // copy yet (frames a reader still needs) the next round takes. An error (SQLITE_BUSY) means the
 // same: later.
 func (c *checkpointer) checkpoint(ctx context.Context) {
-	c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	_, _ = c.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 // truncate runs a TRUNCATE checkpoint: everything copied, the WAL file emptied. It reports whether

@@ -48,11 +48,11 @@ func BenchmarkFullSync(b *testing.B) {
 		dialect := cmp.Or(os.Getenv("MAILSYNC_BENCH_DIALECT"), "sqlite")
 		e := newEnv(b, dialect, srv, syncer.Options{})
 		var ru0, ru1 syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 		start := time.Now()
 		tk := e.syncOK(b, false)
 		full := time.Since(start)
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 		b.Logf("cpu user %s sys %s", time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()), time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano()))
 		start = time.Now()
 		e.syncOK(b, false)

@@ -34,14 +34,13 @@ var fast = task.Config{
 
 // server is where a test account lives.
 type server struct {
-	host           string
-	port           int
-	login, passwd  string
-	delim          string // hierarchy separator of folder names
-	hasCondStore   bool
-	objectID       bool // OBJECTID: every folder is selected, even unchanged ones
-	describe       string
-	statusIsListed bool
+	host          string
+	port          int
+	login, passwd string
+	delim         string // hierarchy separator of folder names
+	hasCondStore  bool
+	objectID      bool // OBJECTID: every folder is selected, even unchanged ones
+	describe      string
 }
 
 // env is a store, a worker running the syncer, and one account on a server.
@@ -144,7 +143,7 @@ func (e *env) startWorker(t testing.TB, key []byte, opts syncer.Options) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.Run(wctx)
+		_ = w.Run(wctx)
 	}()
 	t.Cleanup(func() {
 		stop()

@@ -122,7 +122,7 @@ func TestUnselectableFolderIsSkipped(t *testing.T) {
 	if err := os.Chmod(broken, 0); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.Chmod(broken, 0o755) })
+	t.Cleanup(func() { _ = os.Chmod(broken, 0o755) })
 
 	e := newEnv(t, "sqlite", srv, syncer.Options{})
 	tk := e.syncOK(t, false)

@@ -107,7 +107,7 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 		}
 		if err := a.commitNew(ctx, batch, size, cp, reset); err != nil {
 			cancel(err)
-			<-fetchErr
+			_ = <-fetchErr // the fetch stops because of cancel(err): err is the cause to report
 			return stored, last, err
 		}
 		stored += len(batch)

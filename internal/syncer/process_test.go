@@ -77,7 +77,7 @@ func helperSync(dsn string) int {
 	w := worker.New(tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go w.Run(wctx)
+	go func() { _ = w.Run(wctx) }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,9 +148,9 @@ func startSyncProcess(t *testing.T, dsn string, key []byte, accountID int64, bat
 		}
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-p.exited
-		cmd.Wait()
+		_ = cmd.Wait()
 	})
 	return p
 }
@@ -218,7 +218,7 @@ func TestKilledSyncResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p1.exited
-	p1.cmd.Wait()
+	_ = p1.cmd.Wait()
 	fetched1 := p1.fetched.Load()
 	committed := e.storedCount(t)
 	t.Logf("killed after %d downloads, %d committed", fetched1, committed)

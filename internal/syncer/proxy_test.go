@@ -56,7 +56,7 @@ func (p *proxy) relay(client net.Conn) {
 	}
 	defer server.Close()
 	go func() {
-		io.Copy(server, client)
+		_, _ = io.Copy(server, client)
 		server.Close()
 	}()
 	cut := p.cutAfter.Swap(0)
@@ -69,7 +69,7 @@ func (p *proxy) relay(client net.Conn) {
 			line = strings.Replace(line, "FETCH (", "FETCH (X-GM-MSGID 1 ", 1)
 		}
 		if cut > 0 && sent+int64(len(line)) > cut {
-			client.Write([]byte(line[:cut-sent]))
+			_, _ = client.Write([]byte(line[:cut-sent]))
 			return // both ends close: the client sees the connection drop mid-response
 		}
 		if _, werr := client.Write([]byte(line)); werr != nil {

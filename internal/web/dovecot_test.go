@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/emersion/go-imap/v2"
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/imaptest"
@@ -36,20 +35,7 @@ func (imapLogin) CheckLogin(ctx context.Context, a store.Account, password strin
 // Dovecot's indexes, which it builds at the first access.
 func serverCounts(t *testing.T, d *imaptest.Dovecot, u imaptest.User) map[string]int {
 	t.Helper()
-	c := d.Client(t, u)
-	list, err := c.List("", "*", nil).Collect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]int{}
-	for _, f := range list {
-		st, err := c.Status(f.Mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
-		if err != nil {
-			t.Fatal(err)
-		}
-		counts[f.Mailbox] = int(*st.NumMessages)
-	}
-	return counts
+	return d.Client(t, u).FolderCounts()
 }
 
 // The whole path on a real IMAP server: add the account in the UI (its login tested), storm
@@ -186,7 +172,7 @@ func TestBrowserOnDovecot(t *testing.T) {
 
 func longestWord(s string) string {
 	best := ""
-	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') }) {
+	for _, w := range strings.FieldsFunc(s, func(r rune) bool { return ('a' > r || r > 'z') && ('A' > r || r > 'Z') }) {
 		if len(w) > len(best) {
 			best = w
 		}

@@ -66,8 +66,8 @@ func startServe(t *testing.T, bin string, env []string) *serveProcess {
 	}
 	p := &serveProcess{cmd: cmd, url: "http://" + addr}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {

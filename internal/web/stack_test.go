@@ -236,7 +236,7 @@ func (st *stack) startWorker() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.Run(ctx)
+		_ = w.Run(ctx)
 	}()
 	var once sync.Once
 	st.stopWorker = func() { once.Do(func() { cancel(); <-done }) }

@@ -76,8 +76,8 @@ func TestForeignRowLockOnARunningTask(t *testing.T) {
 			var wg sync.WaitGroup
 			w := worker.New(tasks, writingBody(s.CommitBatch, 60, say), worker.Config{PollInterval: 10 * time.Millisecond, Logger: log})
 			reaper := &worker.Reaper{Tasks: tasks, Interval: cfg.ReapInterval, Logger: log}
-			wg.Go(func() { w.Run(ctx) })
-			wg.Go(func() { reaper.Run(ctx) })
+			wg.Go(func() { _ = w.Run(ctx) })
+			wg.Go(func() { _ = reaper.Run(ctx) })
 			t.Cleanup(func() { cancel(); wg.Wait() })
 
 			e := env{store: s, tasks: tasks}

@@ -43,7 +43,7 @@ func runLoggedWorker(t *testing.T, e env, body worker.Body, c worker.Config) *sy
 	ctx, cancel := context.WithCancel(context.Background())
 	w := worker.New(e.tasks, body, c)
 	var wg sync.WaitGroup
-	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { _ = w.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return logs
 }

@@ -62,8 +62,8 @@ func TestTaskQueuedOnOneInstanceWakesAnothersIdleWorker(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	wg.Go(func() { a.bridge.Run(ctx) })
-	wg.Go(func() { b.bridge.Run(ctx) })
+	wg.Go(func() { _ = a.bridge.Run(ctx) })
+	wg.Go(func() { _ = b.bridge.Run(ctx) })
 
 	// Wait until B hears A: the bridges connect in the background.
 	heard, stopHeard := b.bus.Subscribe("probe")
@@ -86,7 +86,7 @@ func TestTaskQueuedOnOneInstanceWakesAnothersIdleWorker(t *testing.T) {
 		claimed <- run.Task
 		return nil
 	}, worker.Config{Owner: "instance-b", Concurrency: 1, PollInterval: poll, Wakeups: queued})
-	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { _ = w.Run(ctx) })
 	for b.store.claims.Load() == 0 { // B's first look found nothing; from now on it waits
 		time.Sleep(time.Millisecond)
 	}

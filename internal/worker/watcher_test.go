@@ -72,7 +72,7 @@ func TestWatcherTurnsPushesIntoSyncs(t *testing.T) {
 			Poll: 10 * time.Millisecond, Started: func(task.Task) { started.Add(1) }}
 		wctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		wg.Go(func() { w.Run(wctx) })
+		wg.Go(func() { _ = w.Run(wctx) })
 		t.Cleanup(func() { stop(); wg.Wait() })
 
 		// A push starts a sync.
@@ -151,7 +151,7 @@ func TestWatcherHoldsAnAccountWhoseSyncsDie(t *testing.T) {
 			Poll: 10 * time.Millisecond, Started: func(task.Task) { started.Add(1) }}
 		wctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		wg.Go(func() { w.Run(wctx) })
+		wg.Go(func() { _ = w.Run(wctx) })
 		t.Cleanup(func() { stop(); wg.Wait() })
 
 		clock.Advance(fast.CrashBackoff - time.Minute)

@@ -74,7 +74,7 @@ func helperWorker(dsn string) int {
 		for range usr1 {
 			g.gate.Lock()
 			fmt.Println("pausing")
-			syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 			g.gate.Unlock()
 		}
 	}()
@@ -85,7 +85,7 @@ func helperWorker(dsn string) int {
 	w := worker.New(tasks, body, worker.Config{
 		Owner: fmt.Sprintf("helper-%d", os.Getpid()), PollInterval: 20 * time.Millisecond,
 	})
-	w.Run(ctx)
+	_ = w.Run(ctx)
 	fmt.Println("exited")
 	return 0
 }
@@ -248,9 +248,9 @@ func spawnHelper(t *testing.T, dsn string, crash bool) *helper {
 		close(h.lines)
 	}()
 	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGCONT)
-		cmd.Process.Kill()
-		cmd.Wait()
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	})
 	return h
 }
@@ -321,7 +321,7 @@ func TestKilledWorkerIsReplacedWithinTimeout(t *testing.T) {
 		h := startHelper(t, e.dsn)
 		h.expect(t, "claimed "+tk.ID, 10*time.Second)
 		e.waitProgress(t, tk.ID, 5)
-		h.cmd.Process.Kill()
+		_ = h.cmd.Process.Kill()
 		killed := time.Now()
 
 		for {
@@ -407,8 +407,8 @@ func TestTaskThatKillsEveryWorkerFails(t *testing.T) {
 		for attempt := 1; attempt <= fast.MaxAttempts; attempt++ {
 			h := startHelper(t, e.dsn)
 			h.expect(t, "claimed "+tk.ID, 10*time.Second)
-			h.cmd.Process.Kill()
-			h.cmd.Wait()
+			_ = h.cmd.Process.Kill()
+			_ = h.cmd.Wait()
 			time.Sleep(fast.HeartbeatTimeout + 100*time.Millisecond)
 			if _, err := e.tasks.Reap(ctx); err != nil {
 				t.Fatal(err)
@@ -479,7 +479,7 @@ func TestSIGTERMRequeuesWithoutBurningAttempt(t *testing.T) {
 		h := startHelper(t, e.dsn)
 		h.expect(t, "claimed "+tk.ID, 10*time.Second)
 		e.waitProgress(t, tk.ID, 3)
-		h.cmd.Process.Signal(syscall.SIGTERM)
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
 		h.expect(t, "exited", 10*time.Second)
 		got, err := e.tasks.Get(context.Background(), tk.ID)
 		if err != nil {
@@ -497,7 +497,7 @@ func runWorker(t *testing.T, e env, body worker.Body) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := worker.New(e.tasks, body, worker.Config{PollInterval: 10 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	var wg sync.WaitGroup
-	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { _ = w.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
@@ -586,7 +586,7 @@ func TestShutdownGraceBoundsAStuckBody(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		w := worker.New(e.tasks, stuck, worker.Config{PollInterval: 10 * time.Millisecond, ShutdownGrace: 200 * time.Millisecond})
 		stopped := make(chan struct{})
-		go func() { w.Run(ctx); close(stopped) }()
+		go func() { _ = w.Run(ctx); close(stopped) }()
 		tk := e.start(t)
 		lease := <-claimed
 		began := time.Now()

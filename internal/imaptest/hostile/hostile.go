@@ -51,7 +51,7 @@ func (m Message) WriteTo(w io.Writer) (int64, error) {
 // Sum is the SHA-256 of the message's bytes.
 func (m Message) Sum() [32]byte {
 	h := sha256.New()
-	m.WriteTo(h)
+	_, _ = m.WriteTo(h)
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum

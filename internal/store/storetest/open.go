@@ -77,7 +77,7 @@ func DSN(tb testing.TB, dialect string) string {
 				return
 			}
 			defer db.Close()
-			db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
+			_, _ = db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
 		})
 		u, err := url.Parse(base)
 		if err != nil {
