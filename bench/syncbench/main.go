@@ -84,7 +84,7 @@ func run() error {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return err
 	}
-	if _, err := os.Stat(dovecot.Binary); err != nil {
+	if _, err := dovecot.Path(); err != nil {
 		if err := aptInstall("dovecot-imapd"); err != nil {
 			return err
 		}

@@ -5,12 +5,13 @@
 // Debian's cyrus-imapd conflicts with dovecot-imapd as a package, so Cyrus is not installed:
 // scripts/cyrus.sh unpacks it into a private root (by default .cache/cyrus/root in the
 // repository, or MAILSYNC_CYRUS_ROOT) and installs the libraries it links against. Start never
-// provisions anything: it fails with ErrNotProvisioned, which tests turn into a skip.
+// provisions anything (scripts/provision.sh does, through scripts/cyrus.sh): it fails with
+// ErrNotProvisioned, which tests turn into one skip line.
 //
 // The server speaks plain IMAP on a free 127.0.0.1 port, allows LOGIN against its own sasldb,
 // creates a user's INBOX at first login, and keeps its configuration, databases and spool in one
 // directory chosen by the caller. It runs as an unprivileged user: when the caller is root, the
-// system user User (created when missing); otherwise the caller.
+// system user User (created by scripts/provision.sh); otherwise the caller.
 package cyrus
 
 import (
@@ -39,7 +40,7 @@ const servername = "mailsync-test"
 const startTimeout = 10 * time.Second
 
 // ErrNotProvisioned says that the private root lacks Cyrus (or saslpasswd2 is missing).
-var ErrNotProvisioned = errors.New("cyrus: not provisioned (run scripts/cyrus.sh as root once)")
+var ErrNotProvisioned = errors.New("cyrus: not provisioned (run scripts/provision.sh as root, or make test-all)")
 
 // Root returns the private root Cyrus is unpacked into: MAILSYNC_CYRUS_ROOT, else
 // .cache/cyrus/root in the module this process runs in (found from the working directory up).
@@ -95,9 +96,9 @@ func Start(dir string) (*Server, error) {
 		return nil, err
 	}
 	if os.Geteuid() == 0 {
-		uid, gid, err := ensureUser()
+		uid, gid, err := lookupUser()
 		if err != nil {
-			return nil, fmt.Errorf("cyrus: %w", err)
+			return nil, err
 		}
 		s.uid, s.gid, s.runAs = uid, gid, User
 	} else {
@@ -311,26 +312,15 @@ func chownTree(dir string, uid, gid int) error {
 	})
 }
 
-// ensureUser returns User's uid and gid, creating the system user when missing.
-func ensureUser() (uid, gid int, err error) {
-	lookup := func() (int, int, error) {
-		u, err := user.Lookup(User)
-		if err != nil {
-			return 0, 0, err
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return uid, gid, nil
+// lookupUser returns User's uid and gid; a missing user is ErrNotProvisioned.
+func lookupUser() (uid, gid int, err error) {
+	u, err := user.Lookup(User)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: system user %s missing", ErrNotProvisioned, User)
 	}
-	if uid, gid, err := lookup(); err == nil {
-		return uid, gid, nil
-	}
-	out, addErr := exec.Command("useradd", "--system", "--user-group", "--no-create-home",
-		"--shell", "/usr/sbin/nologin", User).CombinedOutput()
-	if uid, gid, err := lookup(); err == nil { // another process may have created it meanwhile
-		return uid, gid, nil
-	}
-	return 0, 0, fmt.Errorf("create system user %s: %w: %s", User, addErr, out)
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
 }
 
 func freePort() (int, error) {

@@ -5,7 +5,9 @@
 // The server speaks plain IMAP (no TLS) on a free 127.0.0.1 port, allows LOGIN, stores mail as
 // Maildir++ and keeps its configuration, state, log, passwd-file and the users' homes in one
 // directory chosen by the caller. Its mail processes run as an unprivileged system user
-// (MailUser), which Start creates when missing: the caller must be root.
+// (MailUser): the caller must be root, and the user must exist. Start never installs or creates
+// anything: scripts/provision.sh does, and Start fails with an *UnavailableError (which tests
+// turn into one skip line) when Dovecot, the user or root is missing.
 package dovecot
 
 import (
@@ -26,8 +28,11 @@ import (
 )
 
 const (
-	// Binary is where Debian's dovecot-core installs the server.
+	// Binary is where Debian's dovecot-core installs the server; Path looks for it on PATH
+	// (root's PATH has /usr/sbin), not here, so that a PATH without it means no Dovecot.
 	Binary = "/usr/sbin/dovecot"
+	// BinaryEnv names the variable that points at another dovecot binary than the one on PATH.
+	BinaryEnv = "MAILSYNC_DOVECOT"
 	// MailUser is the system user Dovecot's mail processes run as: Dovecot refuses to run them
 	// as root.
 	MailUser = "mailsync-vmail"
@@ -42,6 +47,7 @@ type Options struct {
 
 // Server is a private Dovecot process. Its methods are safe for concurrent use.
 type Server struct {
+	bin    string // the dovecot binary
 	dir    string // config, state, log, passwd-file and the users' homes
 	runDir string // base_dir: sockets; kept short because unix socket paths are limited to 108 bytes
 	port   int
@@ -55,6 +61,12 @@ type Server struct {
 	users map[string]bool
 }
 
+// UnavailableError says why Dovecot cannot run on this machine as it is (not installed, MailUser
+// missing, not root) and what to do about it, in one line.
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return "dovecot: " + e.Reason }
+
 // errAddrInUse marks a start that lost its free port to another process.
 var errAddrInUse = errors.New("address already in use")
 
@@ -62,14 +74,15 @@ var errAddrInUse = errors.New("address already in use")
 // IMAP clients. The server has no users until AddUser. Close it when done; it also dies with
 // this process.
 func Start(dir string, opts Options) (*Server, error) {
-	if _, err := os.Stat(Binary); err != nil {
-		return nil, fmt.Errorf("dovecot: not installed (Debian package dovecot-imapd): %w", err)
-	}
-	uid, gid, err := ensureMailUser()
+	bin, err := Path()
 	if err != nil {
-		return nil, fmt.Errorf("dovecot: %w", err)
+		return nil, err
 	}
-	s := &Server{dir: dir, uid: uid, gid: gid, conns: opts.MaxUserConnections, users: map[string]bool{}}
+	uid, gid, err := Available()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: bin, dir: dir, uid: uid, gid: gid, conns: opts.MaxUserConnections, users: map[string]bool{}}
 	if s.conns == 0 {
 		s.conns = 100
 	}
@@ -216,7 +229,7 @@ func (s *Server) start() error {
 	logStart := fileSize(s.LogPath())
 	// -F keeps the master in the foreground as our child, so we own its lifetime. Its own
 	// process group lets Stop kill the workers with it; Pdeathsig ends it if our process dies.
-	cmd := exec.Command(Binary, "-F", "-c", s.confPath())
+	cmd := exec.Command(s.bin, "-F", "-c", s.confPath())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := os.OpenFile(s.stderrPath(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -299,27 +312,39 @@ func (s *Server) signal(sig syscall.Signal) error {
 	return nil
 }
 
-// ensureMailUser returns MailUser's uid and gid, creating the system user when missing.
-func ensureMailUser() (uid, gid int, err error) {
-	lookup := func() (int, int, error) {
-		u, err := user.Lookup(MailUser)
-		if err != nil {
-			return 0, 0, err
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return uid, gid, nil
+// Path returns the dovecot binary: MAILSYNC_DOVECOT when set, else dovecot on PATH. Its error is
+// an *UnavailableError.
+func Path() (string, error) {
+	name, where := "dovecot", "on PATH"
+	if v := os.Getenv(BinaryEnv); v != "" {
+		name, where = v, "at "+BinaryEnv+"="+v
 	}
-	if uid, gid, err := lookup(); err == nil {
-		return uid, gid, nil
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", &UnavailableError{Reason: fmt.Sprintf("not installed (no dovecot %s; Debian's dovecot-imapd puts it at %s); run scripts/provision.sh or make test-all", where, Binary)}
 	}
-	out, addErr := exec.Command("useradd", "--system", "--user-group", "--no-create-home",
-		"--shell", "/usr/sbin/nologin", MailUser).CombinedOutput()
-	// Another process may have created it meanwhile: look again before giving up.
-	if uid, gid, err := lookup(); err == nil {
-		return uid, gid, nil
+	return p, nil
+}
+
+// Available reports whether Start can run here, and MailUser's uid and gid when it can. Its
+// error is an *UnavailableError.
+func Available() (uid, gid int, err error) {
+	unavailable := func(format string, args ...any) (int, int, error) {
+		return 0, 0, &UnavailableError{Reason: fmt.Sprintf(format, args...) + "; run scripts/provision.sh or make test-all"}
 	}
-	return 0, 0, fmt.Errorf("create system user %s (are we root?): %w: %s", MailUser, addErr, out)
+	if _, err := Path(); err != nil {
+		return 0, 0, err
+	}
+	if os.Geteuid() != 0 {
+		return unavailable("needs root (its mail processes run as the system user %s)", MailUser)
+	}
+	u, err := user.Lookup(MailUser)
+	if err != nil {
+		return unavailable("system user %s missing", MailUser)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid, nil
 }
 
 func freePort() (int, error) {

@@ -2,6 +2,7 @@ package dovecot
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,12 +11,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailsync/internal/testenv"
 )
 
 // start runs a server for the test and closes it at the end.
 func start(t *testing.T, opts Options) *Server {
 	t.Helper()
 	s, err := Start(t.TempDir(), opts)
+	if u := (*UnavailableError)(nil); errors.As(err, &u) {
+		testenv.Skip(t, "dovecot", u.Reason)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +69,9 @@ func owner(t *testing.T, path string) int {
 
 func TestLoginStopRestartClose(t *testing.T) {
 	s, err := Start(t.TempDir(), Options{})
+	if u := (*UnavailableError)(nil); errors.As(err, &u) {
+		testenv.Skip(t, "dovecot", u.Reason)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

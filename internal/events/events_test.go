@@ -117,7 +117,7 @@ func TestBusConcurrentUse(t *testing.T) {
 // and kill the bridge's connections.
 func pgDSN(t *testing.T, app string) string {
 	t.Helper()
-	u, err := url.Parse(storetest.PostgresURL())
+	u, err := url.Parse(storetest.RequirePostgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestBridgeCarriesSignalsBetweenInstances(t *testing.T) {
 		t.Fatal("A's own subscriber was not signalled")
 	}
 
-	admin, err := sql.Open("pgx", storetest.PostgresURL())
+	admin, err := sql.Open("pgx", storetest.RequirePostgres(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,11 @@ package imaptest
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"mailsync/internal/cyrus"
+	"mailsync/internal/testenv"
 )
 
 // Cyrus is a private Cyrus IMAP 3.6 on 127.0.0.1 (see package cyrus) that fails the test instead
@@ -15,12 +17,13 @@ type Cyrus struct {
 }
 
 // StartCyrus starts a private Cyrus and stops it when the test ends. When Cyrus is not
-// provisioned (scripts/cyrus.sh, which scripts/test.sh runs), the test is skipped.
+// provisioned (scripts/provision.sh, which scripts/test.sh runs), the test is skipped with one
+// line, or fails under MAILSYNC_TEST_STRICT (see package testenv).
 func StartCyrus(tb testing.TB) *Cyrus {
 	tb.Helper()
 	srv, err := cyrus.Start(tb.TempDir())
 	if errors.Is(err, cyrus.ErrNotProvisioned) {
-		tb.Skipf("imaptest: %v", err)
+		testenv.Skip(tb, "cyrus", strings.TrimPrefix(err.Error(), "cyrus: "))
 	}
 	if err != nil {
 		tb.Fatalf("imaptest: %v", err)

@@ -17,6 +17,7 @@ import (
 	"mailsync/internal/memimap"
 	"mailsync/internal/syncer"
 	"mailsync/internal/task"
+	"mailsync/internal/testenv"
 )
 
 // smallDisk mounts a tmpfs of sizeMB in a fresh directory, unmounted when the test ends, and
@@ -24,7 +25,7 @@ import (
 func smallDisk(t *testing.T, sizeMB int) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a size-limited tmpfs")
+		testenv.Root(t, "mount a size-limited tmpfs")
 	}
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", sizeMB), "tmpfs", dir).CombinedOutput(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
 	"mailsync/internal/task"
+	"mailsync/internal/testenv"
 )
 
 func onHostile(s *hostile.Server) server {
@@ -171,6 +172,7 @@ func TestHostileServerFailsOnlyWhatItBreaks(t *testing.T) {
 // and checks its peak RSS: at most 64 MiB plus twice the largest message fetched, whatever the
 // server announces or the mix of sizes (bench/README.md has the figures).
 func TestHostileServerMemory(t *testing.T) {
+	testenv.Slow(t, "syncs hundreds of MB through a subprocess to measure its memory")
 	t.Parallel()
 	ordinary := func(n int) []hostile.Message {
 		out := make([]hostile.Message, n)

@@ -17,14 +17,16 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"mailsync/internal/task"
+	"mailsync/internal/testenv"
 	"mailsync/internal/worker"
 )
 
-// newBrowser starts one headless Chromium for a test and its subtests.
+// newBrowser starts one headless Chromium for a test and its subtests: the one testenv.Chromium
+// finds (MAILSYNC_CHROMIUM, else PATH), or the test is skipped with one line.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath("/usr/bin/chromium"),
+		chromedp.ExecPath(testenv.Chromium(t)),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.WindowSize(1200, 900),

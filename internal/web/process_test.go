@@ -15,6 +15,7 @@ import (
 
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
+	"mailsync/internal/testenv"
 )
 
 // buildMailsync compiles the mailsync command for process tests.
@@ -119,8 +120,9 @@ type taskJSON struct {
 // reaps it once the heartbeat timeout passes, the second server's worker runs its next attempt,
 // and the page follows that to the end, without a click.
 func TestBrowserKilledWorkerProcess(t *testing.T) {
-	bin := buildMailsync(t)
+	testenv.Chromium(t) // skip before building anything when there is no browser
 	d := imaptest.StartDovecot(t)
+	bin := buildMailsync(t)
 	u := d.AddUser(t, "kim", "kim-imap-password")
 	const messages = 500
 	d.WriteMailgen(t, u, mailgen.Options{Seed: 5, Messages: messages, Folders: []string{"INBOX", "Sent"}})

@@ -9,11 +9,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, to create and drop test schemas
 
 	"mailsync/internal/store"
+	"mailsync/internal/testenv"
 )
 
 // DefaultPostgresURL is where the tests find PostgreSQL unless MAILSYNC_TEST_POSTGRES says
@@ -23,11 +26,15 @@ const DefaultPostgresURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disa
 // Dialects are the engines every suite runs on.
 var Dialects = []string{"sqlite", "postgres"}
 
-// ForEach runs fn as a parallel subtest on every engine.
+// ForEach runs fn as a parallel subtest on every engine. The postgres subtest is skipped (see
+// RequirePostgres) when PostgreSQL does not answer.
 func ForEach(t *testing.T, fn func(t *testing.T, dialect string)) {
 	for _, d := range Dialects {
 		t.Run(d, func(t *testing.T) {
 			t.Parallel()
+			if d == "postgres" {
+				RequirePostgres(t)
+			}
 			fn(t, d)
 		})
 	}
@@ -51,16 +58,53 @@ func PostgresURL() string {
 	return DefaultPostgresURL
 }
 
+// pingTimeout bounds how long RequirePostgres waits for PostgreSQL to answer.
+const pingTimeout = 3 * time.Second
+
+// postgresProbe remembers, for the whole test binary, whether PostgreSQL answered: one probe,
+// not one wait per test.
+var postgresProbe struct {
+	once sync.Once
+	err  error
+}
+
+// RequirePostgres returns PostgresURL, or skips tb with one line (a failure under
+// MAILSYNC_TEST_STRICT, see package testenv) when PostgreSQL does not answer within a few
+// seconds.
+func RequirePostgres(tb testing.TB) string {
+	tb.Helper()
+	base := PostgresURL()
+	postgresProbe.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), pingTimeout)
+		defer cancel()
+		db, err := sql.Open("pgx", base)
+		if err == nil {
+			err = db.PingContext(ctx)
+			db.Close()
+		}
+		postgresProbe.err = err
+	})
+	if err := postgresProbe.err; err != nil {
+		u, perr := url.Parse(base)
+		where := base
+		if perr == nil {
+			where = u.Host // the URL without its credentials
+		}
+		testenv.Skipf(tb, "postgres", "no answer at %s (set MAILSYNC_TEST_POSTGRES, or run scripts/provision.sh or make test-all): %v", where, err)
+	}
+	return base
+}
+
 // DSN returns a fresh, empty database of the dialect for tb and its DSN: a new SQLite file in a
 // temporary directory, or a new PostgreSQL schema dropped when the test ends. A PostgreSQL that
-// does not answer fails the test: the test script starts one, nothing is skipped.
+// does not answer skips the test (see RequirePostgres).
 func DSN(tb testing.TB, dialect string) string {
 	tb.Helper()
 	switch dialect {
 	case "sqlite":
 		return "sqlite:" + filepath.Join(tb.TempDir(), "mailsync.db")
 	case "postgres":
-		base := PostgresURL()
+		base := RequirePostgres(tb)
 		admin, err := sql.Open("pgx", base)
 		if err != nil {
 			tb.Fatalf("storetest: open %s: %v", base, err)
