@@ -33,7 +33,7 @@ func TestFrozenServerShowsAsStalled(t *testing.T) {
 		var once sync.Once
 		var engine *syncer.Syncer
 		e := newEnv(t, dialect, func(c *Config) {
-			engine = syncer.New(c.Store, c.Box, syncer.Options{BatchMessages: 50,
+			engine = syncer.New(c.Store, c.Box, syncer.Options{BatchMessages: 50, Destinations: allowLoopback(t),
 				CommandTimeout: commandTimeout, StallAfter: stallAfter,
 				Fetched: func(string, uint32) { once.Do(func() { close(fetching) }) }})
 			c.Login = engine
