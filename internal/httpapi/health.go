@@ -10,7 +10,7 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
 
-	"mailsync/internal/metrics"
+	"mailsync/internal/task"
 )
 
 // The operators' endpoints answer in the IETF health-check format
@@ -111,7 +111,7 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 			deadState = "fail"
 		}
 	}
-	oldest := metrics.OldestHeartbeatAge(active)
+	oldest := task.OldestHeartbeatAge(active)
 	oldestState := "pass"
 	if oldest > cfg.HeartbeatTimeout {
 		oldestState = "warn"
