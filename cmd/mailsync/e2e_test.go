@@ -107,7 +107,9 @@ func TestKilledServerIsRepairedAndResumed(t *testing.T) {
 
 		dsn := storetest.DSN(t, d)
 		common := []string{"--db", dsn, "--data-dir", t.TempDir(),
-			"--heartbeat-interval=200ms", "--heartbeat-timeout=2s", "--self-fence=1500ms"}
+			// Short enough to wait for, long enough that one batch commit on a loaded machine
+			// does not outlast the self-fence.
+			"--heartbeat-interval=500ms", "--heartbeat-timeout=5s", "--self-fence=3500ms"}
 		must := func(stdin string, args ...string) string {
 			t.Helper()
 			code, out, stderr := mailsyncIn(t, stdin, append(append([]string{}, common...), args...)...)
@@ -149,7 +151,7 @@ func TestKilledServerIsRepairedAndResumed(t *testing.T) {
 		if !strings.Contains(out, "nothing to repair") {
 			t.Fatalf("repair before the timeout changed something:\n%s", out)
 		}
-		time.Sleep(2100 * time.Millisecond)
+		time.Sleep(5100 * time.Millisecond)
 		out = must("", "repair")
 		if !strings.Contains(out, id) || !strings.Contains(out, "now queued") {
 			t.Fatalf("repair did not report the dead task %s:\n%s", id, out)

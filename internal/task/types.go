@@ -44,6 +44,10 @@ type Progress struct {
 	New           int
 	Updated       int
 	Deleted       int
+	// Waiting is how long the run has been waiting on its IMAP server with nothing received (0:
+	// it is not). Heartbeats turn it into the row's stalled_since by the database clock; it is
+	// never read back (see Task.StalledSince).
+	Waiting time.Duration
 }
 
 // Task is one sync task as the database last had it. Zero times stand for "never".
@@ -63,6 +67,12 @@ type Task struct {
 	CancelRequestedAt time.Time
 	Progress          Progress
 	Error             string
+	// StalledSince is when the running task's IMAP server went quiet, by the database clock, as
+	// its worker's last heartbeat said; zero when it was not waiting.
+	StalledSince time.Time
+	// Deaths counts the attempts whose worker went silent and was given up on (reaped, or replaced
+	// by a Start): a task that died on every attempt is a crash loop.
+	Deaths int
 	// ObservedAt is the database clock when the row was read: liveness is judged against it, never
 	// against the clock of the machine that reads.
 	ObservedAt time.Time
@@ -146,4 +156,5 @@ type Store interface {
 	Task(ctx context.Context, id string) (Task, error)
 	LatestTask(ctx context.Context, accountID int64) (Task, error)
 	TaskAttempts(ctx context.Context, taskID string) ([]Attempt, error)
+	RecentTasks(ctx context.Context, accountID int64, limit int) ([]Task, error)
 }
