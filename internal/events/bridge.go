@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mailsync/internal/task"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"mailsync/internal/store"
 )
 
 // DefaultChannel is the PostgreSQL notification channel instances share.
@@ -57,9 +56,9 @@ func (br *Bridge) Publish(taskID string) {
 
 // TaskChanged publishes t's id, and WorkQueued when t is queued, here and on every other
 // instance; it has the shape of task.Manager.Changed.
-func (br *Bridge) TaskChanged(t store.Task) {
+func (br *Bridge) TaskChanged(t task.Task) {
 	br.Publish(t.ID)
-	if t.State == store.TaskQueued {
+	if t.State == task.Queued {
 		br.Publish(WorkQueued)
 	}
 }

@@ -8,9 +8,8 @@
 package events
 
 import (
+	"mailsync/internal/task"
 	"sync"
-
-	"mailsync/internal/store"
 )
 
 // WorkQueued is the topic of "a task was queued" signals, which idle claim loops subscribe to
@@ -80,9 +79,9 @@ func (b *Bus) Publish(taskID string) {
 
 // TaskChanged publishes t's id, and WorkQueued when t is queued; it has the shape of
 // task.Manager.Changed.
-func (b *Bus) TaskChanged(t store.Task) {
+func (b *Bus) TaskChanged(t task.Task) {
 	b.Publish(t.ID)
-	if t.State == store.TaskQueued {
+	if t.State == task.Queued {
 		b.Publish(WorkQueued)
 	}
 }

@@ -6,12 +6,12 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
+	"mailsync/internal/task"
 	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 )
 
@@ -56,13 +56,13 @@ func TestBusSignalsQueuedWorkOnlyForQueuedTasks(t *testing.T) {
 	b := NewBus()
 	queued, stop := b.SubscribeQueued()
 	defer stop()
-	for _, state := range []store.TaskState{store.TaskRunning, store.TaskSucceeded, store.TaskFailed} {
-		b.TaskChanged(store.Task{ID: "t", State: state})
+	for _, state := range []task.State{task.Running, task.Succeeded, task.Failed} {
+		b.TaskChanged(task.Task{ID: "t", State: state})
 		if received(queued, 20*time.Millisecond) {
 			t.Fatalf("a %s task woke the claim loops", state)
 		}
 	}
-	b.TaskChanged(store.Task{ID: "t", State: store.TaskQueued})
+	b.TaskChanged(task.Task{ID: "t", State: task.Queued})
 	if !received(queued, time.Second) {
 		t.Fatal("a queued task did not wake the claim loops")
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 	"github.com/shirou/gopsutil/v4/mem"
 
-	"mailsync/internal/metrics"
 	"mailsync/internal/task"
 )
 
@@ -123,7 +122,7 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 			deadState = "fail"
 		}
 	}
-	oldest := metrics.OldestHeartbeatAge(active)
+	oldest := task.OldestHeartbeatAge(active)
 	oldestState := "pass"
 	if oldest > cfg.HeartbeatTimeout {
 		oldestState = "warn"

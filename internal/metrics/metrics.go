@@ -13,13 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"mailsync/internal/store"
+	"mailsync/internal/task"
 )
 
 // TaskSource is what the scrape-time task gauges read.
 type TaskSource interface {
-	TaskCounts(ctx context.Context) (map[store.TaskState]int, error)
-	ActiveTasks(ctx context.Context) ([]store.Task, error)
+	TaskCounts(ctx context.Context) (map[task.State]int, error)
+	ActiveTasks(ctx context.Context) ([]task.Task, error)
 }
 
 // Registry holds every mailsync metric.
@@ -78,7 +78,7 @@ func (r *Registry) Handler() http.Handler {
 
 // TaskFinished records a task that reached a terminal state. Call it once per task, where the
 // transition happened (the worker's Finish, a reap, a cancel of a queued task).
-func (r *Registry) TaskFinished(t store.Task) {
+func (r *Registry) TaskFinished(t task.Task) {
 	if t.State.Active() || t.FinishedAt.IsZero() {
 		return
 	}
@@ -151,7 +151,7 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		failed = 1
 	}
-	for _, s := range []store.TaskState{store.TaskQueued, store.TaskRunning, store.TaskSucceeded, store.TaskFailed, store.TaskCancelled} {
+	for _, s := range task.States {
 		if err == nil {
 			ch <- prometheus.MustNewConstMetric(c.tasksDesc, prometheus.GaugeValue, float64(counts[s]), string(s))
 		}
@@ -160,19 +160,7 @@ func (c *taskCollector) Collect(ch chan<- prometheus.Metric) {
 	if err != nil {
 		failed = 1
 	} else {
-		ch <- prometheus.MustNewConstMetric(c.oldestHeartbeatDesc, prometheus.GaugeValue, OldestHeartbeatAge(active).Seconds())
+		ch <- prometheus.MustNewConstMetric(c.oldestHeartbeatDesc, prometheus.GaugeValue, task.OldestHeartbeatAge(active).Seconds())
 	}
 	ch <- prometheus.MustNewConstMetric(c.errsDesc, prometheus.GaugeValue, failed)
-}
-
-// OldestHeartbeatAge is the age of the stalest heartbeat among the running tasks, as of the
-// database clock when they were read; 0 when none runs.
-func OldestHeartbeatAge(tasks []store.Task) time.Duration {
-	var oldest time.Duration
-	for _, t := range tasks {
-		if t.State == store.TaskRunning {
-			oldest = max(oldest, t.ObservedAt.Sub(t.HeartbeatAt))
-		}
-	}
-	return oldest
 }

@@ -3,24 +3,23 @@ package metrics
 import (
 	"context"
 	"errors"
+	"mailsync/internal/task"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"mailsync/internal/store"
 )
 
 type fakeSource struct {
-	counts map[store.TaskState]int
-	active []store.Task
+	counts map[task.State]int
+	active []task.Task
 	err    error
 }
 
-func (f fakeSource) TaskCounts(context.Context) (map[store.TaskState]int, error) {
+func (f fakeSource) TaskCounts(context.Context) (map[task.State]int, error) {
 	return f.counts, f.err
 }
-func (f fakeSource) ActiveTasks(context.Context) ([]store.Task, error) { return f.active, f.err }
+func (f fakeSource) ActiveTasks(context.Context) ([]task.Task, error) { return f.active, f.err }
 
 func scrape(t *testing.T, r *Registry) string {
 	t.Helper()
@@ -32,16 +31,16 @@ func scrape(t *testing.T, r *Registry) string {
 func TestRegistry(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	src := fakeSource{
-		counts: map[store.TaskState]int{store.TaskRunning: 2, store.TaskSucceeded: 5},
-		active: []store.Task{
-			{State: store.TaskRunning, HeartbeatAt: now.Add(-7 * time.Second), ObservedAt: now},
-			{State: store.TaskRunning, HeartbeatAt: now.Add(-2 * time.Second), ObservedAt: now},
-			{State: store.TaskQueued, CreatedAt: now.Add(-time.Hour), ObservedAt: now},
+		counts: map[task.State]int{task.Running: 2, task.Succeeded: 5},
+		active: []task.Task{
+			{State: task.Running, HeartbeatAt: now.Add(-7 * time.Second), ObservedAt: now},
+			{State: task.Running, HeartbeatAt: now.Add(-2 * time.Second), ObservedAt: now},
+			{State: task.Queued, CreatedAt: now.Add(-time.Hour), ObservedAt: now},
 		},
 	}
 	r := New(src)
-	r.TaskFinished(store.Task{State: store.TaskSucceeded, StartedAt: now, FinishedAt: now.Add(3 * time.Second)})
-	r.TaskFinished(store.Task{State: store.TaskRunning}) // not finished: ignored
+	r.TaskFinished(task.Task{State: task.Succeeded, StartedAt: now, FinishedAt: now.Add(3 * time.Second)})
+	r.TaskFinished(task.Task{State: task.Running}) // not finished: ignored
 	r.MessagesFetched(10, 2048)
 	r.IMAPError("auth")
 	r.ZombiesReaped(2)

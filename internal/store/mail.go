@@ -1,6 +1,8 @@
 package store
 
 import (
+	"mailsync/internal/task"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -68,9 +70,9 @@ type Batch struct {
 }
 
 // CommitBatch writes b in one transaction whose first statement is the fenced heartbeat of l:
-// when the lease is lost nothing is written and ErrLeaseLost is returned. It returns the folder's
+// when the lease is lost nothing is written and task.ErrLeaseLost is returned. It returns the folder's
 // id.
-func (s *Store) CommitBatch(ctx context.Context, l Lease, p Progress, b Batch) (folderID int64, err error) {
+func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b Batch) (folderID int64, err error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err
@@ -303,7 +305,7 @@ func deleteUIDs(ctx context.Context, tx *sql.Tx, folderID int64, uids []uint32) 
 }
 
 // DeleteFolder removes a folder the server no longer has, with its messages, fenced like a batch.
-func (s *Store) DeleteFolder(ctx context.Context, l Lease, p Progress, accountID int64, name string) error {
+func (s *Store) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err

@@ -9,6 +9,8 @@
 package store
 
 import (
+	"mailsync/internal/task"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -23,16 +25,9 @@ import (
 var (
 	// ErrNotFound is returned when a row that was asked for by id does not exist.
 	ErrNotFound = errors.New("not found")
-	// ErrLeaseLost is returned by fenced writes when the task is no longer running under the
-	// caller's epoch: the reaper, a cancel or another worker has taken it. The caller must stop.
-	ErrLeaseLost = errors.New("task lease lost")
 	// ErrConflict is returned when a write would break a uniqueness rule (an email already taken,
 	// an account name already used).
 	ErrConflict = errors.New("conflict")
-	// ErrBusy is returned when a statement gave up waiting for a lock another database session
-	// holds (a row of a frozen instance, an operator's open transaction). Nothing was written; the
-	// caller may try again shortly.
-	ErrBusy = errors.New("busy: another database session holds a lock on the row; try again shortly")
 )
 
 // Store is the database of one mailsync deployment.
@@ -142,10 +137,10 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
-// busy wraps a lock wait that ran out as ErrBusy, keeping the engine's error for the message.
+// busy wraps a lock wait that ran out as task.ErrBusy, keeping the engine's error for the message.
 func (s *Store) busy(err error) error {
 	if err != nil && s.dialect.isBusy != nil && s.dialect.isBusy(err) {
-		return fmt.Errorf("%w (%w)", ErrBusy, err)
+		return fmt.Errorf("%w (%w)", task.ErrBusy, err)
 	}
 	return err
 }

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"mailsync/internal/task"
+
 	"context"
 	"database/sql"
 	"errors"
@@ -10,41 +12,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// TaskState is the state of a sync task. Queued and running are active; the others are terminal
-// and a terminal row never changes again.
-type TaskState string
-
-const (
-	TaskQueued    TaskState = "queued"
-	TaskRunning   TaskState = "running"
-	TaskSucceeded TaskState = "succeeded"
-	TaskFailed    TaskState = "failed"
-	TaskCancelled TaskState = "cancelled"
-)
-
-// Active reports whether the state is queued or running.
-func (s TaskState) Active() bool { return s == TaskQueued || s == TaskRunning }
-
-// Progress is what a running sync reports. Counters only grow during a run.
-type Progress struct {
-	Phase         string
-	FoldersTotal  int
-	FoldersDone   int
-	MessagesTotal int
-	MessagesDone  int
-	BytesDone     int64
-	New           int
-	Updated       int
-	Deleted       int
-	// Waiting is how long the run has been waiting on its IMAP server with nothing received (0:
-	// it is not). Heartbeats turn it into the row's stalled_since by the database clock; it is
-	// never read back (see Task.StalledSince).
-	Waiting time.Duration
-}
-
 // normalized makes the counters satisfy the table's CHECKs (done never above total, nothing
 // negative), so that a late count from the server can never turn a heartbeat into an error.
-func (p Progress) normalized() Progress {
+func normalized(p task.Progress) task.Progress {
 	p.FoldersDone = max(p.FoldersDone, 0)
 	p.FoldersTotal = max(p.FoldersTotal, p.FoldersDone)
 	p.MessagesDone = max(p.MessagesDone, 0)
@@ -55,43 +25,15 @@ func (p Progress) normalized() Progress {
 	return p
 }
 
-// Task is one row of sync_tasks. Zero times stand for NULL.
-type Task struct {
-	ID                string
-	AccountID         int64
-	State             TaskState
-	ForceFull         bool
-	Epoch             int64
-	Attempt           int
-	MaxAttempts       int
-	Owner             string
-	CreatedAt         time.Time
-	StartedAt         time.Time
-	HeartbeatAt       time.Time
-	FinishedAt        time.Time
-	CancelRequestedAt time.Time
-	Progress          Progress
-	Error             string
-	// StalledSince is when the running task's IMAP server went quiet, by the database clock, as
-	// its worker's last heartbeat said; zero when it was not waiting.
-	StalledSince time.Time
-	// Deaths counts the attempts whose worker went silent and was given up on (reaped, or replaced
-	// by a Start): a task that died on every attempt is a crash loop.
-	Deaths int
-	// ObservedAt is the database clock when the row was read: liveness is judged against it, never
-	// against the clock of the machine that reads.
-	ObservedAt time.Time
-}
+// errNoTask is a missing task row: both the lifecycle's task.ErrNotFound and this package's
+// ErrNotFound (the API answers 404 for any missing row alike).
+var errNoTask error = noTask{}
 
-// Lease is a worker's claim on a running task. Epoch is the fencing token: every write a worker
-// makes for the task names it, and the database refuses it once the epoch has moved on.
-type Lease struct {
-	TaskID string
-	Epoch  int64
-}
+type noTask struct{}
 
-// Lease returns the fencing token of the task as it was read.
-func (t Task) Lease() Lease { return Lease{TaskID: t.ID, Epoch: t.Epoch} }
+func (noTask) Error() string { return task.ErrNotFound.Error() }
+
+func (noTask) Is(target error) bool { return target == task.ErrNotFound || target == ErrNotFound }
 
 const taskColumns = `id, account_id, state, force_full, epoch, attempt, max_attempts, owner,
 	created_at, started_at, heartbeat_at, finished_at, cancel_requested_at, phase,
@@ -100,9 +42,9 @@ const taskColumns = `id, account_id, state, force_full, epoch, attempt, max_atte
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanTask(row rowScanner, extra ...any) (Task, error) {
+func scanTask(row rowScanner, extra ...any) (task.Task, error) {
 	var (
-		t                                             Task
+		t                                             task.Task
 		owner                                         sql.NullString
 		created, observed                             int64
 		started, heartbeat, finished, cancelRequested sql.NullInt64
@@ -114,7 +56,7 @@ func scanTask(row rowScanner, extra ...any) (Task, error) {
 		&t.Progress.BytesDone, &t.Progress.New, &t.Progress.Updated, &t.Progress.Deleted, &t.Error,
 		&stalled, &t.Deaths, &observed}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
-		return Task{}, err
+		return task.Task{}, err
 	}
 	t.Owner = owner.String
 	t.CreatedAt = fromMillis(created)
@@ -127,9 +69,9 @@ func scanTask(row rowScanner, extra ...any) (Task, error) {
 	return t, nil
 }
 
-func scanTasks(rows *sql.Rows) ([]Task, error) {
+func scanTasks(rows *sql.Rows) ([]task.Task, error) {
 	defer rows.Close()
-	var out []Task
+	var out []task.Task
 	for rows.Next() {
 		t, err := scanTask(rows)
 		if err != nil {
@@ -138,17 +80,6 @@ func scanTasks(rows *sql.Rows) ([]Task, error) {
 		out = append(out, t)
 	}
 	return out, rows.Err()
-}
-
-// StartParams are the inputs of StartTask. The durations are the lifecycle's policy, owned by
-// package task; Now, when set, replaces the database clock (tests).
-type StartParams struct {
-	AccountID     int64
-	ForceFull     bool
-	MaxAttempts   int
-	DeadAfter     time.Duration
-	QueuedTimeout time.Duration
-	Now           time.Time
 }
 
 // StartTask returns the account's active task, creating one when there is none; created says
@@ -162,8 +93,8 @@ type StartParams struct {
 // It never waits long for another session's lock on the account's task row (on PostgreSQL, a
 // frozen instance's open transaction would otherwise hold Sync now for as long as it lives): after
 // startLockWait it answers with the live task as last committed, read without a lock, or, when the
-// locked row is dead or not yet committed, with ErrBusy.
-func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, created bool, err error) {
+// locked row is dead or not yet committed, with task.ErrBusy.
+func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task, created bool, err error) {
 	id := uuid.NewString()
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := s.limitLockWait(ctx, tx, startLockWait); err != nil {
@@ -189,17 +120,17 @@ func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, create
 			RETURNING `+taskColumns+`, id = $1`),
 			id, p.AccountID, p.ForceFull, p.MaxAttempts, at(p.Now))
 		var err error
-		task, err = scanTask(row, &created)
+		t, err = scanTask(row, &created)
 		return err
 	})
-	if err = s.busy(err); errors.Is(err, ErrBusy) {
-		task, created = Task{}, false
-		task, err = s.liveTask(ctx, p, err)
+	if err = s.busy(err); errors.Is(err, task.ErrBusy) {
+		t, created = task.Task{}, false
+		t, err = s.liveTask(ctx, p, err)
 	}
 	if err != nil {
-		return Task{}, false, fmt.Errorf("store: start task for account %d: %w", p.AccountID, err)
+		return task.Task{}, false, fmt.Errorf("store: start task for account %d: %w", p.AccountID, err)
 	}
-	return task, created, nil
+	return t, created, nil
 }
 
 // startLockWait is how long StartTask waits for a row lock before it answers from what is
@@ -211,7 +142,7 @@ const startLockWait = time.Second
 // An MVCC read takes no lock and waits for none, and it writes nothing, so the partial unique
 // index still admits one active task. busy is returned when there is no live task to give: the
 // locked row is dead (and cannot be replaced while it is locked) or is not committed yet.
-func (s *Store) liveTask(ctx context.Context, p StartParams, busy error) (Task, error) {
+func (s *Store) liveTask(ctx context.Context, p task.StartParams, busy error) (task.Task, error) {
 	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`
 		SELECT `+taskColumns+` FROM sync_tasks
 		WHERE account_id = $1 AND (
@@ -219,10 +150,10 @@ func (s *Store) liveTask(ctx context.Context, p StartParams, busy error) (Task, 
 			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) >= COALESCE($2, {{now}}) - $4))`),
 		p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout)))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, busy
+		return task.Task{}, busy
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("read the live task: %w", err)
+		return task.Task{}, fmt.Errorf("read the live task: %w", err)
 	}
 	return t, nil
 }
@@ -253,25 +184,25 @@ func (s *Store) limitLockWait(ctx context.Context, tx *sql.Tx, d time.Duration) 
 }
 
 // ClaimTask moves the oldest queued task to running under owner, with a new epoch and one more
-// attempt. Progress starts again from zero: each run counts its own work (a resumed sync has less
+// attempt. task.Progress starts again from zero: each run counts its own work (a resumed sync has less
 // to do than the one that died), and the error goes: a running task shows no reason why a run
-// before it ended (that is in the attempt log, TaskAttempts). It returns ErrNotFound when nothing
+// before it ended (that is in the attempt log, TaskAttempts). It returns task.ErrNotFound when nothing
 // is queued.
-func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (Task, error) {
+func (s *Store) ClaimTask(ctx context.Context, owner string, now time.Time) (task.Task, error) {
 	return s.claimTask(ctx, owner, 0, now)
 }
 
 // ClaimAccountTask is ClaimTask restricted to one account's queued task: a worker that serves one
 // account (the CLI's sync) never takes another account's work.
-func (s *Store) ClaimAccountTask(ctx context.Context, owner string, accountID int64, now time.Time) (Task, error) {
+func (s *Store) ClaimAccountTask(ctx context.Context, owner string, accountID int64, now time.Time) (task.Task, error) {
 	if accountID <= 0 {
-		return Task{}, fmt.Errorf("store: claim task: account id %d is not an account", accountID)
+		return task.Task{}, fmt.Errorf("store: claim task: account id %d is not an account", accountID)
 	}
 	return s.claimTask(ctx, owner, accountID, now)
 }
 
 // claimTask claims the oldest queued task, of accountID only when it is positive.
-func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, now time.Time) (Task, error) {
+func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, now time.Time) (task.Task, error) {
 	filter, args := "", []any{owner, at(now)}
 	if accountID > 0 {
 		filter, args = "AND account_id = $3", append(args, accountID)
@@ -288,22 +219,22 @@ func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, no
 		RETURNING `+taskColumns), args...)
 	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, ErrNotFound
+		return task.Task{}, errNoTask
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("store: claim task: %w", err)
+		return task.Task{}, fmt.Errorf("store: claim task: %w", err)
 	}
 	return t, nil
 }
 
 // Heartbeat records that the lease holder is alive and where it is. It returns the time a cancel
-// was requested (zero if none) and ErrLeaseLost when the lease is no longer valid.
+// was requested (zero if none) and task.ErrLeaseLost when the lease is no longer valid.
 //
 // It fails fast rather than hang when another session holds the task's row: after beatLockWait
-// (or sooner, when ctx ends sooner) it returns ErrBusy, having written nothing, and the worker
+// (or sooner, when ctx ends sooner) it returns task.ErrBusy, having written nothing, and the worker
 // tries again. On PostgreSQL it is a transaction of its own, so a beat its caller gave up on can
 // never commit later.
-func (s *Store) Heartbeat(ctx context.Context, l Lease, p Progress, now time.Time) (cancelRequestedAt time.Time, err error) {
+func (s *Store) Heartbeat(ctx context.Context, l task.Lease, p task.Progress, now time.Time) (cancelRequestedAt time.Time, err error) {
 	wait := beatLockWait
 	if deadline, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(deadline))
@@ -334,8 +265,8 @@ type querier interface {
 // Counters never go down within a run: the worker's heartbeat and the syncer's batches both write
 // progress, and a heartbeat that read the progress just before a batch committed newer figures
 // must not put the older ones back.
-func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, now time.Time) (time.Time, error) {
-	p = p.normalized()
+func (s *Store) heartbeat(ctx context.Context, q querier, l task.Lease, p task.Progress, now time.Time) (time.Time, error) {
+	p = normalized(p)
 	var cancelRequested sql.NullInt64
 	err := q.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET heartbeat_at = CASE WHEN heartbeat_at > COALESCE($3, {{now}}) THEN heartbeat_at ELSE COALESCE($3, {{now}}) END,
@@ -354,7 +285,7 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, n
 		l.TaskID, l.Epoch, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
 		p.BytesDone, p.New, p.Updated, p.Deleted, millis(p.Waiting)).Scan(&cancelRequested)
 	if errors.Is(err, sql.ErrNoRows) {
-		return time.Time{}, ErrLeaseLost
+		return time.Time{}, task.ErrLeaseLost
 	}
 	if err != nil {
 		return time.Time{}, err
@@ -364,12 +295,12 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, n
 
 // FinishTask ends a running task in a terminal state with its final counters. A succeeded task
 // has done all it counted: its total is set to what was done (messages can vanish mid-sync).
-func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Progress, errMsg string, now time.Time) (Task, error) {
+func (s *Store) FinishTask(ctx context.Context, l task.Lease, state task.State, p task.Progress, errMsg string, now time.Time) (task.Task, error) {
 	if state.Active() {
-		return Task{}, fmt.Errorf("store: finish task %s: %q is not a terminal state", l.TaskID, state)
+		return task.Task{}, fmt.Errorf("store: finish task %s: %q is not a terminal state", l.TaskID, state)
 	}
-	p = p.normalized()
-	if state == TaskSucceeded {
+	p = normalized(p)
+	if state == task.Succeeded {
 		p.MessagesTotal = p.MessagesDone
 		p.FoldersDone = p.FoldersTotal
 	}
@@ -383,10 +314,10 @@ func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Prog
 		p.BytesDone, p.New, p.Updated, p.Deleted, errMsg)
 	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, ErrLeaseLost)
+		return task.Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, task.ErrLeaseLost)
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, err)
+		return task.Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, err)
 	}
 	if s.checkpoints != nil {
 		s.checkpoints.settled() // a sync's end: give the WAL's disk space back
@@ -396,9 +327,9 @@ func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Prog
 
 // InterruptTask gives a running task back to the queue because its worker is shutting down: the
 // epoch moves on (fencing the old run) and the attempt is handed back, so a deploy never burns a
-// user's retries. Progress stays as the checkpoint left it.
-func (s *Store) InterruptTask(ctx context.Context, l Lease, p Progress, now time.Time) (Task, error) {
-	p = p.normalized()
+// user's retries. task.Progress stays as the checkpoint left it.
+func (s *Store) InterruptTask(ctx context.Context, l task.Lease, p task.Progress, now time.Time) (task.Task, error) {
+	p = normalized(p)
 	row := s.write.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET state = 'queued', owner = NULL, epoch = epoch + 1,
 			attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END,
@@ -411,10 +342,10 @@ func (s *Store) InterruptTask(ctx context.Context, l Lease, p Progress, now time
 		p.BytesDone, p.New, p.Updated, p.Deleted)
 	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, fmt.Errorf("store: interrupt task %s: %w", l.TaskID, ErrLeaseLost)
+		return task.Task{}, fmt.Errorf("store: interrupt task %s: %w", l.TaskID, task.ErrLeaseLost)
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("store: interrupt task %s: %w", l.TaskID, err)
+		return task.Task{}, fmt.Errorf("store: interrupt task %s: %w", l.TaskID, err)
 	}
 	return t, nil
 }
@@ -422,8 +353,8 @@ func (s *Store) InterruptTask(ctx context.Context, l Lease, p Progress, now time
 // CancelTask cancels a queued task at once and flags a running one, whose worker stops at its
 // next heartbeat. It returns the task as it now is; cancelling a finished task changes nothing.
 // Like StartTask it waits at most startLockWait for a row another session holds, then answers
-// ErrBusy, having changed nothing.
-func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t Task, err error) {
+// task.ErrBusy, having changed nothing.
+func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t task.Task, err error) {
 	err = s.withLockWait(ctx, startLockWait, func(q querier) error {
 		t, err = s.cancelTask(ctx, q, id, now)
 		return err
@@ -432,12 +363,12 @@ func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t Tas
 		return s.Task(ctx, id)
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("store: cancel task %s: %w", id, s.busy(err))
+		return task.Task{}, fmt.Errorf("store: cancel task %s: %w", id, s.busy(err))
 	}
 	return t, nil
 }
 
-func (s *Store) cancelTask(ctx context.Context, q querier, id string, now time.Time) (Task, error) {
+func (s *Store) cancelTask(ctx context.Context, q querier, id string, now time.Time) (task.Task, error) {
 	row := q.QueryRowContext(ctx, s.sql(`
 		UPDATE sync_tasks SET
 			state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
@@ -457,14 +388,6 @@ const lastHeard = `'; its last heartbeat was in phase "' || phase || '", ' ||
 	folders_done || ' of ' || folders_total || ' folders done, ' ||
 	messages_done || ' of ' || messages_total || ' messages'`
 
-// ReapParams are the inputs of ReapTasks.
-type ReapParams struct {
-	DeadAfter     time.Duration
-	QueuedTimeout time.Duration
-	MaxRunTime    time.Duration
-	Now           time.Time
-}
-
 // ReapTasks ends or re-queues every dead active task and returns the rows it changed:
 //
 //   - running and silent for longer than DeadAfter: back to the queue while attempts remain (the
@@ -480,7 +403,7 @@ type ReapParams struct {
 // A row another session holds locked is skipped, not waited for (FOR UPDATE SKIP LOCKED on
 // PostgreSQL): one frozen transaction must not stop reaping for every other task. A skipped dead
 // task is reaped by the first reap after its lock goes. SQLite has one writer and no row locks.
-func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
+func (s *Store) ReapTasks(ctx context.Context, p task.ReapParams) ([]task.Task, error) {
 	now, dead, queued, maxRun := at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout), millis(p.MaxRunTime)
 	const (
 		silent    = `state = 'running' AND heartbeat_at < COALESCE($1, {{now}}) - $2`
@@ -518,7 +441,7 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($1, {{now}}) - $4)`),
 			[]any{now, dead, maxRun, queued}},
 	}
-	var reaped []Task
+	var reaped []task.Task
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// Rows are skipped, not waited for; this bounds the waits SKIP LOCKED does not cover
 		// (an index entry another transaction is inserting), and a reap that runs into one tries
@@ -549,39 +472,39 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 const reapLockWait = 2 * time.Second
 
 // Task returns one task by id.
-func (s *Store) Task(ctx context.Context, id string) (Task, error) {
+func (s *Store) Task(ctx context.Context, id string) (task.Task, error) {
 	row, err := s.queryRowPrepared(ctx, s.sql(`SELECT `+taskColumns+` FROM sync_tasks WHERE id = $1`), id)
-	var t Task
+	var t task.Task
 	if err == nil {
 		t, err = scanTask(row)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, fmt.Errorf("store: task %s: %w", id, ErrNotFound)
+		return task.Task{}, fmt.Errorf("store: task %s: %w", id, errNoTask)
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("store: task %s: %w", id, err)
+		return task.Task{}, fmt.Errorf("store: task %s: %w", id, err)
 	}
 	return t, nil
 }
 
 // LatestTask returns the account's active task, or else its most recent one.
-func (s *Store) LatestTask(ctx context.Context, accountID int64) (Task, error) {
+func (s *Store) LatestTask(ctx context.Context, accountID int64) (task.Task, error) {
 	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`
 		SELECT `+taskColumns+` FROM sync_tasks WHERE account_id = $1
 		ORDER BY CASE WHEN state IN ('queued', 'running') THEN 0 ELSE 1 END, created_at DESC, id DESC
 		LIMIT 1`), accountID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, ErrNotFound)
+		return task.Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, errNoTask)
 	}
 	if err != nil {
-		return Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, err)
+		return task.Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, err)
 	}
 	return t, nil
 }
 
 // RecentTasks returns the account's last finished tasks, newest first, at most limit: the history
 // the crash-loop backoff is decided from.
-func (s *Store) RecentTasks(ctx context.Context, accountID int64, limit int) ([]Task, error) {
+func (s *Store) RecentTasks(ctx context.Context, accountID int64, limit int) ([]task.Task, error) {
 	rows, err := s.read.QueryContext(ctx, s.sql(`
 		SELECT `+taskColumns+` FROM sync_tasks
 		WHERE account_id = $1 AND state IN ('succeeded', 'failed', 'cancelled')
@@ -598,26 +521,26 @@ func (s *Store) RecentTasks(ctx context.Context, accountID int64, limit int) ([]
 
 // TaskWithOwner returns one task by id and the id of the user owning its account, in one query:
 // the API checks ownership on every read of a task.
-func (s *Store) TaskWithOwner(ctx context.Context, id string) (Task, int64, error) {
+func (s *Store) TaskWithOwner(ctx context.Context, id string) (task.Task, int64, error) {
 	var owner int64
 	row, err := s.queryRowPrepared(ctx, s.sql(`SELECT `+taskColumns+`,
 		(SELECT user_id FROM accounts WHERE accounts.id = sync_tasks.account_id)
 		FROM sync_tasks WHERE id = $1`), id)
-	var t Task
+	var t task.Task
 	if err == nil {
 		t, err = scanTask(row, &owner)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, 0, fmt.Errorf("store: task %s: %w", id, ErrNotFound)
+		return task.Task{}, 0, fmt.Errorf("store: task %s: %w", id, errNoTask)
 	}
 	if err != nil {
-		return Task{}, 0, fmt.Errorf("store: task %s: %w", id, err)
+		return task.Task{}, 0, fmt.Errorf("store: task %s: %w", id, err)
 	}
 	return t, owner, nil
 }
 
 // ActiveTasks returns every queued or running task, oldest first.
-func (s *Store) ActiveTasks(ctx context.Context) ([]Task, error) {
+func (s *Store) ActiveTasks(ctx context.Context) ([]task.Task, error) {
 	rows, err := s.read.QueryContext(ctx, s.sql(`
 		SELECT `+taskColumns+` FROM sync_tasks WHERE state IN ('queued', 'running') ORDER BY created_at, id`))
 	if err != nil {

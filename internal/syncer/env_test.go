@@ -69,12 +69,12 @@ type countingStore struct {
 	writes, folderReads atomic.Int64
 }
 
-func (c *countingStore) CommitBatch(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error) {
+func (c *countingStore) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b store.Batch) (int64, error) {
 	c.writes.Add(1)
 	return c.Store.CommitBatch(ctx, l, p, b)
 }
 
-func (c *countingStore) DeleteFolder(ctx context.Context, l store.Lease, p store.Progress, accountID int64, name string) error {
+func (c *countingStore) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error {
 	c.writes.Add(1)
 	return c.Store.DeleteFolder(ctx, l, p, accountID, name)
 }

@@ -51,8 +51,8 @@ type Store interface {
 	Folders(ctx context.Context, accountID int64) ([]store.Folder, error)
 	FolderUIDs(ctx context.Context, folderID int64) ([]store.FlagChange, error)
 	FolderSummaries(ctx context.Context, folderID int64) ([]store.StoredSummary, error)
-	CommitBatch(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error)
-	DeleteFolder(ctx context.Context, l store.Lease, p store.Progress, accountID int64, name string) error
+	CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b store.Batch) (int64, error)
+	DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error
 }
 
 // Options tunes a Syncer. The zero value is usable.

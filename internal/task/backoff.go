@@ -58,7 +58,7 @@ func (m *Manager) HeldUntil(ctx context.Context, accountID int64) (time.Time, er
 	if m.config.CrashBackoff <= 0 {
 		return time.Time{}, nil
 	}
-	recent, err := m.store.RecentTasks(ctx, accountID, backoffHistory)
+	recent, err := m.db.RecentTasks(ctx, accountID, backoffHistory)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("task: crash backoff of account %d: %w", accountID, err)
 	}

@@ -1,7 +1,8 @@
 // Package task is the sync-task lifecycle: Start, Claim, Heartbeat, Finish, Cancel, Reap and
 // Interrupt, each one atomic compare-and-set in the database (package store holds the SQL).
 //
-// The invariants, enforced by the database itself:
+// The invariants, enforced by the database itself (docs/lifecycle.md names the constraint or
+// statement behind each):
 //   - an account has at most one active (queued or running) task, so "Sync now" is idempotent;
 //   - a running task has an owner and an epoch; every write of the owner names that epoch, and a
 //     write under an old epoch changes nothing (fencing), so a paused or partitioned worker cannot
@@ -18,35 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"mailsync/internal/store"
 )
-
-// Task, Progress, Lease and the states are the store's rows, re-exported because they are the
-// vocabulary of the lifecycle.
-type (
-	Task     = store.Task
-	Progress = store.Progress
-	Lease    = store.Lease
-	State    = store.TaskState
-	Attempt  = store.TaskAttempt
-)
-
-const (
-	Queued    = store.TaskQueued
-	Running   = store.TaskRunning
-	Succeeded = store.TaskSucceeded
-	Failed    = store.TaskFailed
-	Cancelled = store.TaskCancelled
-)
-
-// ErrLeaseLost means the caller no longer owns the task: stop, and write nothing more.
-var ErrLeaseLost = store.ErrLeaseLost
-
-// ErrBusy means another database session holds the task's row and the call gave up waiting for
-// it, having changed nothing: try again shortly. Start returns it only when it cannot even read a
-// live task to join.
-var ErrBusy = store.ErrBusy
 
 // Config is the lifecycle's timing policy.
 type Config struct {
@@ -64,7 +37,8 @@ type Config struct {
 	CrashBackoffMax time.Duration
 }
 
-// DefaultConfig is the policy of DESIGN §3.
+// DefaultConfig is the policy mailsync ships with (docs/lifecycle.md explains how the timings
+// relate).
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval: 15 * time.Second,
@@ -99,25 +73,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Store is the part of the database the lifecycle uses.
-type Store interface {
-	StartTask(ctx context.Context, p store.StartParams) (store.Task, bool, error)
-	ClaimTask(ctx context.Context, owner string, now time.Time) (store.Task, error)
-	ClaimAccountTask(ctx context.Context, owner string, accountID int64, now time.Time) (store.Task, error)
-	Heartbeat(ctx context.Context, l store.Lease, p store.Progress, now time.Time) (time.Time, error)
-	FinishTask(ctx context.Context, l store.Lease, state store.TaskState, p store.Progress, errMsg string, now time.Time) (store.Task, error)
-	InterruptTask(ctx context.Context, l store.Lease, p store.Progress, now time.Time) (store.Task, error)
-	CancelTask(ctx context.Context, id string, now time.Time) (store.Task, error)
-	ReapTasks(ctx context.Context, p store.ReapParams) ([]store.Task, error)
-	Task(ctx context.Context, id string) (store.Task, error)
-	LatestTask(ctx context.Context, accountID int64) (store.Task, error)
-	TaskAttempts(ctx context.Context, taskID string) ([]store.TaskAttempt, error)
-	RecentTasks(ctx context.Context, accountID int64, limit int) ([]store.Task, error)
-}
-
 // Manager applies the lifecycle to a store.
 type Manager struct {
-	store  Store
+	db     Store
 	config Config
 	// Now replaces the database clock when set; tests move it by hand.
 	Now func() time.Time
@@ -131,11 +89,16 @@ func NewManager(s Store, c Config) (*Manager, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	return &Manager{store: s, config: c}, nil
+	return &Manager{db: s, config: c}, nil
 }
 
 // Config returns the policy in force.
 func (m *Manager) Config() Config { return m.config }
+
+// Clock returns the time the lifecycle's statements are judged by: Now's answer when set, else
+// the zero time, which every store method reads as "use the database clock". Whatever else
+// decides by time against tasks (the scheduler) asks here, so one test clock moves them all.
+func (m *Manager) Clock() time.Time { return m.now() }
 
 func (m *Manager) now() time.Time {
 	if m.Now == nil {
@@ -153,7 +116,7 @@ func (m *Manager) changed(t Task) {
 // Start returns the account's live task, or a new queued one; created says which. Any number of
 // concurrent calls for one account get the same task.
 func (m *Manager) Start(ctx context.Context, accountID int64, forceFull bool) (Task, bool, error) {
-	t, created, err := m.store.StartTask(ctx, store.StartParams{
+	t, created, err := m.db.StartTask(ctx, StartParams{
 		AccountID:     accountID,
 		ForceFull:     forceFull,
 		MaxAttempts:   m.config.MaxAttempts,
@@ -172,16 +135,16 @@ func (m *Manager) Start(ctx context.Context, accountID int64, forceFull bool) (T
 
 // Claim takes the oldest queued task for owner. ok is false when nothing is queued.
 func (m *Manager) Claim(ctx context.Context, owner string) (t Task, ok bool, err error) {
-	return m.claimed(m.store.ClaimTask(ctx, owner, m.now()))
+	return m.claimed(m.db.ClaimTask(ctx, owner, m.now()))
 }
 
 // ClaimAccount is Claim restricted to one account's task (a worker serving a single account).
 func (m *Manager) ClaimAccount(ctx context.Context, owner string, accountID int64) (t Task, ok bool, err error) {
-	return m.claimed(m.store.ClaimAccountTask(ctx, owner, accountID, m.now()))
+	return m.claimed(m.db.ClaimAccountTask(ctx, owner, accountID, m.now()))
 }
 
 func (m *Manager) claimed(t Task, err error) (Task, bool, error) {
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, ErrNotFound) {
 		return Task{}, false, nil
 	}
 	if err != nil {
@@ -194,7 +157,7 @@ func (m *Manager) claimed(t Task, err error) (Task, bool, error) {
 // Heartbeat proves the lease holder alive and records its progress. cancelRequested tells the
 // worker to stop; ErrLeaseLost tells it the task is no longer its own.
 func (m *Manager) Heartbeat(ctx context.Context, l Lease, p Progress) (cancelRequested bool, err error) {
-	at, err := m.store.Heartbeat(ctx, l, p, m.now())
+	at, err := m.db.Heartbeat(ctx, l, p, m.now())
 	if err != nil {
 		return false, err
 	}
@@ -203,7 +166,7 @@ func (m *Manager) Heartbeat(ctx context.Context, l Lease, p Progress) (cancelReq
 
 // Finish ends the lease holder's task in a terminal state.
 func (m *Manager) Finish(ctx context.Context, l Lease, state State, p Progress, errMsg string) (Task, error) {
-	t, err := m.store.FinishTask(ctx, l, state, p, errMsg, m.now())
+	t, err := m.db.FinishTask(ctx, l, state, p, errMsg, m.now())
 	if err != nil {
 		return Task{}, err
 	}
@@ -213,7 +176,7 @@ func (m *Manager) Finish(ctx context.Context, l Lease, state State, p Progress, 
 
 // Interrupt hands a running task back to the queue without spending an attempt (shutdown).
 func (m *Manager) Interrupt(ctx context.Context, l Lease, p Progress) (Task, error) {
-	t, err := m.store.InterruptTask(ctx, l, p, m.now())
+	t, err := m.db.InterruptTask(ctx, l, p, m.now())
 	if err != nil {
 		return Task{}, err
 	}
@@ -223,7 +186,7 @@ func (m *Manager) Interrupt(ctx context.Context, l Lease, p Progress) (Task, err
 
 // Cancel cancels a queued task at once, or asks a running one to stop.
 func (m *Manager) Cancel(ctx context.Context, id string) (Task, error) {
-	t, err := m.store.CancelTask(ctx, id, m.now())
+	t, err := m.db.CancelTask(ctx, id, m.now())
 	if err != nil {
 		return Task{}, err
 	}
@@ -233,7 +196,7 @@ func (m *Manager) Cancel(ctx context.Context, id string) (Task, error) {
 
 // Reap ends or re-queues every dead task and returns what it changed.
 func (m *Manager) Reap(ctx context.Context) ([]Task, error) {
-	tasks, err := m.store.ReapTasks(ctx, store.ReapParams{
+	tasks, err := m.db.ReapTasks(ctx, ReapParams{
 		DeadAfter:     m.config.HeartbeatTimeout,
 		QueuedTimeout: m.config.QueuedTimeout,
 		MaxRunTime:    m.config.MaxRunTime,
@@ -250,15 +213,15 @@ func (m *Manager) Reap(ctx context.Context) ([]Task, error) {
 
 // Attempts returns the task's ended runs, oldest first: why each run before the current one ended.
 func (m *Manager) Attempts(ctx context.Context, id string) ([]Attempt, error) {
-	return m.store.TaskAttempts(ctx, id)
+	return m.db.TaskAttempts(ctx, id)
 }
 
 // Get returns a task by id.
-func (m *Manager) Get(ctx context.Context, id string) (Task, error) { return m.store.Task(ctx, id) }
+func (m *Manager) Get(ctx context.Context, id string) (Task, error) { return m.db.Task(ctx, id) }
 
 // Latest returns the account's live task, or its most recent one.
 func (m *Manager) Latest(ctx context.Context, accountID int64) (Task, error) {
-	return m.store.LatestTask(ctx, accountID)
+	return m.db.LatestTask(ctx, accountID)
 }
 
 // Live reports whether the task is active and its worker (or, for a queued task, the queue) has
@@ -280,6 +243,19 @@ func (c Config) Live(t Task) bool {
 	default:
 		return false
 	}
+}
+
+// OldestHeartbeatAge is the age of the stalest heartbeat among the running tasks, as of the
+// database clock when each was read (the arithmetic of Live, for the metrics and the health
+// check); 0 when none runs.
+func OldestHeartbeatAge(tasks []Task) time.Duration {
+	var oldest time.Duration
+	for _, t := range tasks {
+		if t.State == Running {
+			oldest = max(oldest, t.ObservedAt.Sub(t.HeartbeatAt))
+		}
+	}
+	return oldest
 }
 
 // Percent is the share of the task's messages done, 0 to 100. A finished successful task is 100.

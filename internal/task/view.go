@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// View is a task as the API and the CLI show it (DESIGN §5): one shape for every client, with
+// View is a task as the API and the CLI show it: one shape for every client, with
 // live and percent derived from the row rather than stored.
 type View struct {
 	ID          string     `json:"id"`

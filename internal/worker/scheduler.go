@@ -59,11 +59,7 @@ func (s *Scheduler) StartDue(ctx context.Context) time.Duration {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var now time.Time
-	if s.Tasks.Now != nil {
-		now = s.Tasks.Now()
-	}
-	now, accounts, err := s.Accounts.Schedules(ctx, now)
+	now, accounts, err := s.Accounts.Schedules(ctx, s.Tasks.Clock())
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("scheduler: cannot list scheduled accounts", "err", err)

@@ -22,7 +22,7 @@ type claimCounter struct {
 	claims atomic.Int64
 }
 
-func (c *claimCounter) ClaimTask(ctx context.Context, owner string, now time.Time) (store.Task, error) {
+func (c *claimCounter) ClaimTask(ctx context.Context, owner string, now time.Time) (task.Task, error) {
 	defer c.claims.Add(1)
 	return c.Store.ClaimTask(ctx, owner, now)
 }

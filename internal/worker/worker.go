@@ -23,8 +23,10 @@ import (
 )
 
 // Causes of a task context's cancellation, as context.Cause reports them to the body.
+// ErrDispossessed is the worker's word for a heartbeat the store refused with task.ErrLeaseLost:
+// the cause the body sees, not an error of the store.
 var (
-	ErrLeaseLost       = errors.New("worker: the task is no longer ours (reaped, replaced or finished elsewhere)")
+	ErrDispossessed    = errors.New("worker: the task is no longer ours (reaped, replaced or finished elsewhere)")
 	ErrSelfFenced      = errors.New("worker: no successful heartbeat for too long; stopped writing")
 	ErrCancelRequested = errors.New("cancelled by request")
 	ErrShutdown        = errors.New("worker: shutting down")
@@ -201,7 +203,7 @@ func (w *Worker) execute(stop context.Context, t task.Task) {
 		attrs   []any
 	)
 	switch {
-	case errors.Is(cause, ErrLeaseLost):
+	case errors.Is(cause, ErrDispossessed):
 		log.Warn("task stopped without writing its end", "cause", cause)
 		return
 	case errors.Is(cause, ErrSelfFenced):
@@ -337,7 +339,7 @@ func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelC
 		wait = cfg.HeartbeatInterval
 		switch {
 		case errors.Is(err, task.ErrLeaseLost):
-			cancel(ErrLeaseLost)
+			cancel(ErrDispossessed)
 			return
 		case errors.Is(err, task.ErrBusy):
 			// Its own batch commit can hold the row for a moment too; that one counts as a beat.

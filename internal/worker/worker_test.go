@@ -97,31 +97,31 @@ type gatedStore struct {
 	gate sync.RWMutex
 }
 
-func (g *gatedStore) ClaimTask(ctx context.Context, owner string, now time.Time) (store.Task, error) {
+func (g *gatedStore) ClaimTask(ctx context.Context, owner string, now time.Time) (task.Task, error) {
 	g.gate.RLock()
 	defer g.gate.RUnlock()
 	return g.Store.ClaimTask(ctx, owner, now)
 }
 
-func (g *gatedStore) Heartbeat(ctx context.Context, l store.Lease, p store.Progress, now time.Time) (time.Time, error) {
+func (g *gatedStore) Heartbeat(ctx context.Context, l task.Lease, p task.Progress, now time.Time) (time.Time, error) {
 	g.gate.RLock()
 	defer g.gate.RUnlock()
 	return g.Store.Heartbeat(ctx, l, p, now)
 }
 
-func (g *gatedStore) FinishTask(ctx context.Context, l store.Lease, st store.TaskState, p store.Progress, msg string, now time.Time) (store.Task, error) {
+func (g *gatedStore) FinishTask(ctx context.Context, l task.Lease, st task.State, p task.Progress, msg string, now time.Time) (task.Task, error) {
 	g.gate.RLock()
 	defer g.gate.RUnlock()
 	return g.Store.FinishTask(ctx, l, st, p, msg, now)
 }
 
-func (g *gatedStore) InterruptTask(ctx context.Context, l store.Lease, p store.Progress, now time.Time) (store.Task, error) {
+func (g *gatedStore) InterruptTask(ctx context.Context, l task.Lease, p task.Progress, now time.Time) (task.Task, error) {
 	g.gate.RLock()
 	defer g.gate.RUnlock()
 	return g.Store.InterruptTask(ctx, l, p, now)
 }
 
-func (g *gatedStore) CommitBatch(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error) {
+func (g *gatedStore) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b store.Batch) (int64, error) {
 	g.gate.RLock()
 	defer g.gate.RUnlock()
 	return g.Store.CommitBatch(ctx, l, p, b)
@@ -154,7 +154,7 @@ func crashingBody(s *store.Store) worker.Body {
 	}
 }
 
-type commitFunc func(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error)
+type commitFunc func(ctx context.Context, l task.Lease, p task.Progress, b store.Batch) (int64, error)
 
 // writingBody stores one message every 10 ms in a folder named after the worker's lease, each
 // write fenced like a real sync's, until n messages are written or the task is stopped.

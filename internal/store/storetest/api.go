@@ -242,7 +242,7 @@ func testTaskCounts(t *testing.T, dialect string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[store.TaskState]int{store.TaskSucceeded: 1, store.TaskQueued: 1, store.TaskRunning: 1}
+	want := map[task.State]int{task.Succeeded: 1, task.Queued: 1, task.Running: 1}
 	if fmt.Sprint(counts) != fmt.Sprint(want) {
 		t.Fatalf("TaskCounts = %v, want %v", counts, want)
 	}
