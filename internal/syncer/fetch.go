@@ -30,7 +30,7 @@ type pending struct {
 //
 // When the connection breaks, what already arrived is committed before the error is returned.
 // It returns how many messages it stored and the highest UID among them.
-func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.UIDSet, cp *store.Folder, reset *bool) (stored int, last uint32, err error) {
+func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.UIDSet, cur *cursor) (stored int, last uint32, err error) {
 	opts := a.s.opts
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -105,7 +105,7 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 				break take
 			}
 		}
-		if err := a.commitNew(ctx, batch, size, cp, reset); err != nil {
+		if err := a.commitNew(ctx, batch, size, cur); err != nil {
 			cancel(err)
 			_ = <-fetchErr // the fetch stops because of cancel(err): err is the cause to report
 			return stored, last, err
@@ -130,15 +130,15 @@ func (a *accountSync) fetchNew(ctx context.Context, folder string, set imapconn.
 }
 
 // commitNew stores one batch of new messages with the advanced checkpoint.
-func (a *accountSync) commitNew(ctx context.Context, batch []*pending, size int64, cp *store.Folder, reset *bool) error {
-	b := store.Batch{Reset: *reset, Messages: make([]store.Message, len(batch))}
-	next := cp.UIDNext
+func (a *accountSync) commitNew(ctx context.Context, batch []*pending, size int64, cur *cursor) error {
+	b := store.Batch{Reset: cur.reset, Messages: make([]store.Message, len(batch))}
+	next := cur.folder.UIDNext
 	for i, p := range batch {
 		<-p.done
 		b.Messages[i] = p.row
 		next = max(next, p.msg.UID+1)
 	}
-	b.Folder = *cp
+	b.Folder = cur.folder
 	b.Folder.UIDNext = next
 	p := a.p
 	p.New += len(batch)
@@ -149,8 +149,7 @@ func (a *accountSync) commitNew(ctx context.Context, batch []*pending, size int6
 		return a.storeFailed(ctx, err)
 	}
 	a.p = p
-	cp.UIDNext = next
-	*reset = false
+	cur.folder.UIDNext, cur.reset = next, false
 	a.run.Report(a.p)
 	a.run.Beat()
 	return nil

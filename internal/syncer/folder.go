@@ -29,169 +29,226 @@ func sameFolder(cp *store.Folder, sel imapconn.Status) bool {
 		(cp.MailboxID == "" || sel.MailboxID == "" || cp.MailboxID == sel.MailboxID)
 }
 
-// syncFolder brings one folder of the store up to date with the server.
-func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
-	name, cp := plan.server.Name, plan.stored
+// syncFolder brings one folder of the store up to date with the server: decide plans it, from
+// the STATUS, the SELECT answer and the checkpoint, and the steps below carry the plan out.
+func (a *accountSync) syncFolder(ctx context.Context, fp folderPlan) error {
+	name, cp := fp.server.Name, fp.stored
 	force := a.run.Task.ForceFull
 	caps := a.conn.Caps()
-	if !force && unchanged(plan.server.Status, cp, caps.ObjectID) {
+	if decide(fp.server.Status, nil, cp, caps, force).Skip {
 		return nil
 	}
-	a.p.Phase = "fetching " + name
-	a.run.Report(a.p)
-	sel, err := a.conn.Select(ctx, name, caps.CondStore)
-	if err != nil {
-		if ctx.Err() == nil && imapconn.Classify(err) == imapconn.ClassPermanent {
-			// The server refused this folder (NO or BAD) but the connection lives: one folder's
-			// problem, not the account's.
-			a.log.Warn("folder skipped: cannot select it", "folder", name, "err", err)
-			a.skipped = append(a.skipped, fmt.Sprintf("%q: %v", name, err))
-			a.p.MessagesDone += plan.expected
-			return nil
-		}
-		return a.fail(ctx, name, err)
+	a.phase("fetching " + name)
+	sel, ok, err := a.selectFolder(ctx, fp)
+	if err != nil || !ok {
+		return err
 	}
-	condstore := caps.CondStore && sel.HighestModSeq != 0
-	reset := cp != nil && !sameFolder(cp, sel)
-	if reset {
+	plan := decide(fp.server.Status, &sel, cp, caps, force)
+	if plan.Reset {
 		a.log.Info("folder reset: another folder under this name (UIDVALIDITY or MAILBOXID changed)", "folder", name,
 			"was", cp.UIDValidity, "now", sel.UIDValidity, "mailboxid_was", cp.MailboxID, "mailboxid_now", sel.MailboxID)
+		if fp.expected < int(sel.Messages) {
+			// STATUS made it look like the same folder: the whole folder is new after all.
+			a.p.MessagesTotal += int(sel.Messages) - fp.expected
+			fp.expected = int(sel.Messages)
+		}
 	}
-	existing := cp != nil && !reset
-	if reset && plan.expected < int(sel.Messages) {
-		// STATUS made it look like the same folder: the whole folder is new after all.
-		a.p.MessagesTotal += int(sel.Messages) - plan.expected
-		plan.expected = int(sel.Messages)
-	}
+	cur := &cursor{folder: a.startCheckpoint(fp, cp, sel, plan), reset: plan.Reset}
 
-	checkpoint := store.Folder{
-		AccountID: a.acct.ID, Name: name, Attributes: plan.server.Attributes,
-		UIDValidity: sel.UIDValidity, UIDNext: 1, MailboxID: sel.MailboxID,
-	}
-	if checkpoint.MailboxID == "" && existing {
-		checkpoint.MailboxID = cp.MailboxID // not seen this time: keep what is known
-	}
-	if d := plan.server.Delimiter; d != 0 {
-		checkpoint.Delimiter = string(d)
-	}
-	// known is what the store holds of the folder: UIDs below the checkpoint, with flags. Under
-	// force_full the store's sizes and dates come too, to be checked against the server's.
+	// known is what the store holds of the folder below From, with flags; under Verify the
+	// store's sizes and dates come too, to be checked against the server's.
 	var (
 		known  []store.FlagChange
 		stored []store.StoredSummary
 	)
-	if existing {
-		checkpoint.UIDNext, checkpoint.HighestModSeq, checkpoint.Messages = max(cp.UIDNext, 1), cp.HighestModSeq, cp.Messages
-		if force {
-			stored, err = a.s.store.FolderSummaries(ctx, cp.ID)
-			known = make([]store.FlagChange, len(stored))
-			for i, m := range stored {
-				known[i] = store.FlagChange{UID: m.UID, Flags: m.Flags}
-			}
-		} else {
-			known, err = a.s.store.FolderUIDs(ctx, cp.ID)
-		}
-		if err != nil {
-			return a.storeFailed(ctx, err)
-		}
-	}
-	oldNext := checkpoint.UIDNext
-
-	// Bodies to fetch: everything from the checkpoint on, and under force_full whatever the store
-	// lacks below it or holds differently from the server.
-	var (
-		serverUIDs []uint32 // every UID below oldNext on the server, once known
-		listed     bool
-		verified   []store.FlagChange // under force_full: the flag changes the verification found
-	)
-	fetchSet := imapconn.UIDsFrom(oldNext)
-	if force && existing {
-		a.p.Phase = "verifying " + name
-		a.run.Report(a.p)
-		var summaries []imapconn.Summary
-		if oldNext > 1 {
-			if summaries, err = a.conn.FetchSummaries(ctx, imapconn.UIDSet{{Start: 1, Stop: oldNext - 1}}); err != nil {
-				return a.fail(ctx, name, err)
-			}
-		}
-		v := verify(stored, summaries)
-		serverUIDs, listed, verified = v.server, true, v.flags
-		if len(v.missing)+len(v.differ) > 0 {
-			a.log.Info("force_full: downloading messages missing from the store or stored differently",
-				"folder", name, "missing", len(v.missing), "differ", len(v.differ))
-			fetchSet = append(imapconn.UIDs(append(v.missing, v.differ...)...), fetchSet...)
-			a.p.MessagesTotal += len(v.missing) + len(v.differ)
-			plan.expected += len(v.missing) + len(v.differ)
-		}
-		a.p.Phase = "fetching " + name
-	}
-	pendingReset := reset
-	fetched := 0
-	if sel.UIDNext == 0 || sel.UIDNext > oldNext || len(fetchSet) > 1 {
-		if fetched, err = a.fetchAll(ctx, name, fetchSet, &checkpoint, &pendingReset, sel); err != nil {
+	if plan.Existing {
+		if known, stored, err = a.loadKnown(ctx, cp.ID, plan.Verify); err != nil {
 			return err
 		}
 	}
-	if fetched < plan.expected {
+
+	// Bodies to fetch: everything from From on, and under Verify whatever the store lacks below
+	// it or holds differently from the server.
+	var (
+		serverUIDs []uint32           // every UID below From on the server, once listed
+		flags      []store.FlagChange // the flag changes to write
+	)
+	fetchSet := imapconn.UIDsFrom(plan.From)
+	if plan.Verify {
+		v, err := a.verifyFolder(ctx, name, plan.From, stored)
+		if err != nil {
+			return err
+		}
+		serverUIDs, flags = v.server, v.flags
+		if fix := len(v.missing) + len(v.differ); fix > 0 {
+			fetchSet = append(imapconn.UIDs(append(v.missing, v.differ...)...), fetchSet...)
+			a.p.MessagesTotal += fix
+			fp.expected += fix
+		}
+		a.p.Phase = "fetching " + name
+	}
+	fetched := 0
+	if plan.FetchNew || len(fetchSet) > 1 {
+		if fetched, err = a.fetchAll(ctx, name, fetchSet, cur, sel); err != nil {
+			return err
+		}
+	}
+	if fetched < fp.expected {
 		// Messages STATUS counted that were gone before we could fetch them: handled all the same.
-		a.p.MessagesDone += plan.expected - fetched
+		a.p.MessagesDone += fp.expected - fetched
 	}
 
-	final := checkpoint
-	final.UIDNext = max(checkpoint.UIDNext, sel.UIDNext)
+	if plan.Flags != flagsNone {
+		updates, err := a.scanFlags(ctx, name, plan)
+		if err != nil {
+			return err
+		}
+		flags = flagChanges(known, updates)
+		if plan.Deletions == deletionsFromFlags {
+			serverUIDs = sortedUIDs(updates)
+		}
+	}
+	var deleted []uint32
+	listed := plan.Deletions == deletionsFromVerify || plan.Deletions == deletionsFromFlags
+	// Every message on the server below From is stored, and everything above it was just
+	// fetched: the counts match unless something was expunged.
+	if plan.Deletions == deletionsBySearch && len(known)+fetched != int(sel.Messages) {
+		a.phase("deletions " + name)
+		all, err := a.serverUIDs(ctx, name)
+		if err != nil {
+			return err
+		}
+		serverUIDs, listed = below(all, plan.From), true
+	}
+	if listed {
+		deleted = minusKnown(known, serverUIDs)
+	}
+
+	final := cur.folder
+	final.UIDNext = max(cur.folder.UIDNext, sel.UIDNext)
 	final.Messages = int(sel.Messages)
-	final.HighestModSeq = 0
-	if condstore {
-		final.HighestModSeq = sel.HighestModSeq
-	}
-	batch := store.Batch{Folder: final, Reset: pendingReset}
-
-	batch.Flags = verified
-	if existing && oldNext > 1 && !force {
-		old := imapconn.UIDSet{{Start: 1, Stop: oldNext - 1}}
-		full := !condstore || cp.HighestModSeq == 0
-		if full || sel.HighestModSeq != cp.HighestModSeq {
-			a.p.Phase = "flags " + name
-			a.run.Report(a.p)
-			var since uint64
-			if !full {
-				since = cp.HighestModSeq
-			}
-			updates, err := a.conn.FetchFlags(ctx, old, since)
-			if err != nil {
-				return a.fail(ctx, name, err)
-			}
-			batch.Flags = flagChanges(known, updates)
-			if full && !listed {
-				// A FLAGS scan of 1:N answers for every message below N: it lists them too.
-				serverUIDs, listed = make([]uint32, len(updates)), true
-				for i, u := range updates {
-					serverUIDs[i] = u.UID
-				}
-				slices.Sort(serverUIDs)
-			}
-		}
-	}
-	if existing {
-		// Every message on the server below the old checkpoint is stored, and everything above
-		// it was just fetched: the counts match unless something was expunged.
-		if !listed && len(known)+fetched != int(sel.Messages) {
-			a.p.Phase = "deletions " + name
-			a.run.Report(a.p)
-			all, err := a.conn.SearchAllUIDs(ctx)
-			if err != nil {
-				return a.fail(ctx, name, err)
-			}
-			serverUIDs, listed = below(all, oldNext), true
-		}
-		if listed {
-			batch.Deleted = minusKnown(known, serverUIDs)
-		}
-	}
-
-	if !batch.Reset && len(batch.Flags) == 0 && len(batch.Deleted) == 0 && existing && sameCheckpoint(*cp, final) {
+	final.HighestModSeq = plan.HighestModSeq
+	batch := store.Batch{Folder: final, Reset: cur.reset, Flags: flags, Deleted: deleted}
+	if !batch.Reset && len(batch.Flags) == 0 && len(batch.Deleted) == 0 && plan.Existing && sameCheckpoint(*cp, final) {
 		return nil // nothing to write: a selected but unchanged folder costs no transaction
 	}
+	return a.commitFinal(ctx, batch)
+}
+
+// cursor is where the writing of one folder stands: the checkpoint the next batch carries, and
+// whether that batch must still drop what the store held under the folder's name. Every batch
+// written advances it.
+type cursor struct {
+	folder store.Folder
+	reset  bool
+}
+
+// phase reports what the run is doing now.
+func (a *accountSync) phase(p string) {
+	a.p.Phase = p
+	a.run.Report(a.p)
+}
+
+// selectFolder selects the folder. A folder the server refuses (NO or BAD on a living connection)
+// is one folder's problem, not the account's: it is skipped and said, and ok is false.
+func (a *accountSync) selectFolder(ctx context.Context, fp folderPlan) (sel imapconn.Status, ok bool, err error) {
+	name := fp.server.Name
+	sel, err = a.conn.Select(ctx, name, a.conn.Caps().CondStore)
+	if err == nil {
+		return sel, true, nil
+	}
+	if ctx.Err() == nil && imapconn.Classify(err) == imapconn.ClassPermanent {
+		a.log.Warn("folder skipped: cannot select it", "folder", name, "err", err)
+		a.skipped = append(a.skipped, fmt.Sprintf("%q: %v", name, err))
+		a.p.MessagesDone += fp.expected
+		return sel, false, nil
+	}
+	return sel, false, a.fail(ctx, name, err)
+}
+
+// startCheckpoint is the checkpoint the folder's first batch carries: the stored one for a kept
+// folder, a fresh one (UIDNEXT 1) for a new or reset one.
+func (a *accountSync) startCheckpoint(fp folderPlan, cp *store.Folder, sel imapconn.Status, plan syncPlan) store.Folder {
+	f := store.Folder{
+		AccountID: a.acct.ID, Name: fp.server.Name, Attributes: fp.server.Attributes,
+		UIDValidity: sel.UIDValidity, UIDNext: plan.From, MailboxID: plan.MailboxID,
+	}
+	if d := fp.server.Delimiter; d != 0 {
+		f.Delimiter = string(d)
+	}
+	if plan.Existing {
+		f.HighestModSeq, f.Messages = cp.HighestModSeq, cp.Messages
+	}
+	return f
+}
+
+// loadKnown reads what the store holds of a folder: its UIDs with flags, and with summaries too
+// when they are to be verified.
+func (a *accountSync) loadKnown(ctx context.Context, folderID int64, summaries bool) ([]store.FlagChange, []store.StoredSummary, error) {
+	if !summaries {
+		known, err := a.s.store.FolderUIDs(ctx, folderID)
+		if err != nil {
+			return nil, nil, a.storeFailed(ctx, err)
+		}
+		return known, nil, nil
+	}
+	stored, err := a.s.store.FolderSummaries(ctx, folderID)
+	if err != nil {
+		return nil, nil, a.storeFailed(ctx, err)
+	}
+	known := make([]store.FlagChange, len(stored))
+	for i, m := range stored {
+		known[i] = store.FlagChange{UID: m.UID, Flags: m.Flags}
+	}
+	return known, stored, nil
+}
+
+// verifyFolder (force_full) fetches the summaries of every UID below from and compares them with
+// the stored ones.
+func (a *accountSync) verifyFolder(ctx context.Context, name string, from uint32, stored []store.StoredSummary) (verification, error) {
+	a.phase("verifying " + name)
+	var summaries []imapconn.Summary
+	if from > 1 {
+		var err error
+		if summaries, err = a.conn.FetchSummaries(ctx, imapconn.UIDSet{{Start: 1, Stop: from - 1}}); err != nil {
+			return verification{}, a.fail(ctx, name, err)
+		}
+	}
+	v := verify(stored, summaries)
+	if len(v.missing)+len(v.differ) > 0 {
+		a.log.Info("force_full: downloading messages missing from the store or stored differently",
+			"folder", name, "missing", len(v.missing), "differ", len(v.differ))
+	}
+	return v, nil
+}
+
+// scanFlags fetches the flags of the messages below the plan's From: all of them, or those
+// changed since its modseq.
+func (a *accountSync) scanFlags(ctx context.Context, name string, plan syncPlan) ([]imapconn.FlagUpdate, error) {
+	a.phase("flags " + name)
+	var since uint64
+	if plan.Flags == flagsChangedSince {
+		since = plan.Since
+	}
+	updates, err := a.conn.FetchFlags(ctx, imapconn.UIDSet{{Start: 1, Stop: plan.From - 1}}, since)
+	if err != nil {
+		return nil, a.fail(ctx, name, err)
+	}
+	return updates, nil
+}
+
+// serverUIDs lists every UID of the selected folder (UID SEARCH ALL), ascending: the one place
+// the syncer asks for it, to find deletions or where a broken fetch stopped.
+func (a *accountSync) serverUIDs(ctx context.Context, name string) ([]uint32, error) {
+	all, err := a.conn.SearchAllUIDs(ctx)
+	if err != nil {
+		return nil, a.fail(ctx, name, err)
+	}
+	return all, nil
+}
+
+// commitFinal writes the folder's last batch: its final checkpoint, flag changes and deletions.
+func (a *accountSync) commitFinal(ctx context.Context, batch store.Batch) error {
 	p := a.p
 	p.Updated += len(batch.Flags)
 	p.Deleted += len(batch.Deleted)
@@ -202,6 +259,16 @@ func (a *accountSync) syncFolder(ctx context.Context, plan folderPlan) error {
 	a.run.Report(a.p)
 	a.run.Beat()
 	return nil
+}
+
+// sortedUIDs returns the UIDs of updates, ascending.
+func sortedUIDs(updates []imapconn.FlagUpdate) []uint32 {
+	uids := make([]uint32, len(updates))
+	for i, u := range updates {
+		uids[i] = u.UID
+	}
+	slices.Sort(uids)
+	return uids
 }
 
 func sameCheckpoint(a, b store.Folder) bool {

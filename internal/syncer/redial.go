@@ -24,10 +24,10 @@ const maxRedials = 4
 // account at the same place, for ever. force_full tries it again.
 //
 // It returns how many messages it stored.
-func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UIDSet, cp *store.Folder, reset *bool, sel imapconn.Status) (int, error) {
+func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UIDSet, cur *cursor, sel imapconn.Status) (int, error) {
 	total, redials := 0, 0
 	for len(set) > 0 {
-		n, last, err := a.fetchNew(ctx, name, set, cp, reset)
+		n, last, err := a.fetchNew(ctx, name, set, cur)
 		total += n
 		if n > 0 {
 			set, redials = after(set, last), 0 // progress: the budget is for redials that achieve nothing
@@ -42,7 +42,7 @@ func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UI
 		}
 		if tooLarge {
 			// Announced above the maximum message size: never read, skipped at once.
-			if err := a.skipMessage(ctx, name, big.UID, big, cp, reset); err != nil {
+			if err := a.skipMessage(ctx, name, big.UID, big, cur); err != nil {
 				return total, err
 			}
 			set, redials = after(set, big.UID), 0
@@ -56,7 +56,7 @@ func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UI
 			return total, err
 		}
 		a.log.Info("fetching alone the message a broken connection points at", "folder", name, "uid", first)
-		n, _, err = a.fetchNew(ctx, name, imapconn.UIDs(first), cp, reset)
+		n, _, err = a.fetchNew(ctx, name, imapconn.UIDs(first), cur)
 		total += n
 		set = after(set, first)
 		if err == nil {
@@ -65,7 +65,7 @@ func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UI
 		if err := a.redial(ctx, name, sel, err, &redials); err != nil {
 			return total, err
 		}
-		if err := a.skipMessage(ctx, name, first, err, cp, reset); err != nil {
+		if err := a.skipMessage(ctx, name, first, err, cur); err != nil {
 			return total, err
 		}
 		redials = 0
@@ -112,9 +112,9 @@ func (a *accountSync) redial(ctx context.Context, name string, sel imapconn.Stat
 
 // firstUID returns the lowest UID of set that the selected folder holds.
 func (a *accountSync) firstUID(ctx context.Context, name string, set imapconn.UIDSet) (uint32, bool, error) {
-	all, err := a.conn.SearchAllUIDs(ctx)
+	all, err := a.serverUIDs(ctx, name)
 	if err != nil {
-		return 0, false, a.fail(ctx, name, err)
+		return 0, false, err
 	}
 	for _, uid := range all {
 		if inSet(set, uid) {
@@ -125,7 +125,7 @@ func (a *accountSync) firstUID(ctx context.Context, name string, set imapconn.UI
 }
 
 // skipMessage gives up on one message that cannot be fetched, and moves the checkpoint past it.
-func (a *accountSync) skipMessage(ctx context.Context, name string, uid uint32, cause error, cp *store.Folder, reset *bool) error {
+func (a *accountSync) skipMessage(ctx context.Context, name string, uid uint32, cause error, cur *cursor) error {
 	var big *imapconn.TooLargeError
 	if errors.As(cause, &big) {
 		a.log.Warn("message skipped: above the maximum message size", "folder", name, "uid", uid, "size", big.Size, "limit", big.Limit)
@@ -136,15 +136,15 @@ func (a *accountSync) skipMessage(ctx context.Context, name string, uid uint32, 
 	}
 	a.p.MessagesDone++
 	a.p.MessagesTotal = max(a.p.MessagesTotal, a.p.MessagesDone)
-	if uid < cp.UIDNext {
+	if uid < cur.folder.UIDNext {
 		return nil // below the checkpoint (force_full): nothing to move
 	}
-	b := store.Batch{Folder: *cp, Reset: *reset}
+	b := store.Batch{Folder: cur.folder, Reset: cur.reset}
 	b.Folder.UIDNext = uid + 1
 	if _, err := a.s.store.CommitBatch(ctx, a.run.Lease(), a.p, b); err != nil {
 		return a.storeFailed(ctx, err)
 	}
-	cp.UIDNext, *reset = uid+1, false
+	cur.folder.UIDNext, cur.reset = uid+1, false
 	a.run.Report(a.p)
 	a.run.Beat()
 	return nil
