@@ -88,11 +88,12 @@ type Instance struct {
 	Metrics *metrics.Registry
 	API     *httpapi.Server
 
-	handler       http.Handler
-	publish       func(task.Task)
-	bridge        *events.Bridge
-	ln, metricsLn net.Listener
-	closeOnce     sync.Once
+	handler         http.Handler
+	url, metricsURL string
+	publish         func(task.Task)
+	bridge          *events.Bridge
+	ln, metricsLn   net.Listener
+	closeOnce       sync.Once
 }
 
 // New assembles an Instance from cfg and opens its listeners, so that URL is known before Run.
@@ -153,6 +154,7 @@ func New(cfg Config) (*Instance, error) {
 			return nil, fmt.Errorf("instance: %w", err)
 		}
 		in.ln = cfg.Limits.Listener(ln)
+		in.url = "http://" + ln.Addr().String()
 	}
 	if cfg.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
@@ -163,6 +165,7 @@ func New(cfg Config) (*Instance, error) {
 			return nil, fmt.Errorf("instance: metrics: %w", err)
 		}
 		in.metricsLn = cfg.Limits.Listener(mln)
+		in.metricsURL = "http://" + mln.Addr().String() + "/metrics"
 	}
 	return in, nil
 }
@@ -182,20 +185,10 @@ func handler(api *httpapi.Server) http.Handler {
 func (in *Instance) Handler() http.Handler { return in.handler }
 
 // URL is where Run serves Handler ("" when Config.Addr was empty).
-func (in *Instance) URL() string {
-	if in.ln == nil {
-		return ""
-	}
-	return "http://" + in.ln.Addr().String()
-}
+func (in *Instance) URL() string { return in.url }
 
 // MetricsURL is where Run serves /metrics on its own ("" when Config.MetricsAddr was empty).
-func (in *Instance) MetricsURL() string {
-	if in.metricsLn == nil {
-		return ""
-	}
-	return "http://" + in.metricsLn.Addr().String() + "/metrics"
-}
+func (in *Instance) MetricsURL() string { return in.metricsURL }
 
 // Run serves the listeners and runs the bridge, workers, reaper, scheduler and watchers until
 // ctx ends or a listener fails, then stops them in order: HTTP first (event streams are told to
