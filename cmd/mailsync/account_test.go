@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
@@ -128,6 +129,20 @@ func TestSyncCommand(t *testing.T) {
 	code, out, _ = run("", "status")
 	if code != 0 || !strings.Contains(out, "mail") || !strings.Contains(out, "succeeded") {
 		t.Fatalf("status: %d %q", code, out)
+	}
+
+	// A frozen server: the IMAP timeouts of the flags reach the CLI's sync, which fails at the
+	// configured dial timeout (the greeting never comes) instead of the 15 s default.
+	dovecot.Pause(t)
+	frozen := time.Now()
+	code, _, stderr = run("", "sync", "mail", "--imap-dial-timeout", "1s", "--imap-command-timeout", "1s")
+	took := time.Since(frozen)
+	dovecot.Resume(t)
+	if code == 0 || !strings.Contains(stderr, "greeting within 1s") {
+		t.Fatalf("sync of a frozen server: %d %q, want the 1 s dial timeout", code, stderr)
+	}
+	if took > 8*time.Second {
+		t.Fatalf("sync of a frozen server took %v with a 1 s dial timeout", took)
 	}
 
 	// The login changed behind mailsync's back, so the sealed password no longer opens (it is bound

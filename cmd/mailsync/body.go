@@ -12,9 +12,11 @@ import (
 	"mailsync/internal/worker"
 )
 
-// syncEngine is the sync engine over s, under the operator's destination policy.
+// syncEngine is the sync engine over s, under the operator's destination policy, limits and
+// IMAP timeouts: every sync, login check and IMAP push connection of the process goes through it.
 func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
-	opts := syncer.Options{Logger: g.logger, Limits: g.Limits.limits()}
+	opts := syncer.Options{Logger: g.logger, Limits: g.Limits.limits(),
+		DialTimeout: g.IMAP.DialTimeout, CommandTimeout: g.IMAP.CommandTimeout, StallAfter: g.IMAP.StallAfter}
 	if g.destinations != nil {
 		opts.Destinations = g.destinations
 	}

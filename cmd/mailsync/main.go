@@ -51,6 +51,7 @@ type Globals struct {
 
 	Lifecycle LifecycleFlags `embed:"" group:"Sync task lifecycle"`
 	Limits    LimitFlags     `embed:"" group:"Limits on IMAP servers"`
+	IMAP      IMAPFlags      `embed:"" group:"IMAP"`
 
 	// Set by run, not by flags.
 	stdout, stderr io.Writer
@@ -67,6 +68,31 @@ type LifecycleFlags struct {
 	QueuedTimeout     time.Duration `name:"queued-timeout" env:"MAILSYNC_QUEUED_TIMEOUT" default:"10m" help:"A sync queued this long without a worker is failed."`
 	MaxAttempts       int           `name:"max-attempts" env:"MAILSYNC_MAX_ATTEMPTS" default:"3" help:"Attempts before a sync whose worker keeps dying is failed."`
 	MaxRunTime        time.Duration `name:"max-run-time" env:"MAILSYNC_MAX_RUN_TIME" default:"2h" help:"A sync running longer than this is failed."`
+	CrashBackoff      time.Duration `name:"crash-backoff" env:"MAILSYNC_CRASH_BACKOFF" default:"5m" help:"After a sync died on every attempt, the account's scheduled and push syncs wait this long, doubling for each such sync in a row (0: no backoff)."`
+	CrashBackoffMax   time.Duration `name:"crash-backoff-max" env:"MAILSYNC_CRASH_BACKOFF_MAX" default:"6h" help:"The longest crash backoff."`
+}
+
+// Validate refuses timings that do not fit together before anything is opened.
+func (f LifecycleFlags) Validate() error { return f.config().Validate() }
+
+// IMAPFlags are the timeouts of every IMAP connection: syncs, login checks and IMAP push.
+type IMAPFlags struct {
+	DialTimeout    time.Duration `name:"imap-dial-timeout" env:"MAILSYNC_IMAP_DIAL_TIMEOUT" default:"15s" help:"Bound on the TCP connect, TLS handshake and greeting of an IMAP connection."`
+	CommandTimeout time.Duration `name:"imap-command-timeout" env:"MAILSYNC_IMAP_COMMAND_TIMEOUT" default:"60s" help:"An IMAP command that receives nothing for this long is abandoned and the sync fails (a fetch's clock restarts at every message)."`
+	StallAfter     time.Duration `name:"imap-stall-after" env:"MAILSYNC_IMAP_STALL_AFTER" default:"15s" help:"A sync whose IMAP server has sent nothing for this long (at most half the command timeout) shows as waiting for the server, and health warns."`
+}
+
+// Validate refuses timeouts that cannot work.
+func (f IMAPFlags) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--imap-dial-timeout", f.DialTimeout}, {"--imap-command-timeout", f.CommandTimeout}, {"--imap-stall-after", f.StallAfter}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive, not %s", d.name, d.v)
+		}
+	}
+	return nil
 }
 
 func (f LifecycleFlags) config() task.Config {
@@ -78,6 +104,8 @@ func (f LifecycleFlags) config() task.Config {
 		QueuedTimeout:     f.QueuedTimeout,
 		MaxAttempts:       f.MaxAttempts,
 		MaxRunTime:        f.MaxRunTime,
+		CrashBackoff:      f.CrashBackoff,
+		CrashBackoffMax:   f.CrashBackoffMax,
 	}
 }
 

@@ -42,6 +42,8 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, "unexpected argument"},
 		{"bad duration", []string{"--heartbeat-timeout", "soon", "repair"}, "heartbeat-timeout"},
 		{"bad destination allow-list", []string{"--allow-destinations", "10.0.0.0/33", "migrate"}, "allow-destinations"},
+		{"zero IMAP timeout", []string{"--imap-command-timeout", "0s", "repair"}, "--imap-command-timeout must be positive"},
+		{"backoff max below base", []string{"--crash-backoff", "1h", "--crash-backoff-max", "1m", "repair"}, "crash backoff max"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

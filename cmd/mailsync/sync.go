@@ -126,7 +126,7 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, w *
 		if bar != nil {
 			p := t.Progress
 			bar.ChangeMax(max(p.MessagesTotal, 1))
-			bar.Describe(fmt.Sprintf("%s %s", t.State, p.Phase))
+			bar.Describe(fmt.Sprintf("%s %s", t.State, task.Phase(t)))
 			bar.Set(p.MessagesDone)
 		}
 		select {

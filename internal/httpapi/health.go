@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"runtime"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/shirou/gopsutil/v4/mem"
 
 	"mailsync/internal/metrics"
+	"mailsync/internal/task"
 )
 
 // The operators' endpoints answer in the IETF health-check format
@@ -78,7 +80,9 @@ func (s *Server) healthOutput(h Health) *healthOutput {
 
 // syncHealth sums up the sync tasks. A dead task (active, its worker silent past the timeout) is
 // a warning: a reaper or the next Start will replace it. One dead for longer than the reapers
-// should have needed is a failure: no reaper is running.
+// should have needed is a failure: no reaper is running. A live task whose IMAP server has sent
+// nothing for the stall threshold (its worker says so in its heartbeats) is a warning too: the
+// sync makes no progress, though nothing in mailsync is broken; the command timeout ends it.
 func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, error) {
 	now := time.Now().UTC()
 	active, err := s.store.ActiveTasks(ctx)
@@ -90,11 +94,19 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 	}
 	cfg := s.tasks.Config()
 	var (
-		dead      int
-		deadState = "pass"
+		dead         int
+		deadState    = "pass"
+		waiting      int
+		waitingState = "pass"
+		longestWait  time.Duration
 	)
 	for _, t := range active {
 		if s.tasks.Live(t) {
+			if task.Stalled(t) {
+				waiting++
+				waitingState = "warn"
+				longestWait = max(longestWait, t.ObservedAt.Sub(t.StalledSince))
+			}
 			continue
 		}
 		dead++
@@ -116,7 +128,14 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 	if oldest > cfg.HeartbeatTimeout {
 		oldestState = "warn"
 	}
-	h := Health{Status: worst(deadState, oldestState), Description: "sync tasks", Checks: map[string][]HealthCheck{
+	// Everyone may read this endpoint: it names no account, folder or server.
+	waitingOn := ""
+	if waiting > 0 {
+		waitingOn = fmt.Sprintf("running syncs whose IMAP server has sent nothing for the stall threshold; the longest for %s",
+			longestWait.Round(time.Second))
+	}
+	h := Health{Status: worst(deadState, oldestState, waitingState), Description: "sync tasks", Checks: map[string][]HealthCheck{
+		"sync:waitingOnServer":    {{ComponentType: "component", ObservedValue: waiting, Status: waitingState, Time: now, Output: waitingOn}},
 		"sync:active":             {{ComponentType: "component", ObservedValue: len(active), Status: "pass", Time: now}},
 		"sync:dead":               {{ComponentType: "component", ObservedValue: dead, Status: deadState, Time: now}},
 		"sync:oldestHeartbeatAge": {{ComponentType: "component", ObservedValue: oldest.Seconds(), ObservedUnit: "s", Status: oldestState, Time: now}},

@@ -34,6 +34,10 @@ func ParseTLSMode(s string) (TLSMode, error) {
 const (
 	DefaultDialTimeout    = 15 * time.Second
 	DefaultCommandTimeout = 60 * time.Second
+	// DefaultStallAfter is when a silent command is reported through Config.Stalled: long
+	// enough that a healthy server's slow SELECT or SEARCH rarely shows, short enough that a
+	// frozen one shows well before the command timeout ends the command.
+	DefaultStallAfter = 15 * time.Second
 )
 
 // Config says where and as whom to connect.
@@ -60,6 +64,13 @@ type Config struct {
 	// Limits bound what the server can make this client hold or wait for; zero fields take
 	// their defaults.
 	Limits Limits
+	// StallAfter is how long a command (or the dial) may go without progress before Stalled is
+	// told; never more than half of the timeout in force, so the report always comes first.
+	StallAfter time.Duration
+	// Stalled, when set, is called with the time the server went quiet once a command has made no
+	// progress for StallAfter, and with the zero time as soon as it makes progress again or ends.
+	// It runs on a timer or the command's goroutine: it must return at once and not use the Conn.
+	Stalled func(since time.Time)
 
 	// Logger receives debug records about the connection. Nil discards them. The password is
 	// never logged.
@@ -91,6 +102,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.CommandTimeout = DefaultCommandTimeout
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.StallAfter <= 0 {
+		cfg.StallAfter = DefaultStallAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

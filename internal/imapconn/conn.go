@@ -257,40 +257,108 @@ func (c *Conn) Close() error {
 }
 
 // guard is the watchdog of one command: it closes the socket when ctx is done or when the
-// command makes no progress for the timeout.
+// command makes no progress for the timeout, and tells Config.Stalled when it has made none for
+// the stall threshold.
 type guard struct {
 	timeout time.Duration
 	timer   *time.Timer
 	stopCtx func() bool
+	stall   *stallWatch // nil without Config.Stalled
 	// deadline bounds the command's total time, progress or not (Limits.CommandDeadline).
 	deadline *time.Timer
 }
 
+// stallWatch reports a command that went quiet, and its end. Its state is under mu because the
+// timer fires on its own goroutine while progress comes from the command's.
+type stallWatch struct {
+	after  time.Duration
+	report func(since time.Time)
+	timer  *time.Timer
+
+	mu       sync.Mutex
+	last     time.Time // last progress
+	off      bool      // paused or disarmed: silence is not the server's
+	reported bool
+}
+
 // errTimeout is the cause recorded when a watchdog closes the connection for lack of progress.
 var errTimeout = errors.New("timeout")
+
+// IsTimeout reports whether err ended a command (or a dial) that made no progress for its timeout:
+// the server stopped answering, as opposed to answering something wrong.
+func IsTimeout(err error) bool { return errors.Is(err, errTimeout) }
 
 func commandTimeout(d time.Duration) error {
 	return fmt.Errorf("%w: no progress within %s", errTimeout, d)
 }
 
 func (c *Conn) arm(ctx context.Context, timeout time.Duration, cause error) *guard {
-	return &guard{
+	g := &guard{
 		timeout: timeout,
 		timer:   time.AfterFunc(timeout, func() { c.abort(cause) }),
 		stopCtx: context.AfterFunc(ctx, func() { c.abort(ctx.Err()) }),
 	}
+	if c.cfg.Stalled != nil {
+		w := &stallWatch{after: min(c.cfg.StallAfter, timeout/2), report: c.cfg.Stalled, last: time.Now()}
+		w.timer = time.AfterFunc(w.after, w.fire)
+		g.stall = w
+	}
+	return g
+}
+
+func (w *stallWatch) fire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.off || w.reported {
+		return
+	}
+	if quiet := time.Since(w.last); quiet < w.after { // progress came while the timer fired
+		w.timer.Reset(w.after - quiet)
+		return
+	}
+	w.reported = true
+	w.report(w.last)
+}
+
+// set records progress (or the end of the silence that counts) and re-arms the timer unless off.
+func (w *stallWatch) set(off bool) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last, w.off = time.Now(), off
+	if off {
+		w.timer.Stop()
+	} else {
+		w.timer.Reset(w.after)
+	}
+	if w.reported {
+		w.reported = false
+		w.report(time.Time{})
+	}
 }
 
 // progress restarts the timeout clock; called as data arrives.
-func (g *guard) progress() { g.timer.Reset(g.timeout) }
+func (g *guard) progress() {
+	g.timer.Reset(g.timeout)
+	g.stall.set(false)
+}
 
 // pause stops the timeout clock while the caller holds the data; ctx still applies.
-func (g *guard) pause() { g.timer.Stop() }
+func (g *guard) pause() {
+	g.timer.Stop()
+	g.stall.set(true)
+}
+
+// quiet keeps the timeout but reports no stall: for IDLE, where silence is the normal state.
+func (g *guard) quiet() { g.stall.set(true) }
 
 func (g *guard) disarm() {
 	g.timer.Stop()
 	g.stopCtx()
 	g.unbounded()
+	g.stall.set(true)
 }
 
 func (c *Conn) abort(cause error) {

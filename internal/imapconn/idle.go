@@ -35,6 +35,7 @@ func (c *Conn) Idle(ctx context.Context, name string, maxWait time.Duration) (ch
 	}
 	g.timer.Reset(maxWait + c.cfg.CommandTimeout)
 	g.unbounded()
+	g.quiet()
 	cmd, err := c.client.Idle()
 	if err != nil {
 		return false, c.end(g, op, err)

@@ -657,35 +657,75 @@ func TestServerKilledMidFetch(t *testing.T) {
 	}
 }
 
+// stallLog records what a Conn reports through Config.Stalled.
+type stallLog struct {
+	mu      sync.Mutex
+	reports []time.Time
+}
+
+func (l *stallLog) stalled(since time.Time) {
+	l.mu.Lock()
+	l.reports = append(l.reports, since)
+	l.mu.Unlock()
+}
+
+func (l *stallLog) take() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.reports
+	l.reports = nil
+	return out
+}
+
+// A server that stops answering is reported as stalled once the stall threshold passes, and the
+// command ends at the command timeout with the stall reported over; a slow consumer is neither.
 func TestCommandTimeout(t *testing.T) {
 	d, u := bigMailbox(t, 20, 1<<10)
 	cfg := config(d, u)
 	cfg.CommandTimeout = 300 * time.Millisecond
+	cfg.StallAfter = 100 * time.Millisecond
+	var stalls stallLog
+	cfg.Stalled = stalls.stalled
 	c := dial(t, cfg)
 	ctx := context.Background()
 	if _, err := c.Select(ctx, "INBOX", false); err != nil {
 		t.Fatal(err)
 	}
-	// A slow callback is not the server's silence: it must not trip the watchdog.
+	// A slow callback is not the server's silence: it must neither trip the watchdog nor be
+	// reported as a stall. (The server itself may be slow to answer on a loaded machine: what it
+	// reported before each callback does not count.)
 	n := 0
 	err := c.FetchBodies(ctx, imapconn.UIDs(1, 2), func(imapconn.Message) error {
 		n++
+		stalls.take()
 		time.Sleep(400 * time.Millisecond)
+		if got := stalls.take(); len(got) != 0 {
+			t.Errorf("a slow callback was reported as a stalled server: %v", got)
+		}
 		return nil
 	})
 	if err != nil || n != 2 {
 		t.Fatalf("slow callback: %v after %d messages", err, n)
 	}
+	stalls.take()
 
 	d.Pause(t)
 	defer d.Resume(t)
 	start := time.Now()
 	_, err = c.FetchFlags(ctx, imapconn.UIDsFrom(1), 0)
-	if !errors.Is(err, imapconn.ErrTransient) || !strings.Contains(err.Error(), "timeout") {
+	took := time.Since(start)
+	if !errors.Is(err, imapconn.ErrTransient) || !strings.Contains(err.Error(), "no progress within 300ms") {
 		t.Fatalf("err = %v, want a transient timeout", err)
 	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("took %v to time out", took)
+	if took < cfg.CommandTimeout || took > 2*time.Second {
+		t.Errorf("took %v to time out, want the command timeout %v", took, cfg.CommandTimeout)
+	}
+	got := stalls.take()
+	if len(got) != 2 || got[0].IsZero() || !got[1].IsZero() {
+		t.Fatalf("stall reports %v, want the start of the silence then its end", got)
+	}
+	if d := got[0].Sub(start); d < 0 || d > 250*time.Millisecond {
+		t.Errorf("the silence was reported to start %v after the command, want at its start", d)
 	}
 }
 

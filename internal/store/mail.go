@@ -161,7 +161,7 @@ func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folde
 	return nil
 }
 
-// rawPiece is the most of a raw message one statement binds (see migration 00009).
+// rawPiece is the most of a raw message one statement binds (see migration 00007).
 const rawPiece = 1 << 20
 
 // writePieces stores the rest of a large message's bytes, after the first piece that went into
@@ -384,10 +384,15 @@ type StoredSummary struct {
 
 // FolderSummaries returns every stored message of a folder short of its body, ascending by UID.
 // The raw bytes are measured, not read: both engines keep a value's length in its header (SQLite
-// in the record, PostgreSQL in the out-of-line value's pointer).
+// in the record, PostgreSQL in the out-of-line value's pointer). A large message's length is its
+// first piece's plus its other pieces' (see writePieces).
 func (s *Store) FolderSummaries(ctx context.Context, folderID int64) ([]StoredSummary, error) {
 	rows, err := s.read.QueryContext(ctx, `
-		SELECT uid, flags, size, length(raw), internal_date FROM messages WHERE folder_id = $1 ORDER BY uid`, folderID)
+		SELECT uid, flags, size,
+			CASE WHEN raw_chunks = 0 THEN length(raw) ELSE length(raw) +
+				(SELECT COALESCE(SUM(length(data)), 0) FROM message_chunks c WHERE c.message_id = messages.id) END,
+			internal_date
+		FROM messages WHERE folder_id = $1 ORDER BY uid`, folderID)
 	if err != nil {
 		return nil, fmt.Errorf("store: summaries of folder %d: %w", folderID, err)
 	}

@@ -36,6 +36,10 @@ type Progress struct {
 	New           int
 	Updated       int
 	Deleted       int
+	// Waiting is how long the run has been waiting on its IMAP server with nothing received (0:
+	// it is not). Heartbeats turn it into the row's stalled_since by the database clock; it is
+	// never read back (see Task.StalledSince).
+	Waiting time.Duration
 }
 
 // normalized makes the counters satisfy the table's CHECKs (done never above total, nothing
@@ -47,6 +51,7 @@ func (p Progress) normalized() Progress {
 	p.MessagesTotal = max(p.MessagesTotal, p.MessagesDone)
 	p.BytesDone = max(p.BytesDone, 0)
 	p.New, p.Updated, p.Deleted = max(p.New, 0), max(p.Updated, 0), max(p.Deleted, 0)
+	p.Waiting = max(p.Waiting, 0)
 	return p
 }
 
@@ -67,6 +72,12 @@ type Task struct {
 	CancelRequestedAt time.Time
 	Progress          Progress
 	Error             string
+	// StalledSince is when the running task's IMAP server went quiet, by the database clock, as
+	// its worker's last heartbeat said; zero when it was not waiting.
+	StalledSince time.Time
+	// Deaths counts the attempts whose worker went silent and was given up on (reaped, or replaced
+	// by a Start): a task that died on every attempt is a crash loop.
+	Deaths int
 	// ObservedAt is the database clock when the row was read: liveness is judged against it, never
 	// against the clock of the machine that reads.
 	ObservedAt time.Time
@@ -85,7 +96,7 @@ func (t Task) Lease() Lease { return Lease{TaskID: t.ID, Epoch: t.Epoch} }
 const taskColumns = `id, account_id, state, force_full, epoch, attempt, max_attempts, owner,
 	created_at, started_at, heartbeat_at, finished_at, cancel_requested_at, phase,
 	folders_total, folders_done, messages_total, messages_done, bytes_done,
-	new_messages, updated_messages, deleted_messages, error, {{now}}`
+	new_messages, updated_messages, deleted_messages, error, stalled_since, deaths, {{now}}`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -95,11 +106,13 @@ func scanTask(row rowScanner, extra ...any) (Task, error) {
 		owner                                         sql.NullString
 		created, observed                             int64
 		started, heartbeat, finished, cancelRequested sql.NullInt64
+		stalled                                       sql.NullInt64
 	)
 	dest := []any{&t.ID, &t.AccountID, &t.State, &t.ForceFull, &t.Epoch, &t.Attempt, &t.MaxAttempts, &owner,
 		&created, &started, &heartbeat, &finished, &cancelRequested, &t.Progress.Phase,
 		&t.Progress.FoldersTotal, &t.Progress.FoldersDone, &t.Progress.MessagesTotal, &t.Progress.MessagesDone,
-		&t.Progress.BytesDone, &t.Progress.New, &t.Progress.Updated, &t.Progress.Deleted, &t.Error, &observed}
+		&t.Progress.BytesDone, &t.Progress.New, &t.Progress.Updated, &t.Progress.Deleted, &t.Error,
+		&stalled, &t.Deaths, &observed}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return Task{}, err
 	}
@@ -109,6 +122,7 @@ func scanTask(row rowScanner, extra ...any) (Task, error) {
 	t.HeartbeatAt = fromNullMillis(heartbeat)
 	t.FinishedAt = fromNullMillis(finished)
 	t.CancelRequestedAt = fromNullMillis(cancelRequested)
+	t.StalledSince = fromNullMillis(stalled)
 	t.ObservedAt = fromMillis(observed)
 	return t, nil
 }
@@ -157,8 +171,9 @@ func (s *Store) StartTask(ctx context.Context, p StartParams) (task Task, create
 		}
 		if _, err := tx.ExecContext(ctx, s.sql(`
 			UPDATE sync_tasks SET state = 'failed', finished_at = COALESCE($2, {{now}}),
+				deaths = CASE WHEN state = 'running' THEN deaths + 1 ELSE deaths END,
 				error = CASE WHEN state = 'running'
-					THEN 'abandoned: the worker stopped sending heartbeats'
+					THEN 'abandoned: the worker stopped sending heartbeats' || `+lastHeard+`
 					ELSE 'abandoned: no worker picked the task up in time' END
 			WHERE account_id = $1 AND (
 				(state = 'running' AND heartbeat_at < COALESCE($2, {{now}}) - $3)
@@ -265,7 +280,8 @@ func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, no
 		UPDATE sync_tasks SET state = 'running', owner = $1, epoch = epoch + 1, attempt = attempt + 1,
 			started_at = COALESCE($2, {{now}}), heartbeat_at = COALESCE($2, {{now}}), phase = 'starting',
 			folders_total = 0, folders_done = 0, messages_total = 0, messages_done = 0, bytes_done = 0,
-			new_messages = 0, updated_messages = 0, deleted_messages = 0, error = ''
+			new_messages = 0, updated_messages = 0, deleted_messages = 0, error = '',
+			stalled_since = NULL
 		WHERE id = (SELECT id FROM sync_tasks WHERE state = 'queued' `+filter+`
 		            ORDER BY created_at, id LIMIT 1 `+s.dialect.skipLocked+`)
 		  AND state = 'queued'
@@ -322,7 +338,7 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, n
 	p = p.normalized()
 	var cancelRequested sql.NullInt64
 	err := q.QueryRowContext(ctx, s.sql(`
-		UPDATE sync_tasks SET heartbeat_at = COALESCE($3, {{now}}),
+		UPDATE sync_tasks SET heartbeat_at = CASE WHEN heartbeat_at > COALESCE($3, {{now}}) THEN heartbeat_at ELSE COALESCE($3, {{now}}) END,
 			phase = CASE WHEN $8 >= messages_done THEN $4 ELSE phase END,
 			folders_total = CASE WHEN $5 > folders_total THEN $5 ELSE folders_total END,
 			folders_done = CASE WHEN $6 > folders_done THEN $6 ELSE folders_done END,
@@ -331,11 +347,12 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l Lease, p Progress, n
 			bytes_done = CASE WHEN $9 > bytes_done THEN $9 ELSE bytes_done END,
 			new_messages = CASE WHEN $10 > new_messages THEN $10 ELSE new_messages END,
 			updated_messages = CASE WHEN $11 > updated_messages THEN $11 ELSE updated_messages END,
-			deleted_messages = CASE WHEN $12 > deleted_messages THEN $12 ELSE deleted_messages END
+			deleted_messages = CASE WHEN $12 > deleted_messages THEN $12 ELSE deleted_messages END,
+			stalled_since = CASE WHEN $13 > 0 THEN COALESCE(stalled_since, COALESCE($3, {{now}}) - $13) END
 		WHERE id = $1 AND epoch = $2 AND state = 'running'
 		RETURNING cancel_requested_at`),
 		l.TaskID, l.Epoch, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
-		p.BytesDone, p.New, p.Updated, p.Deleted).Scan(&cancelRequested)
+		p.BytesDone, p.New, p.Updated, p.Deleted, millis(p.Waiting)).Scan(&cancelRequested)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, ErrLeaseLost
 	}
@@ -357,7 +374,7 @@ func (s *Store) FinishTask(ctx context.Context, l Lease, state TaskState, p Prog
 		p.FoldersDone = p.FoldersTotal
 	}
 	row := s.write.QueryRowContext(ctx, s.sql(`
-		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = COALESCE($4, {{now}}),
+		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = CASE WHEN heartbeat_at > COALESCE($4, {{now}}) THEN heartbeat_at ELSE COALESCE($4, {{now}}) END,
 			phase = $5, folders_total = $6, folders_done = $7, messages_total = $8, messages_done = $9,
 			bytes_done = $10, new_messages = $11, updated_messages = $12, deleted_messages = $13, error = $14
 		WHERE id = $1 AND epoch = $2 AND state = 'running'
@@ -432,6 +449,14 @@ func (s *Store) cancelTask(ctx context.Context, q querier, id string, now time.T
 	return scanTask(row)
 }
 
+// lastHeard is the SQL text that says where a dead task's worker was at its last heartbeat: the
+// phase names the folder ("fetching INBOX"), the counters how far it had got. A task whose
+// workers keep dying must say where they die, or nobody can tell the crash-looping folder or
+// message from a flaky host.
+const lastHeard = `'; its last heartbeat was in phase "' || phase || '", ' ||
+	folders_done || ' of ' || folders_total || ' folders done, ' ||
+	messages_done || ' of ' || messages_total || ' messages'`
+
 // ReapParams are the inputs of ReapTasks.
 type ReapParams struct {
 	DeadAfter     time.Duration
@@ -475,7 +500,7 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 	}{
 		// A requeued task's heartbeat_at is when it went back to the queue: the queued timeout
 		// counts from there.
-		{reap(`state = 'queued', owner = NULL, epoch = epoch + 1,
+		{reap(`state = 'queued', owner = NULL, epoch = epoch + 1, deaths = deaths + 1,
 			heartbeat_at = COALESCE($1, {{now}}), error = 'the worker stopped sending heartbeats; retrying'`,
 			silent+` AND NOT (`+overLimit+`) AND cancel_requested_at IS NULL AND attempt < max_attempts`),
 			[]any{now, dead, maxRun}},
@@ -484,10 +509,11 @@ func (s *Store) ReapTasks(ctx context.Context, p ReapParams) ([]Task, error) {
 			silent+` AND cancel_requested_at IS NOT NULL`),
 			[]any{now, dead}},
 		{reap(`state = 'failed', epoch = epoch + 1, finished_at = COALESCE($1, {{now}}),
+			deaths = CASE WHEN state = 'running' AND NOT (started_at < COALESCE($1, {{now}}) - $3) THEN deaths + 1 ELSE deaths END,
 			error = CASE
 				WHEN state = 'queued' THEN 'no worker picked the task up in time'
 				WHEN started_at < COALESCE($1, {{now}}) - $3 THEN 'ran longer than the maximum run time'
-				ELSE 'the worker stopped sending heartbeats on every attempt (' || attempt || ' of ' || max_attempts || ')' END`,
+				ELSE 'the worker stopped sending heartbeats on every attempt (' || attempt || ' of ' || max_attempts || ')' || `+lastHeard+` END`,
 			`(`+silent+`) OR (`+overLimit+`)
 			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($1, {{now}}) - $4)`),
 			[]any{now, dead, maxRun, queued}},
@@ -551,6 +577,23 @@ func (s *Store) LatestTask(ctx context.Context, accountID int64) (Task, error) {
 		return Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, err)
 	}
 	return t, nil
+}
+
+// RecentTasks returns the account's last finished tasks, newest first, at most limit: the history
+// the crash-loop backoff is decided from.
+func (s *Store) RecentTasks(ctx context.Context, accountID int64, limit int) ([]Task, error) {
+	rows, err := s.read.QueryContext(ctx, s.sql(`
+		SELECT `+taskColumns+` FROM sync_tasks
+		WHERE account_id = $1 AND state IN ('succeeded', 'failed', 'cancelled')
+		ORDER BY created_at DESC, id DESC LIMIT $2`), accountID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent tasks of account %d: %w", accountID, err)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent tasks of account %d: %w", accountID, err)
+	}
+	return tasks, nil
 }
 
 // TaskWithOwner returns one task by id and the id of the user owning its account, in one query:

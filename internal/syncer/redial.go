@@ -75,10 +75,12 @@ func (a *accountSync) fetchAll(ctx context.Context, name string, set imapconn.UI
 
 // redial replaces a connection that broke with a new one on the same folder, or returns the
 // error to end the run with: cause itself when it is not a broken IMAP connection, when the run
-// was stopped, or when the folder has redialled too often.
+// was stopped, or when the folder has redialled too often. A server that stopped answering (the
+// command timeout) is not dialled again: that would only add a dial timeout to the wait before
+// the task says so, and the next sync resumes from the checkpoints anyway.
 func (a *accountSync) redial(ctx context.Context, name string, sel imapconn.Status, cause error, redials *int) error {
 	var ie *imapconn.Error
-	if ctx.Err() != nil || !errors.As(cause, &ie) || *redials >= maxRedials {
+	if ctx.Err() != nil || !errors.As(cause, &ie) || *redials >= maxRedials || imapconn.IsTimeout(cause) {
 		return cause
 	}
 	var big *imapconn.TooLargeError

@@ -64,9 +64,12 @@ type Options struct {
 	// ParseWorkers is how many goroutines parse messages while the next ones arrive. Default
 	// GOMAXPROCS.
 	ParseWorkers int
-	// DialTimeout and CommandTimeout are passed to imapconn (its defaults when zero).
+	// DialTimeout, CommandTimeout and StallAfter are passed to imapconn (its defaults when zero).
+	// A task's connections report their stalls to its run (worker.Run.Waiting), so the task
+	// says when it is waiting on its server.
 	DialTimeout    time.Duration
 	CommandTimeout time.Duration
+	StallAfter     time.Duration
 	// Limits bound what an account's server can make a sync hold or wait for (imapconn's
 	// defaults for zero fields). A message above Limits.MaxMessageSize is skipped and named.
 	Limits imapconn.Limits
@@ -131,6 +134,7 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 	}
 	run.Report(a.p)
 	a.cfg = s.imapConfig(acct, string(password))
+	a.cfg.Stalled = run.Waiting
 	if a.conn, err = imapconn.Dial(ctx, a.cfg); err != nil {
 		return a.fail(ctx, "", a.public(err))
 	}
@@ -153,7 +157,7 @@ func (s *Syncer) imapConfig(acct store.Account, password string) imapconn.Config
 	cfg := imapconn.Config{
 		Host: acct.IMAPHost, Port: acct.IMAPPort, TLS: imapconn.TLSMode(acct.TLSMode), InsecureSkipVerify: acct.TLSSkipVerify,
 		Login: acct.Login, Password: password,
-		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout,
+		DialTimeout: s.opts.DialTimeout, CommandTimeout: s.opts.CommandTimeout, StallAfter: s.opts.StallAfter,
 		Limits: s.opts.Limits, Logger: s.opts.Logger,
 	}
 	if acct.Restricted {

@@ -57,6 +57,11 @@ type Config struct {
 	QueuedTimeout     time.Duration // queued and unclaimed this long: failed
 	MaxAttempts       int           // claims before a task that keeps dying is failed
 	MaxRunTime        time.Duration // a run longer than this is failed
+	// CrashBackoff is how long the automatic syncs (scheduled, IMAP push) of an account wait after
+	// a task of it died on every attempt; it doubles with each such task in a row, up to
+	// CrashBackoffMax. 0 turns the backoff off.
+	CrashBackoff    time.Duration
+	CrashBackoffMax time.Duration
 }
 
 // DefaultConfig is the policy of DESIGN §3.
@@ -69,6 +74,8 @@ func DefaultConfig() Config {
 		QueuedTimeout:     10 * time.Minute,
 		MaxAttempts:       3,
 		MaxRunTime:        2 * time.Hour,
+		CrashBackoff:      5 * time.Minute,
+		CrashBackoffMax:   6 * time.Hour,
 	}
 }
 
@@ -84,6 +91,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("task: self-fence %s must lie between the heartbeat interval %s and the timeout %s", c.SelfFence, c.HeartbeatInterval, c.HeartbeatTimeout)
 	case c.MaxAttempts < 1:
 		return errors.New("task: max attempts must be at least 1")
+	case c.CrashBackoff < 0 || c.CrashBackoffMax < 0:
+		return errors.New("task: the crash backoff cannot be negative")
+	case c.CrashBackoff > 0 && c.CrashBackoffMax < c.CrashBackoff:
+		return fmt.Errorf("task: crash backoff max %s must be at least the crash backoff %s", c.CrashBackoffMax, c.CrashBackoff)
 	}
 	return nil
 }
@@ -101,6 +112,7 @@ type Store interface {
 	Task(ctx context.Context, id string) (store.Task, error)
 	LatestTask(ctx context.Context, accountID int64) (store.Task, error)
 	TaskAttempts(ctx context.Context, taskID string) ([]store.TaskAttempt, error)
+	RecentTasks(ctx context.Context, accountID int64, limit int) ([]store.Task, error)
 }
 
 // Manager applies the lifecycle to a store.

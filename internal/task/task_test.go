@@ -17,6 +17,8 @@ func TestConfigValidate(t *testing.T) {
 		"fence before a beat":     func(c *Config) { c.SelfFence = 10 * time.Second },
 		"no attempts":             func(c *Config) { c.MaxAttempts = 0 },
 		"negative run time":       func(c *Config) { c.MaxRunTime = -time.Second },
+		"negative crash backoff":  func(c *Config) { c.CrashBackoff = -time.Second },
+		"backoff max below base":  func(c *Config) { c.CrashBackoffMax = time.Minute },
 	}
 	for name, mutate := range cases {
 		c := DefaultConfig()

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"mailsync/internal/task"
+	"mailsync/internal/worker"
 )
 
 // newBrowser starts one headless Chromium for a test and its subtests.
@@ -235,6 +236,44 @@ func TestBrowser(t *testing.T) {
 		p.waitFor("success", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'succeeded'`, card(acct.ID)), 30*time.Second)
 		if n := st.taskCount(acct.ID); n != 1 {
 			t.Fatalf("%d tasks, want 1", n)
+		}
+	})
+
+	t.Run("ServerThatStopsAnsweringShowsWaiting", func(t *testing.T) {
+		// The body stands for a sync whose IMAP server went quiet: its worker is alive and
+		// heartbeats, its connection says it has heard nothing since a moment ago.
+		gaveUp := make(chan struct{})
+		body := func(ctx context.Context, run *worker.Run) error {
+			run.Report(task.Progress{Phase: "fetching INBOX", FoldersTotal: 2, MessagesTotal: 100, MessagesDone: 10})
+			run.Waiting(time.Now())
+			select {
+			case <-gaveUp:
+			case <-ctx.Done():
+			}
+			run.Waiting(time.Time{})
+			return errors.New("imap: fetch bodies 11:* of \"INBOX\": timeout: no progress within 60s")
+		}
+		st := newStack(t, body, fakeLogin{})
+		acct := st.addAccount("Frozen")
+		p := newPage(t, browser, st.url)
+		p.login()
+		p.do(chromedp.Click(chromedp.CSS(card(acct.ID) + ` button[data-action=sync]`)))
+		p.waitFor("waiting for the server", fmt.Sprintf(`document.querySelector('%s').dataset.waiting === 'true'`, card(acct.ID)), 10*time.Second)
+		if got := p.cardState(acct.ID); got != "running" {
+			t.Fatalf("a sync waiting on its server shows state %q, want running", got)
+		}
+		status := eval[string](p, fmt.Sprintf(`document.querySelector('%s .status').textContent`, card(acct.ID)))
+		if !strings.Contains(status, "Waiting for the server") || !strings.Contains(status, "has sent nothing since") {
+			t.Fatalf("the card says %q, want that it waits for the server and since when", status)
+		}
+		if !eval[bool](p, fmt.Sprintf(`document.querySelector('%s button[data-action=sync]').disabled`, card(acct.ID))) {
+			t.Fatal("Sync now is enabled while the task is live, only waiting")
+		}
+		p.screenshot("accounts-waiting-for-server")
+		close(gaveUp)
+		p.waitFor("the failure", fmt.Sprintf(`document.querySelector('%s').dataset.state === 'failed'`, card(acct.ID)), 10*time.Second)
+		if eval[string](p, fmt.Sprintf(`document.querySelector('%s').dataset.waiting`, card(acct.ID))) != "false" {
+			t.Fatal("a failed sync still shows as waiting for the server")
 		}
 	})
 

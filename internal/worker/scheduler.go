@@ -82,6 +82,9 @@ func (s *Scheduler) StartDue(ctx context.Context) time.Duration {
 		}
 	}
 	for _, id := range due {
+		if held(ctx, s.Tasks, id, log) {
+			continue
+		}
 		t, created, err := s.Tasks.Start(ctx, id, false)
 		if err != nil {
 			log.Warn("scheduler: cannot start a sync", "account", id, "err", err)
@@ -142,4 +145,22 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// held reports whether the account's automatic syncs wait out a crash backoff (its last tasks died
+// on every attempt): starting another would only crash-loop this instance again. The check
+// failing holds the account too, this once: the next look tries again.
+func held(ctx context.Context, tasks *task.Manager, accountID int64, log *slog.Logger) bool {
+	until, err := tasks.HeldUntil(ctx, accountID)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("cannot check the crash backoff; not starting a sync this time", "account", accountID, "err", err)
+		}
+		return true
+	}
+	if !until.IsZero() {
+		log.Debug("automatic sync held back: the account's last syncs died on every attempt", "account", accountID, "until", until)
+		return true
+	}
+	return false
 }

@@ -136,6 +136,9 @@ func (w *Watcher) watch(ctx context.Context, a store.Account) {
 }
 
 func (w *Watcher) start(ctx context.Context, accountID int64, log *slog.Logger) (task.Task, bool) {
+	if held(ctx, w.Tasks, accountID, log) {
+		return task.Task{}, false
+	}
 	t, created, err := w.Tasks.Start(ctx, accountID, false)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -131,3 +131,38 @@ func TestWatcherTurnsPushesIntoSyncs(t *testing.T) {
 		}
 	})
 }
+
+// A push for an account whose last sync died on every attempt starts nothing until the crash
+// backoff has passed.
+func TestWatcherHoldsAnAccountWhoseSyncsDie(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		ctx := context.Background()
+		e := newEnv(t, d)
+		clock := storetest.NewClock()
+		e.tasks.Now = clock.Now
+		a := storetest.SeedAccount(t, e.store)
+		if _, _, err := e.tasks.Start(ctx, a.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		crash(t, ctx, e.tasks, clock)
+		push := &fakePush{open: map[int64]func(){}}
+		var started atomic.Int32
+		w := &worker.Watcher{Accounts: e.store, Watch: push.watch, Tasks: e.tasks, Refresh: 50 * time.Millisecond,
+			Poll: 10 * time.Millisecond, Started: func(task.Task) { started.Add(1) }}
+		wctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { w.Run(wctx) })
+		t.Cleanup(func() { stop(); wg.Wait() })
+
+		clock.Advance(fast.CrashBackoff - time.Minute)
+		push.push(t, a.ID)
+		if n := storetest.CountTasks(t, e.store, a.ID); n != 1 || started.Load() != 0 {
+			t.Fatalf("a push during the crash backoff started a sync (%d tasks)", n)
+		}
+		clock.Advance(2 * time.Minute)
+		push.push(t, a.ID)
+		if n := storetest.CountTasks(t, e.store, a.ID); n != 2 || started.Load() != 1 {
+			t.Fatalf("a push after the crash backoff: %d tasks, %d started; want a new sync", n, started.Load())
+		}
+	})
+}

@@ -273,9 +273,16 @@ func (w *Worker) callBody(ctx context.Context, run *Run) (err error) {
 	return w.body(ctx, run)
 }
 
+// urgentGap is the least time between two heartbeats that the body asked for early (a new phase,
+// a stall of its server): the row says where the task is within about a second, at the cost of
+// at most one write per second.
+const urgentGap = time.Second
+
 // heartbeat proves the task alive every interval (jittered, so that many workers do not beat in
 // step) until ctx ends, and cancels the task when the database refuses, a cancel is requested, or
-// no beat has succeeded for cfg.SelfFence.
+// no beat has succeeded for cfg.SelfFence. A beat comes early when the body's phase changes or its
+// server stalls or resumes: a worker that then dies leaves its last whereabouts in the row, and a
+// stall shows without waiting for the interval.
 //
 // A beat that fails (the database away, or the task's row held by another session's lock, which
 // makes the store give up after a second) is tried again after a fifth of the interval, so a brief
@@ -285,28 +292,48 @@ func (w *Worker) callBody(ctx context.Context, run *Run) (err error) {
 // bounds how far such a beat overruns (every write is fenced by epoch in the database anyway).
 func (w *Worker) heartbeat(ctx context.Context, run *Run, cancel context.CancelCauseFunc, cfg task.Config) {
 	wait := cfg.HeartbeatInterval
+	last := time.Now()
 	for {
 		wait += time.Duration(rand.Int64N(int64(wait)/5+1)) - wait/10
 		if fence := cfg.SelfFence - run.SinceBeat(); wait > fence {
 			wait = max(fence, 0)
 		}
+		due := time.Now().Add(wait)
 		timer := time.NewTimer(wait)
+		urgent := false
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
 		case <-timer.C:
+		case <-run.urgent:
+			// As soon as the gap allows, but never later than the regular beat.
+			urgent = true
+			if soonest := last.Add(urgentGap); soonest.Before(due) {
+				timer.Reset(time.Until(soonest))
+			}
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
 		}
 		if run.SinceBeat() >= cfg.SelfFence {
 			cancel(ErrSelfFenced)
 			return
 		}
+		last = time.Now()
+		progress := run.Progress()
 		beatCtx, done := context.WithTimeout(ctx, 5*time.Second)
 		// The database records the beat when the statement starts, which may be long before it
 		// returns (a lock wait): count from before the call, never later than the database.
 		began := time.Now()
-		stop, err := w.tasks.Heartbeat(beatCtx, run.Lease(), run.Progress())
+		stop, err := w.tasks.Heartbeat(beatCtx, run.Lease(), progress)
 		done()
+		if err == nil && urgent {
+			run.publish() // streams re-read the row, which now says it
+		}
 		wait = cfg.HeartbeatInterval
 		switch {
 		case errors.Is(err, task.ErrLeaseLost):
@@ -339,14 +366,43 @@ type Run struct {
 	changed func(task.Task)
 	every   time.Duration
 
+	// urgent asks the heartbeat loop for an early beat; one pending request stands for any number.
+	urgent chan struct{}
+	// publishing serializes the calls of changed, each with the progress of its moment, so that
+	// whoever listens sees progress in order even when the body and the heartbeat both publish.
+	publishing sync.Mutex
+
 	mu          sync.Mutex
 	progress    task.Progress
 	lastBeat    time.Time
 	lastChanged time.Time
+	waiting     time.Time // since when the body waits on its server; zero when it does not
 }
 
 func newRun(t task.Task, changed func(task.Task), every time.Duration) *Run {
-	return &Run{Task: t, changed: changed, every: every, progress: t.Progress, lastBeat: time.Now()}
+	return &Run{Task: t, changed: changed, every: every, progress: t.Progress, lastBeat: time.Now(),
+		urgent: make(chan struct{}, 1)}
+}
+
+func (r *Run) beatSoon() {
+	select {
+	case r.urgent <- struct{}{}:
+	default:
+	}
+}
+
+// Waiting records that the body has been waiting on its server, with nothing received, since
+// since (the zero time: no longer). Heartbeats keep going, since the worker is alive; they carry
+// the wait to the task, which shows it as stalled_since. It never blocks (imapconn.Config.Stalled
+// calls it from a timer).
+func (r *Run) Waiting(since time.Time) {
+	r.mu.Lock()
+	changed := r.waiting.IsZero() != since.IsZero()
+	r.waiting = since
+	r.mu.Unlock()
+	if changed {
+		r.beatSoon()
+	}
 }
 
 // Lease is the fencing token every write of the body must carry.
@@ -355,24 +411,43 @@ func (r *Run) Lease() task.Lease { return r.Task.Lease() }
 // Report records the body's progress; the next heartbeat (or fenced write) stores it.
 func (r *Run) Report(p task.Progress) {
 	r.mu.Lock()
+	newPhase := p.Phase != r.progress.Phase
 	r.progress = p
 	notify := r.changed != nil && time.Since(r.lastChanged) >= r.every
 	if notify {
 		r.lastChanged = time.Now()
 	}
 	r.mu.Unlock()
+	if newPhase {
+		r.beatSoon()
+	}
 	if notify {
-		t := r.Task
-		t.Progress = p
-		r.changed(t)
+		r.publish()
 	}
 }
 
-// Progress returns the last reported progress.
+// publish tells changed of the run's progress as it is now.
+func (r *Run) publish() {
+	if r.changed == nil {
+		return
+	}
+	r.publishing.Lock()
+	defer r.publishing.Unlock()
+	t := r.Task
+	t.Progress = r.Progress()
+	r.changed(t)
+}
+
+// Progress returns the last reported progress, with how long the body has been waiting on its
+// server (Waiting) if it is.
 func (r *Run) Progress() task.Progress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.progress
+	p := r.progress
+	if !r.waiting.IsZero() {
+		p.Waiting = max(time.Since(r.waiting), time.Millisecond)
+	}
+	return p
 }
 
 // Beat records that a fenced write succeeded: the task is provably still ours.

@@ -30,9 +30,16 @@ var fast = task.Config{
 	QueuedTimeout:     time.Minute,
 	MaxAttempts:       3,
 	MaxRunTime:        time.Minute,
+	CrashBackoff:      5 * time.Minute,
+	CrashBackoffMax:   time.Hour,
 }
 
-const helperEnv = "MAILSYNC_WORKER_HELPER_DSN"
+const (
+	helperEnv = "MAILSYNC_WORKER_HELPER_DSN"
+	// crashEnv set makes the helper's body crash the whole process, as a fatal runtime error or a
+	// panic outside the worker's recover would.
+	crashEnv = "MAILSYNC_WORKER_HELPER_CRASH"
+)
 
 // TestMain doubles as the worker process of the subprocess tests: run with helperEnv set, the test
 // binary is a worker on that database until it gets SIGTERM.
@@ -71,7 +78,11 @@ func helperWorker(dsn string) int {
 			g.gate.Unlock()
 		}
 	}()
-	w := worker.New(tasks, writingBody(g.CommitBatch, 1<<30, func(line string) { fmt.Println(line) }), worker.Config{
+	body := writingBody(g.CommitBatch, 1<<30, func(line string) { fmt.Println(line) })
+	if os.Getenv(crashEnv) != "" {
+		body = crashingBody(s)
+	}
+	w := worker.New(tasks, body, worker.Config{
 		Owner: fmt.Sprintf("helper-%d", os.Getpid()), PollInterval: 20 * time.Millisecond,
 	})
 	w.Run(ctx)
@@ -114,6 +125,33 @@ func (g *gatedStore) CommitBatch(ctx context.Context, l store.Lease, p store.Pro
 	g.gate.RLock()
 	defer g.gate.RUnlock()
 	return g.Store.CommitBatch(ctx, l, p, b)
+}
+
+// crashingBody reports that it is fetching the third of five folders, waits until a heartbeat
+// has put that in the row, and panics on a goroutine of its own: nothing recovers that, and the
+// process dies, as with the out-of-memory of a huge message or a parser bug.
+func crashingBody(s *store.Store) worker.Body {
+	return func(ctx context.Context, run *worker.Run) error {
+		fmt.Println("claimed " + run.Task.ID)
+		run.Report(task.Progress{Phase: "fetching Archive/2024", FoldersTotal: 5, FoldersDone: 2, MessagesTotal: 900, MessagesDone: 410})
+		for {
+			tk, err := s.Task(ctx, run.Task.ID)
+			if err != nil {
+				return err
+			}
+			if tk.Progress.Phase == "fetching Archive/2024" {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		crashed := make(chan struct{})
+		go func() {
+			defer close(crashed)
+			panic("the body crashes its process")
+		}()
+		<-crashed
+		return nil
+	}
 }
 
 type commitFunc func(ctx context.Context, l store.Lease, p store.Progress, b store.Batch) (int64, error)
@@ -175,9 +213,25 @@ type helper struct {
 
 func startHelper(t *testing.T, dsn string) *helper {
 	t.Helper()
+	return spawnHelper(t, dsn, false)
+}
+
+// startCrashingHelper starts a helper whose body crashes the process (its panic's stack, expected,
+// is not shown).
+func startCrashingHelper(t *testing.T, dsn string) *helper {
+	t.Helper()
+	return spawnHelper(t, dsn, true)
+}
+
+func spawnHelper(t *testing.T, dsn string, crash bool) *helper {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+dsn)
 	cmd.Stderr = os.Stderr
+	if crash {
+		cmd.Env = append(cmd.Env, crashEnv+"=1")
+		cmd.Stderr = nil
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -366,6 +420,53 @@ func TestTaskThatKillsEveryWorkerFails(t *testing.T) {
 		}
 		if final.State != task.Failed || final.Attempt != fast.MaxAttempts {
 			t.Fatalf("after %d deaths the task is %s at attempt %d", fast.MaxAttempts, final.State, final.Attempt)
+		}
+	})
+}
+
+// A task whose worker process crashes on every attempt (a panic nothing recovers, in the same
+// place each time) ends failed after max attempts with an error that says where its last
+// heartbeat was: the phase with its folder, and how far it had got. The account's automatic
+// syncs then back off.
+func TestCrashLoopingTaskSaysWhereItDied(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		ctx := context.Background()
+		e := newEnv(t, d)
+		tk := e.start(t)
+		for attempt := 1; attempt <= fast.MaxAttempts; attempt++ {
+			h := startCrashingHelper(t, e.dsn)
+			h.expect(t, "claimed "+tk.ID, 10*time.Second)
+			done := make(chan error, 1)
+			go func() { done <- h.cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatalf("attempt %d: the crashing worker exited cleanly", attempt)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("attempt %d: the worker did not crash", attempt)
+			}
+			time.Sleep(fast.HeartbeatTimeout + 100*time.Millisecond)
+			if _, err := e.tasks.Reap(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		final, err := e.tasks.Get(ctx, tk.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if final.State != task.Failed || final.Deaths != fast.MaxAttempts || !task.Died(final) {
+			t.Fatalf("after %d crashes the task is %s with %d deaths", fast.MaxAttempts, final.State, final.Deaths)
+		}
+		for _, want := range []string{"every attempt (3 of 3)", `phase "fetching Archive/2024"`, "2 of 5 folders done", "410 of 900 messages"} {
+			if !strings.Contains(final.Error, want) {
+				t.Errorf("the error %q does not say %q", final.Error, want)
+			}
+		}
+		t.Logf("the crash-looping task's error: %s", final.Error)
+		e.tasks.Now = func() time.Time { return final.FinishedAt.Add(time.Minute) }
+		if until, err := e.tasks.HeldUntil(ctx, tk.AccountID); err != nil || !until.Equal(final.FinishedAt.Add(5*time.Minute)) {
+			t.Fatalf("the account's automatic syncs are held until %v (%v), want 5 min after the failure", until, err)
 		}
 	})
 }

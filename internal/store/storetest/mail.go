@@ -168,6 +168,17 @@ func testLargeMessagesInPieces(t *testing.T, dialect string) {
 				t.Errorf("UID %d: %d and %d bytes read back, want %d, equal", m.UID, len(m.Raw), len(one.Raw), len(want[m.UID]))
 			}
 		}
+		// A forced full sync compares these lengths with the server's sizes: a large message
+		// must measure whole, or every --full downloads it again.
+		sums, err := e.store.FolderSummaries(ctx, folderID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sum := range sums {
+			if sum.RawSize != int64(len(want[sum.UID])) {
+				t.Errorf("UID %d: summary says %d raw bytes, want %d", sum.UID, sum.RawSize, len(want[sum.UID]))
+			}
+		}
 	}
 	id := commit(store.Message{UID: 1, Raw: want[1]}, store.Message{UID: 2, Raw: want[2]}, store.Message{UID: 3, Raw: want[3]})
 	check(id)

@@ -62,6 +62,9 @@ var suite = []struct {
 	{"AttemptLog", testAttemptLog},
 	{"FollowNeverWaitsOnADeadTask", testFollow},
 	{"LargeMessagesInPieces", testLargeMessagesInPieces},
+	{"StalledSince", testStalledSince},
+	{"DeathsCounted", testDeathsCounted},
+	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
 }
 
 // env is one test's database, lifecycle and clock.

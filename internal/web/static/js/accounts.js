@@ -43,6 +43,12 @@ function describe(task) {
       return {key: 'queued', label: 'Queued', detail: task.error ? `Retrying (${task.error})…` : 'Waiting for a worker…'};
     case 'running': {
       const folders = p.folders_total ? ` · folder ${Math.min(p.folders_done + 1, p.folders_total)} of ${p.folders_total}` : '';
+      if (task.stalled_since) {
+        // The worker is alive but its IMAP server has gone quiet: say so rather than show a
+        // frozen bar as if all were well. The command timeout ends the sync if it stays quiet.
+        return {key: 'running', waiting: true, label: 'Waiting for the server',
+          detail: `The IMAP server has sent nothing since ${formatTime(task.stalled_since, true)}${folders}`};
+      }
       return {key: 'running', label: 'Syncing', detail: (task.phase || 'working') + folders};
     }
     case 'succeeded':
@@ -125,8 +131,9 @@ class AccountCard {
     const live = isActive(task) && !isStalled(task);
 
     this.el.dataset.state = d.key;
+    this.el.dataset.waiting = d.waiting ? 'true' : 'false';
     this.el.dataset.taskId = task ? task.id : '';
-    this.stateEl.className = `state ${d.key}`;
+    this.stateEl.className = `state ${d.key}${d.waiting ? ' waiting' : ''}`;
     this.stateEl.textContent = d.label;
     this.detailEl.textContent = d.detail;
 
