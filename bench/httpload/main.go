@@ -25,9 +25,9 @@ import (
 	"time"
 
 	"mailsync/internal/auth"
-	"mailsync/internal/events"
 	"mailsync/internal/httpapi"
-	"mailsync/internal/metrics"
+	"mailsync/internal/instance"
+	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
@@ -59,11 +59,6 @@ func main() {
 	}
 }
 
-// acceptAll stands in for the IMAP login check: the benchmark measures HTTP, not IMAP.
-type acceptAll struct{}
-
-func (acceptAll) CheckLogin(context.Context, store.Account, string) error { return nil }
-
 func run(dsn string, duration time.Duration, concurrency, rounds int) error {
 	ctx := context.Background()
 	if dsn == "" {
@@ -82,26 +77,24 @@ func run(dsn string, duration time.Duration, concurrency, rounds int) error {
 	if _, err := s.Migrate(ctx); err != nil {
 		return err
 	}
-	tasks, err := task.NewManager(s, task.DefaultConfig())
-	if err != nil {
-		return err
-	}
-	bus := events.NewBus()
-	tasks.Changed = bus.TaskChanged
 	key := make([]byte, secret.KeySize)
 	rand.Read(key)
-	box, err := secret.New(key)
-	if err != nil {
-		return err
-	}
-	api, err := httpapi.New(httpapi.Config{
-		Store: s, Tasks: tasks, Events: bus, Box: box, Login: acceptAll{},
-		Sessions: auth.NewSessions(auth.DeriveKey(key, "session"), time.Hour), Metrics: metrics.New(s),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "bench",
+	// The Instance serve builds, without workers (the benchmark holds the one running task
+	// itself) and with a login check that accepts anything: it measures HTTP, not IMAP.
+	in, err := instance.New(instance.Config{
+		Store: s, DSN: dsn, Key: key, Lifecycle: task.DefaultConfig(), Login: instancetest.AcceptAnyLogin{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Addr: "127.0.0.1:0",
+		API: httpapi.Config{Version: "bench"},
 	})
 	if err != nil {
 		return err
 	}
+	defer in.Close()
+	tasks, box := in.Tasks, in.Box
+	runCtx, stopInstance := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	go func() { runDone <- in.Run(runCtx) }()
+	defer func() { stopInstance(); _ = <-runDone }()
 
 	// One user, one account, one running task: what a UI polling a sync asks for.
 	u, err := s.CreateUser(ctx, "bench-"+rand.Text()[:8]+"@example.test", "unused", false)
@@ -124,15 +117,24 @@ func run(dsn string, duration time.Duration, concurrency, rounds int) error {
 	if err != nil || !ok {
 		return fmt.Errorf("claim: %v", err)
 	}
-	if _, err := tasks.Heartbeat(ctx, running.Lease(), task.Progress{MessagesTotal: 1000, MessagesDone: 400}); err != nil {
+	progress := task.Progress{MessagesTotal: 1000, MessagesDone: 400}
+	if _, err := tasks.Heartbeat(ctx, running.Lease(), progress); err != nil {
 		return err
 	}
+	// The running task keeps beating, so the instance's reaper leaves it alone however long the
+	// run lasts.
+	go func() {
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-time.After(task.DefaultConfig().HeartbeatInterval):
+				_, _ = tasks.Heartbeat(runCtx, running.Lease(), progress)
+			}
+		}
+	}()
 
-	apiURL, stopAPI, err := serve(api.Handler())
-	if err != nil {
-		return err
-	}
-	defer stopAPI()
+	apiURL := in.URL()
 	trivialURL, stopTrivial, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))

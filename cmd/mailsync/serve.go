@@ -2,20 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"sync"
 	"time"
 
-	"mailsync/internal/auth"
-	"mailsync/internal/events"
 	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/metrics"
 	"mailsync/internal/secret"
-	"mailsync/internal/task"
-	"mailsync/internal/worker"
 )
 
 // ServeCmd runs everything a mailsync instance does: the HTTP API, the workers, the reaper and
@@ -48,120 +41,61 @@ func (f HTTPFlags) limits() httpapi.ConnLimits {
 	return httpapi.ConnLimits{ReadHeaderTimeout: f.ReadHeaderTimeout, IdleTimeout: f.IdleTimeout, MaxConns: f.MaxConns}
 }
 
+// Run is flags → instance.Config → instance.Run.
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.logger
-	s, tasks, err := g.openTasks(ctx)
+	s, err := g.openStore(ctx)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
 	key, err := g.serverKey(ctx, s)
 	if err != nil {
+		_ = s.Close()
 		return err
 	}
 	box, err := secret.New(key)
 	if err != nil {
+		_ = s.Close()
 		return err
 	}
 	var demoRun *demo
 	if c.Demo {
 		if demoRun, err = startDemo(ctx, c.Addr, s, box, log); err != nil {
+			_ = s.Close()
 			return err
 		}
 		defer demoRun.Close()
 	}
 	reg := metrics.New(s)
 	engine := g.syncEngine(s, box)
-	body := syncBody(engine, reg)
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-
-	// Task changes reach SSE streams through the bus; on PostgreSQL the bridge carries them to
-	// every other instance too. They are hints: streams re-read the row.
-	bus := events.NewBus()
-	publish := bus.TaskChanged
-	if s.Dialect() == "postgres" {
-		bridge := events.NewBridge(bus, g.DB, "", log)
-		wg.Go(func() { _ = bridge.Run(ctx) })
-		publish = bridge.TaskChanged
+	cfg := instance.Config{
+		Store: s, DSN: g.DB, Key: key, Lifecycle: g.Lifecycle.config(), Login: engine,
+		Body: syncBody(engine, reg), Metrics: reg, Log: log,
+		Workers: c.Workers, ScheduleInterval: c.ScheduleInterval,
+		Addr: c.Addr, MetricsAddr: c.HTTP.MetricsAddr, Limits: c.HTTP.limits(), SessionTTL: c.SessionTTL,
+		API: httpapi.Config{
+			Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,
+			LoginConcurrency: c.HTTP.LoginConcurrency, LoginWait: c.HTTP.LoginWait,
+			MaxStreamsPerUser: c.HTTP.StreamsPerUser, MaxStreamsPerTask: c.HTTP.StreamsPerTask,
+			MetricsToken: c.HTTP.MetricsToken,
+		},
 	}
-	// A task queued here or on another instance wakes the idle claim loop at once.
-	queued, stopQueued := bus.SubscribeQueued()
-	defer stopQueued()
-	w := worker.New(tasks, body, worker.Config{Concurrency: c.Workers, Logger: log, Changed: publish, Wakeups: queued})
-	tasks.Changed = func(t task.Task) {
-		publish(t)
-		if !t.State.Active() {
-			reg.TaskFinished(t)
-		}
-	}
-	reaper := &worker.Reaper{Tasks: tasks, Interval: g.Lifecycle.ReapInterval, Logger: log,
-		Reaped: func(ts []task.Task) { reg.ZombiesReaped(len(ts)) }}
-	scheduler := &worker.Scheduler{Accounts: s, Tasks: tasks, Interval: c.ScheduleInterval, Logger: log}
 	if c.IDLE {
-		watcher := &worker.Watcher{Accounts: s, Watch: engine.Watch, Tasks: tasks, Logger: log}
-		wg.Go(func() { _ = watcher.Run(ctx) })
+		cfg.Watch = engine.Watch
 	}
-
-	api, err := httpapi.New(httpapi.Config{
-		Store: s, Tasks: tasks, Events: bus, Box: box, Login: engine,
-		Sessions: auth.NewSessions(auth.DeriveKey(key, "session"), c.SessionTTL), Metrics: reg,
-		Log: log, Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,
-		LoginConcurrency: c.HTTP.LoginConcurrency, LoginWait: c.HTTP.LoginWait,
-		MaxStreamsPerUser: c.HTTP.StreamsPerUser, MaxStreamsPerTask: c.HTTP.StreamsPerTask,
-		MetricsToken: c.HTTP.MetricsToken, MetricsElsewhere: c.HTTP.MetricsAddr != "",
-	})
+	in, err := instance.New(cfg)
 	if err != nil {
+		_ = s.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer in.Close()
+	log.Info("mailsync listening", "url", in.URL(), "db", s.Dialect())
+	if demoRun != nil {
+		demoRun.announce(g.stdout, in.URL())
+	}
+	if err := in.Run(ctx); err != nil {
 		return err
 	}
-	srv := c.HTTP.limits().Server(httpHandler(api))
-	srv.RegisterOnShutdown(api.Shutdown)
-	ln, err := net.Listen("tcp", c.Addr)
-	if err != nil {
-		return fmt.Errorf("serve: %w", err)
-	}
-	ln = c.HTTP.limits().Listener(ln)
-	serveErr := make(chan error, 2)
-	if c.HTTP.MetricsAddr != "" {
-		mln, err := net.Listen("tcp", c.HTTP.MetricsAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("serve: metrics: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", api.MetricsHandler())
-		msrv := c.HTTP.limits().Server(mux)
-		defer msrv.Close()
-		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
-		go func() { serveErr <- msrv.Serve(c.HTTP.limits().Listener(mln)) }()
-	}
-	log.Info("mailsync listening", "url", "http://"+ln.Addr().String(), "db", s.Dialect(), "worker", w.Owner())
-	if demoRun != nil {
-		demoRun.announce(g.stdout, "http://"+ln.Addr().String())
-	}
-
-	// Each Run returns nil once ctx is done: there is nothing to report.
-	wg.Go(func() { _ = w.Run(ctx) })
-	wg.Go(func() { _ = reaper.Run(ctx) })
-	wg.Go(func() { _ = scheduler.Run(ctx) })
-	go func() { serveErr <- srv.Serve(ln) }()
-
-	select {
-	case err := <-serveErr:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: handing running syncs back to the queue")
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancelShutdown()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("http shutdown", "err", err)
-	}
-	cancel()
-	wg.Wait()
 	log.Info("stopped")
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"mailsync/internal/auth"
 	"mailsync/internal/events"
+	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/metrics"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
@@ -39,20 +40,10 @@ func (fakeLogin) CheckLogin(_ context.Context, a store.Account, password string)
 }
 
 // testTaskConfig is a lifecycle in milliseconds: dead after 600 ms of silence.
-func testTaskConfig() task.Config {
-	return task.Config{
-		HeartbeatInterval: 100 * time.Millisecond,
-		HeartbeatTimeout:  600 * time.Millisecond,
-		SelfFence:         300 * time.Millisecond,
-		ReapInterval:      200 * time.Millisecond,
-		QueuedTimeout:     time.Minute,
-		MaxAttempts:       3,
-		MaxRunTime:        time.Hour,
-	}
-}
+func testTaskConfig() task.Config { return instancetest.Lifecycle() }
 
 // cheapParams keep password hashing fast in tests; the code path is the real one.
-var cheapParams = auth.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+var cheapParams = instancetest.CheapParams
 
 // user is a test user and their API token.
 type user struct {

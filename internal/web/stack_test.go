@@ -16,12 +16,12 @@ import (
 	"mailsync/internal/auth"
 	"mailsync/internal/events"
 	"mailsync/internal/httpapi"
-	"mailsync/internal/metrics"
+	"mailsync/internal/instance"
+	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
-	"mailsync/internal/web"
 	"mailsync/internal/worker"
 )
 
@@ -141,6 +141,7 @@ func (m *mailbox) sync(ctx context.Context, run *worker.Run) error {
 // stack is one mailsync server as `mailsync serve` builds it, on a loopback port.
 type stack struct {
 	t     *testing.T
+	in    *instance.Instance
 	store *store.Store
 	tasks *task.Manager
 	box   *secret.Box
@@ -163,56 +164,46 @@ func newStack(t *testing.T, body worker.Body, login httpapi.LoginChecker) *stack
 	return newStackWith(t, lifecycle(), body, login)
 }
 
-// newStackWith is newStack under the lifecycle c.
+// newStackWith is newStack under the lifecycle c: the Instance serve builds, with test timings,
+// served behind a mux that lets a test count or break the task routes.
 func newStackWith(t *testing.T, c task.Config, body worker.Body, login httpapi.LoginChecker) *stack {
 	t.Helper()
 	s := storetest.Open(t, "sqlite")
-	tasks, err := task.NewManager(s, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bus := events.NewBus()
-	tasks.Changed = bus.TaskChanged
-	box, err := secret.New(bytes.Repeat([]byte{3}, secret.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	params := auth.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	api, err := httpapi.New(httpapi.Config{
-		Store: s, Tasks: tasks, Events: bus, Box: box, Login: login,
-		Sessions: auth.NewSessions(auth.DeriveKey([]byte("browser test key"), "session"), time.Hour),
-		Metrics:  metrics.New(s), Log: log, Version: "test", PasswordParams: params,
-		PollInterval: 100 * time.Millisecond, MinEventInterval: 50 * time.Millisecond,
+	in, err := instance.New(instance.Config{
+		Store: s, Key: bytes.Repeat([]byte{3}, secret.KeySize), Lifecycle: c, Login: login, Body: body, Log: log,
+		Workers: 2, WorkerPoll: 50 * time.Millisecond, ProgressEvery: 20 * time.Millisecond, ShutdownGrace: time.Second,
+		NoReaper: true, SessionTTL: time.Hour,
+		API: httpapi.Config{Version: "test", PasswordParams: instancetest.CheapParams,
+			PollInterval: 100 * time.Millisecond, MinEventInterval: 50 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := &stack{t: t, store: s, tasks: tasks, box: box, bus: bus, body: body}
+	st := &stack{t: t, in: in, store: s, tasks: in.Tasks, box: in.Box, bus: in.Bus, body: body}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", api.Handler())
+	mux.Handle("/", in.Handler())
 	mux.HandleFunc("GET /api/sync/tasks/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		st.streamRequests.Add(1)
 		if st.breakStreams.Load() {
 			http.Error(w, "streams are down", http.StatusBadGateway)
 			return
 		}
-		api.Handler().ServeHTTP(w, r)
+		in.Handler().ServeHTTP(w, r)
 	})
 	mux.HandleFunc("GET /api/sync/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		st.taskPolls.Add(1)
-		api.Handler().ServeHTTP(w, r)
+		in.Handler().ServeHTTP(w, r)
 	})
-	mux.Handle("/", web.Handler())
 	ts := httptest.NewUnstartedServer(mux)
-	ts.Config.RegisterOnShutdown(api.Shutdown)
+	ts.Config.RegisterOnShutdown(in.API.Shutdown)
 	ts.Start()
 	t.Cleanup(func() {
-		api.Shutdown()
+		in.API.Shutdown()
 		ts.Close()
 	})
 
-	hash, err := auth.HashPassword(userPassword, params)
+	hash, err := auth.HashPassword(userPassword, instancetest.CheapParams)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,18 +216,16 @@ func newStackWith(t *testing.T, c task.Config, body worker.Body, login httpapi.L
 	return st
 }
 
-// startWorker runs a worker on the stack until stopWorker or the end of the test.
+// startWorker runs the instance's workers until stopWorker or the end of the test, as a
+// restarted process would.
 func (st *stack) startWorker() {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := worker.New(st.tasks, st.body, worker.Config{
-		Concurrency: 2, PollInterval: 50 * time.Millisecond, ProgressEvery: 20 * time.Millisecond,
-		Changed: st.bus.TaskChanged, ShutdownGrace: time.Second,
-		Logger: slog.New(slog.NewTextHandler(st.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = w.Run(ctx)
+		if err := st.in.Run(ctx); err != nil {
+			st.t.Errorf("instance: %v", err)
+		}
 	}()
 	var once sync.Once
 	st.stopWorker = func() { once.Do(func() { cancel(); <-done }) }
