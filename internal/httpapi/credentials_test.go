@@ -134,3 +134,20 @@ func TestAdminRevokesCredentials(t *testing.T) {
 		e.request(e.admin, "DELETE", fmt.Sprintf("/api/users/%d", e.admin.ID), nil).wantProblem(t, http.StatusConflict)
 	})
 }
+
+// Setting a password hashes it like a login checks one: with every slot of the gate taken, the
+// admin route waits its turn and then answers 503, instead of running one more argon2id.
+func TestSetPasswordTakesAGateSlot(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
+		e := newEnv(t, dialect, func(c *Config) { c.LoginConcurrency, c.LoginWait = 1, 100*time.Millisecond })
+		release, err := e.srv.gate.Enter(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := fmt.Sprintf("/api/users/%d/password", e.alice.ID)
+		body := map[string]string{"password": "a new long password"}
+		e.request(e.admin, "PUT", path, body).wantProblem(t, http.StatusServiceUnavailable)
+		release()
+		e.request(e.admin, "PUT", path, body).want(t, 200)
+	})
+}

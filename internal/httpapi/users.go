@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -83,7 +84,18 @@ func (s *Server) setPassword(ctx context.Context, in *passwordInput) (*revokedOu
 	if len(in.Body.Password) < minUserPasswordLen {
 		return nil, huma.Error422UnprocessableEntity(fmt.Sprintf("the password must have at least %d characters", minUserPasswordLen))
 	}
+	// Hashing costs what a login's check costs: it takes a slot of the same gate, so no route
+	// runs more argon2id at once than the memory allows.
+	release, err := s.gate.Enter(ctx)
+	if errors.Is(err, auth.ErrBusy) {
+		return nil, huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("too many password checks at once; try again in a moment"),
+			http.Header{"Retry-After": {retryAfter(s.gate.Wait())}})
+	}
+	if err != nil {
+		return nil, err
+	}
 	hash, err := auth.HashPassword(in.Body.Password, s.cfg.PasswordParams)
+	release()
 	if err != nil {
 		return nil, err
 	}
