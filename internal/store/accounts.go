@@ -49,11 +49,11 @@ func scanAccount(row rowScanner) (Account, error) {
 // CreateAccount adds an account; ErrConflict if the user already has one with that name. Its
 // creation time is a.CreatedAt when set (tests with a hand-moved clock), else the database clock.
 func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
-	out, err := scanAccount(s.write.QueryRowContext(ctx, s.sql(`
+	out, err := scanAccount(s.write.QueryRowContext(ctx, `
 		INSERT INTO accounts (user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
 			secret_enc, sync_interval_s, created_at, restricted)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, {{now}}), $11)
-		RETURNING `+accountColumns),
+		RETURNING `+accountColumns,
 		a.UserID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,
 		int64(a.SyncInterval/time.Second), at(a.CreatedAt), a.Restricted))
 	if s.dialect.isUniqueViolation(err) {

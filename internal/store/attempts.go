@@ -10,10 +10,10 @@ import (
 
 // TaskAttempts returns the ended runs of a task, oldest first.
 func (s *Store) TaskAttempts(ctx context.Context, taskID string) ([]task.Attempt, error) {
-	rows, err := s.read.QueryContext(ctx, s.sql(`
+	rows, err := s.read.QueryContext(ctx, `
 		SELECT task_id, epoch, attempt, owner, started_at, last_heartbeat_at, ended_at, outcome, phase,
 			messages_done, error
-		FROM sync_task_attempts WHERE task_id = $1 ORDER BY epoch`), taskID)
+		FROM sync_task_attempts WHERE task_id = $1 ORDER BY epoch`, taskID)
 	if err != nil {
 		return nil, fmt.Errorf("store: attempts of task %s: %w", taskID, err)
 	}

@@ -73,7 +73,7 @@ type Batch struct {
 // when the lease is lost nothing is written and task.ErrLeaseLost is returned. It returns the folder's
 // id.
 func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b Batch) (folderID int64, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx txn) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err
 		}
@@ -99,15 +99,15 @@ func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, 
 	return folderID, nil
 }
 
-func (s *Store) upsertFolder(ctx context.Context, tx *sql.Tx, f Folder) (int64, error) {
+func (s *Store) upsertFolder(ctx context.Context, tx txn, f Folder) (int64, error) {
 	var id int64
-	err := tx.QueryRowContext(ctx, s.sql(`
+	err := tx.QueryRowContext(ctx, `
 		INSERT INTO folders (account_id, name, delimiter, attributes, uidvalidity, uidnext, highestmodseq, messages, mailbox_id, last_synced_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {{now}})
 		ON CONFLICT (account_id, name) DO UPDATE SET delimiter = excluded.delimiter, attributes = excluded.attributes,
 			uidvalidity = excluded.uidvalidity, uidnext = excluded.uidnext, highestmodseq = excluded.highestmodseq,
 			messages = excluded.messages, mailbox_id = excluded.mailbox_id, last_synced_at = excluded.last_synced_at
-		RETURNING id`),
+		RETURNING id`,
 		f.AccountID, f.Name, f.Delimiter, strings.Join(f.Attributes, " "), int64(f.UIDValidity), int64(f.UIDNext),
 		int64(f.HighestModSeq), f.Messages, f.MailboxID).Scan(&id)
 	if err != nil {
@@ -117,7 +117,7 @@ func (s *Store) upsertFolder(ctx context.Context, tx *sql.Tx, f Folder) (int64, 
 }
 
 // insertMessages upserts msgs by UID, as many rows per statement as the dialect prefers.
-func (s *Store) insertMessages(ctx context.Context, tx *sql.Tx, accountID, folderID int64, msgs []Message) error {
+func (s *Store) insertMessages(ctx context.Context, tx txn, accountID, folderID int64, msgs []Message) error {
 	msgs = lastPerUID(msgs)
 	insertRows := s.dialect.insertRows
 	var (
@@ -168,7 +168,7 @@ const rawPiece = 1 << 20
 
 // writePieces stores the rest of a large message's bytes, after the first piece that went into
 // its row, one piece per statement.
-func writePieces(ctx context.Context, tx *sql.Tx, folderID int64, m Message) error {
+func writePieces(ctx context.Context, tx txn, folderID int64, m Message) error {
 	var id int64
 	if err := tx.QueryRowContext(ctx, `SELECT id FROM messages WHERE folder_id = $1 AND uid = $2`,
 		folderID, int64(m.UID)).Scan(&id); err != nil {
@@ -270,7 +270,7 @@ func lastPerUID(msgs []Message) []Message {
 	return out
 }
 
-func updateFlags(ctx context.Context, tx *sql.Tx, folderID int64, changes []FlagChange) error {
+func updateFlags(ctx context.Context, tx txn, folderID int64, changes []FlagChange) error {
 	if len(changes) == 0 {
 		return nil
 	}
@@ -287,7 +287,7 @@ func updateFlags(ctx context.Context, tx *sql.Tx, folderID int64, changes []Flag
 	return nil
 }
 
-func deleteUIDs(ctx context.Context, tx *sql.Tx, folderID int64, uids []uint32) error {
+func deleteUIDs(ctx context.Context, tx txn, folderID int64, uids []uint32) error {
 	if len(uids) == 0 {
 		return nil
 	}
@@ -306,7 +306,7 @@ func deleteUIDs(ctx context.Context, tx *sql.Tx, folderID int64, uids []uint32) 
 
 // DeleteFolder removes a folder the server no longer has, with its messages, fenced like a batch.
 func (s *Store) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err
 		}

@@ -62,7 +62,7 @@ func (s *Store) MigrateTo(ctx context.Context, version int64) ([]MigrationResult
 
 // SchemaVersion returns the version the database is at and the newest this binary knows.
 func (s *Store) SchemaVersion(ctx context.Context) (current, known int64, err error) {
-	p, err := s.migrator(ctx, s.write)
+	p, err := s.migrator(ctx, s.write.raw)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -67,14 +67,14 @@ func openPostgres(dsn string) (*Store, error) {
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(10)
-	return &Store{write: db, read: db, dialect: postgresDialect, dsn: shown, pgConfig: cfg}, nil
+	return &Store{write: pool{db, &postgresDialect}, read: pool{db, &postgresDialect}, dialect: postgresDialect, dsn: shown, pgConfig: cfg}, nil
 }
 
 // openMigrationDB returns a pool for migrations: the same sessions without a statement timeout,
 // because a migration that rewrites a large table may rightly run for minutes.
 func (s *Store) openMigrationDB() (db *sql.DB, release func()) {
 	if s.pgConfig == nil {
-		return s.write, func() {}
+		return s.write.raw, func() {}
 	}
 	cfg := s.pgConfig.Copy()
 	cfg.RuntimeParams["statement_timeout"] = "0"

@@ -20,14 +20,14 @@ type Schedule struct {
 // times its next scheduled sync depends on, and the time they were read at: now, or the
 // database clock when now is zero.
 func (s *Store) Schedules(ctx context.Context, now time.Time) (time.Time, []Schedule, error) {
-	rows, err := s.read.QueryContext(ctx, s.sql(`
+	rows, err := s.read.QueryContext(ctx, `
 		SELECT a.id, a.sync_interval_s, a.created_at,
 		       (SELECT max(t.created_at) FROM sync_tasks t WHERE t.account_id = a.id),
 		       COALESCE($1, {{now}})
 		FROM accounts a
 		WHERE a.sync_interval_s > 0
 		  AND NOT EXISTS (SELECT 1 FROM sync_tasks t WHERE t.account_id = a.id AND t.state IN ('queued', 'running'))
-		ORDER BY a.id`), at(now))
+		ORDER BY a.id`, at(now))
 	if err != nil {
 		return time.Time{}, nil, fmt.Errorf("store: schedules: %w", err)
 	}

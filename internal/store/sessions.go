@@ -12,12 +12,12 @@ import (
 // signed cookie names; a cookie is honoured only while its row exists. Expired rows of every user
 // are removed on the way, so the table holds only live sessions and those of the last moments.
 func (s *Store) CreateSession(ctx context.Context, id string, userID int64, expires time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.sql(`DELETE FROM sessions WHERE expires_at <= {{now}}`)); err != nil {
+	return s.inTx(ctx, func(tx txn) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= {{now}}`); err != nil {
 			return fmt.Errorf("store: purge expired sessions: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, s.sql(`INSERT INTO sessions (id, user_id, created_at, expires_at)
-			VALUES ($1, $2, {{now}}, $3)`), id, userID, expires.UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sessions (id, user_id, created_at, expires_at)
+			VALUES ($1, $2, {{now}}, $3)`, id, userID, expires.UnixMilli()); err != nil {
 			return fmt.Errorf("store: create session of user %d: %w", userID, err)
 		}
 		return nil
@@ -27,9 +27,9 @@ func (s *Store) CreateSession(ctx context.Context, id string, userID int64, expi
 // UserBySession returns the user of a live session: its row exists and has not expired by the
 // database clock. ErrNotFound otherwise.
 func (s *Store) UserBySession(ctx context.Context, id string) (User, error) {
-	row, err := s.queryRowPrepared(ctx, s.sql(`
+	row, err := s.queryRowPrepared(ctx, `
 		SELECT u.id, u.email, u.password_hash, u.is_admin, u.created_at
-		FROM sessions x JOIN users u ON u.id = x.user_id WHERE x.id = $1 AND x.expires_at > {{now}}`), id)
+		FROM sessions x JOIN users u ON u.id = x.user_id WHERE x.id = $1 AND x.expires_at > {{now}}`, id)
 	var u User
 	if err == nil {
 		u, err = scanUser(row)
@@ -61,7 +61,7 @@ type Revoked struct {
 // ErrNotFound if there is no such user.
 func (s *Store) RevokeUser(ctx context.Context, userID int64) (Revoked, error) {
 	var r Revoked
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		var err error
 		r, err = revokeUser(ctx, tx, userID)
 		return err
@@ -74,7 +74,7 @@ func (s *Store) RevokeUser(ctx context.Context, userID int64) (Revoked, error) {
 // ErrNotFound if there is no such user.
 func (s *Store) SetPassword(ctx context.Context, userID int64, passwordHash string) (Revoked, error) {
 	var r Revoked
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, userID, passwordHash)
 		if err != nil {
 			return fmt.Errorf("store: set password of user %d: %w", userID, err)
@@ -88,7 +88,7 @@ func (s *Store) SetPassword(ctx context.Context, userID int64, passwordHash stri
 	return r, err
 }
 
-func revokeUser(ctx context.Context, tx *sql.Tx, userID int64) (Revoked, error) {
+func revokeUser(ctx context.Context, tx txn, userID int64) (Revoked, error) {
 	var exists int
 	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(&exists); errors.Is(err, sql.ErrNoRows) {
 		return Revoked{}, fmt.Errorf("store: user %d: %w", userID, ErrNotFound)

@@ -78,7 +78,7 @@ func openSQLite(path string) (*Store, error) {
 		return nil, fmt.Errorf("store: sqlite: %w", err)
 	}
 	cp.SetMaxOpenConns(1)
-	return &Store{write: write, read: read, dialect: sqliteDialect, dsn: "sqlite:" + path,
+	return &Store{write: pool{write, &sqliteDialect}, read: pool{read, &sqliteDialect}, dialect: sqliteDialect, dsn: "sqlite:" + path,
 		checkpoints: startCheckpointer(cp, path)}, nil
 }
 

@@ -34,9 +34,9 @@ var (
 type Store struct {
 	// write takes every write. On SQLite it is a single connection whose transactions begin
 	// IMMEDIATE, so writers queue on busy_timeout instead of failing with SQLITE_BUSY.
-	write *sql.DB
+	write pool
 	// read serves reads; on SQLite a separate pool that WAL lets run beside the writer.
-	read    *sql.DB
+	read    pool
 	dialect dialect
 	// dsn is kept, without its password, for messages.
 	dsn string
@@ -79,9 +79,9 @@ func (s *Store) Close() error {
 	if s.checkpoints != nil {
 		err = s.checkpoints.close()
 	}
-	err = errors.Join(err, s.write.Close())
-	if s.read != s.write {
-		err = errors.Join(err, s.read.Close())
+	err = errors.Join(err, s.write.raw.Close())
+	if s.read.raw != s.write.raw {
+		err = errors.Join(err, s.read.raw.Close())
 	}
 	return err
 }
@@ -90,7 +90,7 @@ func (s *Store) Close() error {
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := s.write.PingContext(ctx); err != nil {
+	if err := s.write.raw.PingContext(ctx); err != nil {
 		return fmt.Errorf("store: %s does not answer: %w", s.dsn, err)
 	}
 	return nil
@@ -102,15 +102,10 @@ func (s *Store) Dialect() string { return s.dialect.name }
 // Now reads the database clock.
 func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	var ms int64
-	if err := s.read.QueryRowContext(ctx, s.sql(`SELECT {{now}}`)).Scan(&ms); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT {{now}}`).Scan(&ms); err != nil {
 		return time.Time{}, fmt.Errorf("store: read clock: %w", err)
 	}
 	return fromMillis(ms), nil
-}
-
-// sql expands the dialect's macros in q: {{now}} becomes the database clock in milliseconds.
-func (s *Store) sql(q string) string {
-	return strings.ReplaceAll(q, "{{now}}", s.dialect.now)
 }
 
 // inTx runs fn in a write transaction and commits it when fn returns nil.
@@ -119,7 +114,7 @@ func (s *Store) sql(q string) string {
 // transaction that waited on IMAP, HTTP or a channel would stall every other session that needs
 // those rows. On PostgreSQL the server enforces it: a session idle inside a transaction past
 // idle_in_transaction_session_timeout is ended and the transaction rolled back (postgres.go).
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(tx txn) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -183,4 +178,4 @@ func redact(dsn string) string {
 
 // DB returns the write handle. It exists for tests that must write rows the Store's methods would
 // never write (the database's own constraints are what they test) and for nothing else.
-func (s *Store) DB() *sql.DB { return s.write }
+func (s *Store) DB() *sql.DB { return s.write.raw }

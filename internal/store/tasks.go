@@ -96,11 +96,11 @@ func scanTasks(rows *sql.Rows) ([]task.Task, error) {
 // locked row is dead or not yet committed, with task.ErrBusy.
 func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task, created bool, err error) {
 	id := uuid.NewString()
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx txn) error {
 		if err := s.limitLockWait(ctx, tx, startLockWait); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, s.sql(`
+		if _, err := tx.ExecContext(ctx, `
 			UPDATE sync_tasks SET state = 'failed', finished_at = COALESCE($2, {{now}}),
 				deaths = CASE WHEN state = 'running' THEN deaths + 1 ELSE deaths END,
 				error = CASE WHEN state = 'running'
@@ -108,16 +108,16 @@ func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task,
 					ELSE 'abandoned: no worker picked the task up in time' END
 			WHERE account_id = $1 AND (
 				(state = 'running' AND heartbeat_at < COALESCE($2, {{now}}) - $3)
-				OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($2, {{now}}) - $4))`),
+				OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($2, {{now}}) - $4))`,
 			p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout)); err != nil {
 			return fmt.Errorf("fail dead task: %w", err)
 		}
-		row := tx.QueryRowContext(ctx, s.sql(`
+		row := tx.QueryRowContext(ctx, `
 			INSERT INTO sync_tasks (id, account_id, state, force_full, max_attempts, created_at)
 			VALUES ($1, $2, 'queued', $3, $4, COALESCE($5, {{now}}))
 			ON CONFLICT (account_id) WHERE state IN ('queued', 'running')
 			DO UPDATE SET account_id = excluded.account_id
-			RETURNING `+taskColumns+`, id = $1`),
+			RETURNING `+taskColumns+`, id = $1`,
 			id, p.AccountID, p.ForceFull, p.MaxAttempts, at(p.Now))
 		var err error
 		t, err = scanTask(row, &created)
@@ -143,11 +143,11 @@ const startLockWait = time.Second
 // index still admits one active task. busy is returned when there is no live task to give: the
 // locked row is dead (and cannot be replaced while it is locked) or is not committed yet.
 func (s *Store) liveTask(ctx context.Context, p task.StartParams, busy error) (task.Task, error) {
-	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`
+	t, err := scanTask(s.read.QueryRowContext(ctx, `
 		SELECT `+taskColumns+` FROM sync_tasks
 		WHERE account_id = $1 AND (
 			(state = 'running' AND heartbeat_at >= COALESCE($2, {{now}}) - $3)
-			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) >= COALESCE($2, {{now}}) - $4))`),
+			OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) >= COALESCE($2, {{now}}) - $4))`,
 		p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return task.Task{}, busy
@@ -164,7 +164,7 @@ func (s *Store) withLockWait(ctx context.Context, d time.Duration, fn func(q que
 	if s.dialect.lockTimeout == nil {
 		return fn(s.write)
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(tx txn) error {
 		if err := s.limitLockWait(ctx, tx, d); err != nil {
 			return err
 		}
@@ -173,7 +173,7 @@ func (s *Store) withLockWait(ctx context.Context, d time.Duration, fn func(q que
 }
 
 // limitLockWait makes the rest of tx wait at most d for any lock, where the engine has row locks.
-func (s *Store) limitLockWait(ctx context.Context, tx *sql.Tx, d time.Duration) error {
+func (s *Store) limitLockWait(ctx context.Context, tx txn, d time.Duration) error {
 	if s.dialect.lockTimeout == nil {
 		return nil
 	}
@@ -207,7 +207,7 @@ func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, no
 	if accountID > 0 {
 		filter, args = "AND account_id = $3", append(args, accountID)
 	}
-	row := s.write.QueryRowContext(ctx, s.sql(`
+	row := s.write.QueryRowContext(ctx, `
 		UPDATE sync_tasks SET state = 'running', owner = $1, epoch = epoch + 1, attempt = attempt + 1,
 			started_at = COALESCE($2, {{now}}), heartbeat_at = COALESCE($2, {{now}}), phase = 'starting',
 			folders_total = 0, folders_done = 0, messages_total = 0, messages_done = 0, bytes_done = 0,
@@ -216,7 +216,7 @@ func (s *Store) claimTask(ctx context.Context, owner string, accountID int64, no
 		WHERE id = (SELECT id FROM sync_tasks WHERE state = 'queued' `+filter+`
 		            ORDER BY created_at, id LIMIT 1 `+s.dialect.skipLocked+`)
 		  AND state = 'queued'
-		RETURNING `+taskColumns), args...)
+		RETURNING `+taskColumns, args...)
 	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return task.Task{}, errNoTask
@@ -268,7 +268,7 @@ type querier interface {
 func (s *Store) heartbeat(ctx context.Context, q querier, l task.Lease, p task.Progress, now time.Time) (time.Time, error) {
 	p = normalized(p)
 	var cancelRequested sql.NullInt64
-	err := q.QueryRowContext(ctx, s.sql(`
+	err := q.QueryRowContext(ctx, `
 		UPDATE sync_tasks SET heartbeat_at = CASE WHEN heartbeat_at > COALESCE($3, {{now}}) THEN heartbeat_at ELSE COALESCE($3, {{now}}) END,
 			phase = CASE WHEN $8 >= messages_done THEN $4 ELSE phase END,
 			folders_total = CASE WHEN $5 > folders_total THEN $5 ELSE folders_total END,
@@ -281,7 +281,7 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l task.Lease, p task.P
 			deleted_messages = CASE WHEN $12 > deleted_messages THEN $12 ELSE deleted_messages END,
 			stalled_since = CASE WHEN $13 > 0 THEN COALESCE(stalled_since, COALESCE($3, {{now}}) - $13) END
 		WHERE id = $1 AND epoch = $2 AND state = 'running'
-		RETURNING cancel_requested_at`),
+		RETURNING cancel_requested_at`,
 		l.TaskID, l.Epoch, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
 		p.BytesDone, p.New, p.Updated, p.Deleted, millis(p.Waiting)).Scan(&cancelRequested)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -304,12 +304,12 @@ func (s *Store) FinishTask(ctx context.Context, l task.Lease, state task.State, 
 		p.MessagesTotal = p.MessagesDone
 		p.FoldersDone = p.FoldersTotal
 	}
-	row := s.write.QueryRowContext(ctx, s.sql(`
+	row := s.write.QueryRowContext(ctx, `
 		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = CASE WHEN heartbeat_at > COALESCE($4, {{now}}) THEN heartbeat_at ELSE COALESCE($4, {{now}}) END,
 			phase = $5, folders_total = $6, folders_done = $7, messages_total = $8, messages_done = $9,
 			bytes_done = $10, new_messages = $11, updated_messages = $12, deleted_messages = $13, error = $14
 		WHERE id = $1 AND epoch = $2 AND state = 'running'
-		RETURNING `+taskColumns),
+		RETURNING `+taskColumns,
 		l.TaskID, l.Epoch, state, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
 		p.BytesDone, p.New, p.Updated, p.Deleted, errMsg)
 	t, err := scanTask(row)
@@ -330,14 +330,14 @@ func (s *Store) FinishTask(ctx context.Context, l task.Lease, state task.State, 
 // user's retries. task.Progress stays as the checkpoint left it.
 func (s *Store) InterruptTask(ctx context.Context, l task.Lease, p task.Progress, now time.Time) (task.Task, error) {
 	p = normalized(p)
-	row := s.write.QueryRowContext(ctx, s.sql(`
+	row := s.write.QueryRowContext(ctx, `
 		UPDATE sync_tasks SET state = 'queued', owner = NULL, epoch = epoch + 1,
 			attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END,
 			heartbeat_at = COALESCE($3, {{now}}), phase = 'interrupted',
 			folders_total = $4, folders_done = $5, messages_total = $6, messages_done = $7,
 			bytes_done = $8, new_messages = $9, updated_messages = $10, deleted_messages = $11
 		WHERE id = $1 AND epoch = $2 AND state = 'running'
-		RETURNING `+taskColumns),
+		RETURNING `+taskColumns,
 		l.TaskID, l.Epoch, at(now), p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
 		p.BytesDone, p.New, p.Updated, p.Deleted)
 	t, err := scanTask(row)
@@ -369,14 +369,14 @@ func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t tas
 }
 
 func (s *Store) cancelTask(ctx context.Context, q querier, id string, now time.Time) (task.Task, error) {
-	row := q.QueryRowContext(ctx, s.sql(`
+	row := q.QueryRowContext(ctx, `
 		UPDATE sync_tasks SET
 			state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
 			finished_at = CASE WHEN state = 'queued' THEN COALESCE($2, {{now}}) ELSE finished_at END,
 			error = CASE WHEN state = 'queued' THEN 'cancelled before it started' ELSE error END,
 			cancel_requested_at = COALESCE(cancel_requested_at, $2, {{now}})
 		WHERE id = $1 AND state IN ('queued', 'running')
-		RETURNING `+taskColumns), id, at(now))
+		RETURNING `+taskColumns, id, at(now))
 	return scanTask(row)
 }
 
@@ -442,7 +442,7 @@ func (s *Store) ReapTasks(ctx context.Context, p task.ReapParams) ([]task.Task, 
 			[]any{now, dead, maxRun, queued}},
 	}
 	var reaped []task.Task
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx txn) error {
 		// Rows are skipped, not waited for; this bounds the waits SKIP LOCKED does not cover
 		// (an index entry another transaction is inserting), and a reap that runs into one tries
 		// again at its next interval.
@@ -450,7 +450,7 @@ func (s *Store) ReapTasks(ctx context.Context, p task.ReapParams) ([]task.Task, 
 			return err
 		}
 		for _, st := range statements {
-			rows, err := tx.QueryContext(ctx, s.sql(st.sql+` RETURNING `+taskColumns), st.args...)
+			rows, err := tx.QueryContext(ctx, st.sql+` RETURNING `+taskColumns, st.args...)
 			if err != nil {
 				return err
 			}
@@ -473,7 +473,7 @@ const reapLockWait = 2 * time.Second
 
 // Task returns one task by id.
 func (s *Store) Task(ctx context.Context, id string) (task.Task, error) {
-	row, err := s.queryRowPrepared(ctx, s.sql(`SELECT `+taskColumns+` FROM sync_tasks WHERE id = $1`), id)
+	row, err := s.queryRowPrepared(ctx, `SELECT `+taskColumns+` FROM sync_tasks WHERE id = $1`, id)
 	var t task.Task
 	if err == nil {
 		t, err = scanTask(row)
@@ -489,10 +489,10 @@ func (s *Store) Task(ctx context.Context, id string) (task.Task, error) {
 
 // LatestTask returns the account's active task, or else its most recent one.
 func (s *Store) LatestTask(ctx context.Context, accountID int64) (task.Task, error) {
-	t, err := scanTask(s.read.QueryRowContext(ctx, s.sql(`
+	t, err := scanTask(s.read.QueryRowContext(ctx, `
 		SELECT `+taskColumns+` FROM sync_tasks WHERE account_id = $1
 		ORDER BY CASE WHEN state IN ('queued', 'running') THEN 0 ELSE 1 END, created_at DESC, id DESC
-		LIMIT 1`), accountID))
+		LIMIT 1`, accountID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return task.Task{}, fmt.Errorf("store: latest task of account %d: %w", accountID, errNoTask)
 	}
@@ -505,10 +505,10 @@ func (s *Store) LatestTask(ctx context.Context, accountID int64) (task.Task, err
 // RecentTasks returns the account's last finished tasks, newest first, at most limit: the history
 // the crash-loop backoff is decided from.
 func (s *Store) RecentTasks(ctx context.Context, accountID int64, limit int) ([]task.Task, error) {
-	rows, err := s.read.QueryContext(ctx, s.sql(`
+	rows, err := s.read.QueryContext(ctx, `
 		SELECT `+taskColumns+` FROM sync_tasks
 		WHERE account_id = $1 AND state IN ('succeeded', 'failed', 'cancelled')
-		ORDER BY created_at DESC, id DESC LIMIT $2`), accountID, limit)
+		ORDER BY created_at DESC, id DESC LIMIT $2`, accountID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: recent tasks of account %d: %w", accountID, err)
 	}
@@ -523,9 +523,9 @@ func (s *Store) RecentTasks(ctx context.Context, accountID int64, limit int) ([]
 // the API checks ownership on every read of a task.
 func (s *Store) TaskWithOwner(ctx context.Context, id string) (task.Task, int64, error) {
 	var owner int64
-	row, err := s.queryRowPrepared(ctx, s.sql(`SELECT `+taskColumns+`,
+	row, err := s.queryRowPrepared(ctx, `SELECT `+taskColumns+`,
 		(SELECT user_id FROM accounts WHERE accounts.id = sync_tasks.account_id)
-		FROM sync_tasks WHERE id = $1`), id)
+		FROM sync_tasks WHERE id = $1`, id)
 	var t task.Task
 	if err == nil {
 		t, err = scanTask(row, &owner)
@@ -541,8 +541,8 @@ func (s *Store) TaskWithOwner(ctx context.Context, id string) (task.Task, int64,
 
 // ActiveTasks returns every queued or running task, oldest first.
 func (s *Store) ActiveTasks(ctx context.Context) ([]task.Task, error) {
-	rows, err := s.read.QueryContext(ctx, s.sql(`
-		SELECT `+taskColumns+` FROM sync_tasks WHERE state IN ('queued', 'running') ORDER BY created_at, id`))
+	rows, err := s.read.QueryContext(ctx, `
+		SELECT `+taskColumns+` FROM sync_tasks WHERE state IN ('queued', 'running') ORDER BY created_at, id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: active tasks: %w", err)
 	}

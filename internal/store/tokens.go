@@ -24,9 +24,9 @@ func (s *Store) CreateToken(ctx context.Context, userID int64, tokenHash, name s
 		t       Token
 		created int64
 	)
-	err := s.write.QueryRowContext(ctx, s.sql(`
+	err := s.write.QueryRowContext(ctx, `
 		INSERT INTO api_tokens (user_id, token_hash, name, created_at) VALUES ($1, $2, $3, {{now}})
-		RETURNING id, user_id, name, created_at`), userID, tokenHash, name).Scan(&t.ID, &t.UserID, &t.Name, &created)
+		RETURNING id, user_id, name, created_at`, userID, tokenHash, name).Scan(&t.ID, &t.UserID, &t.Name, &created)
 	if s.dialect.isUniqueViolation(err) {
 		return Token{}, fmt.Errorf("store: create token: %w", ErrConflict)
 	}
@@ -51,9 +51,9 @@ func (s *Store) UserByToken(ctx context.Context, tokenHash string) (User, error)
 		lastUsed sql.NullInt64
 		now      int64
 	)
-	row, err := s.queryRowPrepared(ctx, s.sql(`
+	row, err := s.queryRowPrepared(ctx, `
 		SELECT u.id, u.email, u.password_hash, u.is_admin, u.created_at, t.id, t.last_used_at, {{now}}
-		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`), tokenHash)
+		FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1`, tokenHash)
 	if err == nil {
 		err = row.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.IsAdmin, &created, &tokenID, &lastUsed, &now)
 	}

@@ -34,9 +34,9 @@ func scanUser(row rowScanner) (User, error) {
 
 // CreateUser adds a user; ErrConflict if the email is taken.
 func (s *Store) CreateUser(ctx context.Context, email, passwordHash string, isAdmin bool) (User, error) {
-	u, err := scanUser(s.write.QueryRowContext(ctx, s.sql(`
+	u, err := scanUser(s.write.QueryRowContext(ctx, `
 		INSERT INTO users (email, password_hash, is_admin, created_at) VALUES ($1, $2, $3, {{now}})
-		RETURNING `+userColumns), email, passwordHash, isAdmin))
+		RETURNING `+userColumns, email, passwordHash, isAdmin))
 	if s.dialect.isUniqueViolation(err) {
 		return User{}, fmt.Errorf("store: create user %s: %w", email, ErrConflict)
 	}
