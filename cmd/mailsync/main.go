@@ -59,7 +59,7 @@ type Globals struct {
 	destinations   *netpolicy.Policy
 }
 
-// LifecycleFlags are the timings of the task lifecycle (task.Config; docs/lifecycle.md).
+// LifecycleFlags are the timings of the task lifecycle (task.Config; docs/lifecycle.md#time-bounds).
 type LifecycleFlags struct {
 	HeartbeatInterval time.Duration `name:"heartbeat-interval" env:"MAILSYNC_HEARTBEAT_INTERVAL" default:"15s" help:"How often a running sync proves it is alive."`
 	HeartbeatTimeout  time.Duration `name:"heartbeat-timeout" env:"MAILSYNC_HEARTBEAT_TIMEOUT" default:"60s" help:"A running sync silent this long is dead."`

@@ -10,9 +10,10 @@ import (
 // asked for; store.StartTask writes it in the transaction that queues the task replacing it.
 const abandonedPrefix = "abandoned: "
 
-// Follow is the one rule of every waiter on a task (the CLI's sync, the event stream): given the
-// task it follows, as just read, it returns the task to follow from now on, so that nobody ever
-// waits on a task whose worker is gone.
+// Follow is the one rule of every waiter on a task (the CLI's sync, the event stream; see
+// docs/lifecycle.md#waiters-and-event-streams): given the task it follows, as just read, it
+// returns the task to follow from now on, so that nobody ever waits on a task whose worker is
+// gone.
 //
 //   - A live task, or one that ended on its own: t itself.
 //   - An active task that is no longer live (its worker died, or no worker took it in time): the

@@ -1,8 +1,8 @@
 // Package task is the sync-task lifecycle: Start, Claim, Heartbeat, Finish, Cancel, Reap and
 // Interrupt, each one atomic compare-and-set in the database (package store holds the SQL).
 //
-// The invariants, enforced by the database itself (docs/lifecycle.md names the constraint or
-// statement behind each):
+// The invariants, enforced by the database itself (docs/lifecycle.md#invariants names the
+// constraint or statement behind each):
 //   - an account has at most one active (queued or running) task, so "Sync now" is idempotent;
 //   - a running task has an owner and an epoch; every write of the owner names that epoch, and a
 //     write under an old epoch changes nothing (fencing), so a paused or partitioned worker cannot
@@ -11,7 +11,8 @@
 //     fails it once its attempts are spent), and Start replaces it by itself even if no reaper runs;
 //   - terminal rows never change.
 //
-// Liveness is judged by the database clock. Manager.Now, when set, replaces it (tests).
+// Liveness is judged by the database clock (docs/lifecycle.md#liveness). Manager.Now, when set,
+// replaces it (tests).
 package task
 
 import (
@@ -37,8 +38,8 @@ type Config struct {
 	CrashBackoffMax time.Duration
 }
 
-// DefaultConfig is the policy mailsync ships with (docs/lifecycle.md explains how the timings
-// relate).
+// DefaultConfig is the policy mailsync ships with (docs/lifecycle.md#time-bounds explains how the
+// timings relate).
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatInterval: 15 * time.Second,

@@ -7,8 +7,8 @@ import (
 )
 
 // State is the state of a sync task. Queued and running are active; the others are terminal and
-// a terminal row never changes again. docs/lifecycle.md draws every move and names the statement
-// that makes it.
+// a terminal row never changes again. docs/lifecycle.md#states draws every move, and
+// docs/lifecycle.md#transitions names the statement that makes it.
 type State string
 
 const (
@@ -16,8 +16,9 @@ const (
 	// cancelled), or the reaper or Start once it has waited QueuedTimeout (to failed).
 	Queued State = "queued"
 	// Running is owned by one worker under one epoch. Left by its worker's Finish (to a terminal
-	// state) or Interrupt (back to queued, on shutdown), or by the reaper or Start once the worker
-	// is silent for HeartbeatTimeout or past MaxRunTime (to queued, cancelled or failed).
+	// state) or Interrupt (back to queued, on shutdown), or, once the worker is silent for
+	// HeartbeatTimeout, by a reap (to queued, cancelled or failed) or a Start (to failed); a reap
+	// also fails a run past MaxRunTime.
 	Running State = "running"
 	// Succeeded is terminal: nothing moves a task out of it.
 	Succeeded State = "succeeded"
@@ -140,8 +141,8 @@ var (
 )
 
 // Store is the part of the database the lifecycle uses; package store implements it. Each method
-// is one atomic compare-and-set (docs/lifecycle.md lists the guards). A method given a zero now
-// uses the database clock.
+// is one atomic compare-and-set (docs/lifecycle.md#transitions lists the guards). A method given
+// a zero now uses the database clock.
 type Store interface {
 	StartTask(ctx context.Context, p StartParams) (t Task, created bool, err error)
 	// ClaimTask returns ErrNotFound when nothing is queued.
