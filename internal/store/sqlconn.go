@@ -36,14 +36,19 @@ func (p pool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, erro
 
 func (p pool) BeginTx(ctx context.Context, opts *sql.TxOptions) (txn, error) {
 	tx, err := p.raw.BeginTx(ctx, opts)
-	return txn{raw: tx, d: p.d}, err
+	return txn{raw: tx, d: p.d, committed: new([]func())}, err
 }
 
 // txn is a transaction whose statements are always expanded.
 type txn struct {
 	raw *sql.Tx
 	d   *dialect
+	// committed are what to run once the transaction has committed (see onCommit).
+	committed *[]func()
 }
+
+// onCommit runs fn after the transaction commits, and never if it does not.
+func (t txn) onCommit(fn func()) { *t.committed = append(*t.committed, fn) }
 
 func (t txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	return t.raw.ExecContext(ctx, t.d.expand(query), args...)
@@ -61,7 +66,17 @@ func (t txn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error
 	return t.raw.PrepareContext(ctx, t.d.expand(query))
 }
 
-func (t txn) Commit() error   { return t.raw.Commit() }
+// Commit commits, then runs what onCommit registered.
+func (t txn) Commit() error {
+	if err := t.raw.Commit(); err != nil {
+		return err
+	}
+	for _, fn := range *t.committed {
+		fn()
+	}
+	return nil
+}
+
 func (t txn) Rollback() error { return t.raw.Rollback() }
 
 // macro returns the dialect's text for the name a statement writes as {{name}}.

@@ -44,6 +44,8 @@ type Store struct {
 	readStmts sync.Map // query -> *sql.Stmt
 	// checkpoints runs SQLite's WAL checkpoints off the writer's path; nil on PostgreSQL.
 	checkpoints *checkpointer
+	// changed is told of every commit that wrote changes (OnChanges); nil: nobody listens.
+	changed func(accountID, last int64)
 	// pgConfig is how PostgreSQL sessions are opened (with their limits); nil on SQLite.
 	pgConfig *pgx.ConnConfig
 }
