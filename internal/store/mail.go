@@ -1,15 +1,17 @@
 package store
 
 import (
-	"mailsync/internal/task"
-
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
+
+	"mailsync/internal/changes"
+	"mailsync/internal/task"
 )
 
 // Folder is one IMAP folder of an account and its sync checkpoint: the UIDVALIDITY the stored
@@ -72,31 +74,178 @@ type Batch struct {
 // CommitBatch writes b in one transaction whose first statement is the fenced heartbeat of l:
 // when the lease is lost nothing is written and task.ErrLeaseLost is returned. It returns the folder's
 // id.
+//
+// The same transaction appends the batch's changes to the account's change log (changes.go): a
+// change exists if and only if the data it describes was committed, and only for what really
+// changed: a message already stored with the same flags, or a deletion of a UID never stored,
+// says nothing.
 func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b Batch) (folderID int64, err error) {
 	err = s.inTx(ctx, func(tx txn) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err
 		}
+		var log []changes.Change
+		before, existed, err := folderBefore(ctx, tx, b.Folder.AccountID, b.Folder.Name)
+		if err != nil {
+			return err
+		}
 		if folderID, err = s.upsertFolder(ctx, tx, b.Folder); err != nil {
 			return err
 		}
+		if !existed {
+			log = append(log, changes.New(changes.FolderCreated, b.Folder.Name, 0,
+				changes.Folder{UIDValidity: b.Folder.UIDValidity}))
+		}
 		if b.Reset {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE folder_id = $1`, folderID); err != nil {
+			res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE folder_id = $1`, folderID)
+			if err != nil {
 				return fmt.Errorf("reset folder: %w", err)
 			}
+			dropped, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("reset folder: %w", err)
+			}
+			if existed {
+				log = append(log, changes.New(changes.FolderReset, b.Folder.Name, 0, changes.Folder{
+					UIDValidity: b.Folder.UIDValidity, OldUIDValidity: before.UIDValidity, Dropped: int(dropped)}))
+			}
+		}
+		stored, err := storedFlags(ctx, tx, folderID, b.Messages, b.Flags)
+		if err != nil {
+			return err
 		}
 		if err := s.insertMessages(ctx, tx, b.Folder.AccountID, folderID, b.Messages); err != nil {
 			return err
 		}
+		for _, m := range lastPerUID(b.Messages) {
+			old, had := stored[m.UID]
+			switch {
+			case !had:
+				log = append(log, changes.New(changes.MessageCreated, b.Folder.Name, m.UID, changes.Message{
+					UIDValidity: b.Folder.UIDValidity, MessageID: m.MessageID, Subject: m.Subject, From: m.From,
+					Date: m.Date, Flags: flagList(m.Flags), Size: m.Size}))
+			case !sameFlags(old, m.Flags):
+				log = append(log, changes.New(changes.MessageUpdated, b.Folder.Name, m.UID,
+					changes.FlagUpdate{OldFlags: flagList(old), Flags: flagList(m.Flags)}))
+			}
+			stored[m.UID] = m.Flags
+		}
 		if err := updateFlags(ctx, tx, folderID, b.Flags); err != nil {
 			return err
 		}
-		return deleteUIDs(ctx, tx, folderID, b.Deleted)
+		for _, c := range lastFlagPerUID(b.Flags) {
+			if old, had := stored[c.UID]; had && !sameFlags(old, c.Flags) {
+				log = append(log, changes.New(changes.MessageUpdated, b.Folder.Name, c.UID,
+					changes.FlagUpdate{OldFlags: flagList(old), Flags: flagList(c.Flags)}))
+				stored[c.UID] = c.Flags
+			}
+		}
+		gone, err := deleteUIDs(ctx, tx, folderID, b.Deleted)
+		if err != nil {
+			return err
+		}
+		for _, g := range gone {
+			log = append(log, changes.New(changes.MessageDeleted, b.Folder.Name, g.uid, changes.MessageGone{MessageID: g.messageID}))
+		}
+		_, err = s.appendChanges(ctx, tx, b.Folder.AccountID, l.TaskID, log)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: commit batch of %q: %w", b.Folder.Name, err)
 	}
 	return folderID, nil
+}
+
+// folderBefore reads the stored checkpoint of a folder as it was before a batch, if it exists.
+func folderBefore(ctx context.Context, tx txn, accountID int64, name string) (Folder, bool, error) {
+	var (
+		f           Folder
+		uidvalidity int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT id, uidvalidity FROM folders WHERE account_id = $1 AND name = $2`,
+		accountID, name).Scan(&f.ID, &uidvalidity)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Folder{}, false, nil
+	}
+	if err != nil {
+		return Folder{}, false, fmt.Errorf("read folder: %w", err)
+	}
+	f.UIDValidity = uint32(uidvalidity)
+	return f, true, nil
+}
+
+// storedFlags reads the stored flags of the UIDs a batch writes (new messages and flag changes)
+// before it writes them, with one range read: what the change log compares against. A UID that is
+// not stored is absent from the map.
+func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, flags []FlagChange) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	if len(msgs) == 0 && len(flags) == 0 {
+		return out, nil
+	}
+	lo, hi := uint32(math.MaxUint32), uint32(0)
+	want := make(map[uint32]bool, len(msgs)+len(flags))
+	for _, m := range msgs {
+		lo, hi, want[m.UID] = min(lo, m.UID), max(hi, m.UID), true
+	}
+	for _, c := range flags {
+		lo, hi, want[c.UID] = min(lo, c.UID), max(hi, c.UID), true
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT uid, flags FROM messages WHERE folder_id = $1 AND uid BETWEEN $2 AND $3`,
+		folderID, int64(lo), int64(hi))
+	if err != nil {
+		return nil, fmt.Errorf("read stored flags: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			uid    int64
+			joined string
+		)
+		if err := rows.Scan(&uid, &joined); err != nil {
+			return nil, fmt.Errorf("read stored flags: %w", err)
+		}
+		if want[uint32(uid)] {
+			out[uint32(uid)] = strings.Fields(joined)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read stored flags: %w", err)
+	}
+	return out, nil
+}
+
+// sameFlags compares two flag sets, whatever their order.
+func sameFlags(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	x, y := slices.Clone(a), slices.Clone(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(x, y)
+}
+
+// flagList is flags as a change payload carries them: never null.
+func flagList(flags []string) []string {
+	if flags == nil {
+		return []string{}
+	}
+	return flags
+}
+
+// lastFlagPerUID keeps the last of several changes to one UID, in UID order of first appearance.
+func lastFlagPerUID(cs []FlagChange) []FlagChange {
+	last := make(map[uint32]int, len(cs))
+	for i, c := range cs {
+		last[c.UID] = i
+	}
+	out := make([]FlagChange, 0, len(last))
+	for i, c := range cs {
+		if last[c.UID] == i {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (s *Store) upsertFolder(ctx context.Context, tx txn, f Folder) (int64, error) {
@@ -287,30 +436,59 @@ func updateFlags(ctx context.Context, tx txn, folderID int64, changes []FlagChan
 	return nil
 }
 
-func deleteUIDs(ctx context.Context, tx txn, folderID int64, uids []uint32) error {
+// goneMessage is a message a batch deleted.
+type goneMessage struct {
+	uid       uint32
+	messageID string
+}
+
+// deleteUIDs deletes the stored messages of uids and returns those that were stored.
+func deleteUIDs(ctx context.Context, tx txn, folderID int64, uids []uint32) ([]goneMessage, error) {
 	if len(uids) == 0 {
-		return nil
+		return nil, nil
 	}
-	stmt, err := tx.PrepareContext(ctx, `DELETE FROM messages WHERE folder_id = $1 AND uid = $2`)
+	stmt, err := tx.PrepareContext(ctx, `DELETE FROM messages WHERE folder_id = $1 AND uid = $2 RETURNING message_id`)
 	if err != nil {
-		return fmt.Errorf("prepare delete: %w", err)
+		return nil, fmt.Errorf("prepare delete: %w", err)
 	}
 	defer stmt.Close()
+	var gone []goneMessage
 	for _, uid := range uids {
-		if _, err := stmt.ExecContext(ctx, folderID, int64(uid)); err != nil {
-			return fmt.Errorf("delete uid %d: %w", uid, err)
+		var messageID string
+		err := stmt.QueryRowContext(ctx, folderID, int64(uid)).Scan(&messageID)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			// not stored (deleted twice in one batch, or never fetched): nothing changed
+		case err != nil:
+			return nil, fmt.Errorf("delete uid %d: %w", uid, err)
+		default:
+			gone = append(gone, goneMessage{uid: uid, messageID: messageID})
 		}
 	}
-	return nil
+	return gone, nil
 }
 
 // DeleteFolder removes a folder the server no longer has, with its messages, fenced like a batch.
+// Its change is one folder.deleted; the messages it takes with it are not listed one by one.
 func (s *Store) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error {
 	err := s.inTx(ctx, func(tx txn) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM folders WHERE account_id = $1 AND name = $2`, accountID, name)
+		var dropped int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages m JOIN folders f ON f.id = m.folder_id
+			WHERE f.account_id = $1 AND f.name = $2`, accountID, name).Scan(&dropped); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM folders WHERE account_id = $1 AND name = $2`, accountID, name)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // a folder never stored: nothing changed
+		}
+		_, err = s.appendChanges(ctx, tx, accountID, l.TaskID,
+			[]changes.Change{changes.New(changes.FolderDeleted, name, 0, changes.Folder{Dropped: dropped})})
 		return err
 	})
 	if err != nil {

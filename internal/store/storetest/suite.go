@@ -65,6 +65,7 @@ var suite = []struct {
 	{"StalledSince", testStalledSince},
 	{"DeathsCounted", testDeathsCounted},
 	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
+	{"ChangeLog", testChangeLog},
 }
 
 // env is one test's database, lifecycle and clock.

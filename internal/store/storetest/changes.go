@@ -1,0 +1,108 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"mailsync/internal/changes"
+	"mailsync/internal/store"
+	"mailsync/internal/task"
+)
+
+// testChangeLog writes the batches a sync writes and checks that the log says exactly what
+// changed, numbered 1, 2, 3, ... in order; that a refused batch leaves no change; and that a
+// pruned cursor is gone.
+func testChangeLog(t *testing.T, dialect string) {
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	acct := SeedAccount(t, e.store)
+	e.start(t, acct.ID)
+	tk := e.claim(t, "w")
+	msg := func(uid uint32, flags ...string) store.Message {
+		return store.Message{UID: uid, MessageID: fmt.Sprintf("<%d@x>", uid), Subject: "s", From: "a@x",
+			Flags: flags, Size: 3, Raw: []byte("raw")}
+	}
+	inbox := store.Folder{AccountID: acct.ID, Name: "INBOX", Delimiter: "/", UIDValidity: 7, UIDNext: 4}
+	commit := func(b store.Batch) {
+		t.Helper()
+		if _, err := e.store.CommitBatch(ctx, tk.Lease(), task.Progress{}, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(store.Batch{Folder: inbox, Messages: []store.Message{msg(1), msg(2, `\Seen`), msg(3)}})
+	commit(store.Batch{Folder: inbox,
+		Messages: []store.Message{msg(2, `\Seen`)}, // stored already, same flags: nothing
+		Flags: []store.FlagChange{{UID: 1, Flags: []string{`\Flagged`}}, {UID: 3, Flags: nil}, // 3 unchanged
+			{UID: 9, Flags: []string{`\Seen`}}}, // never stored: nothing
+		Deleted: []uint32{2, 8}}) // 8 never stored: nothing
+	inbox.UIDValidity = 8
+	commit(store.Batch{Folder: inbox, Reset: true, Messages: []store.Message{msg(1)}})
+	if err := e.store.DeleteFolder(ctx, tk.Lease(), task.Progress{}, acct.ID, "INBOX"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.DeleteFolder(ctx, tk.Lease(), task.Progress{}, acct.ID, "Never"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A zombie's batch (a lease of an earlier epoch) is refused and writes no change.
+	zombie := tk.Lease()
+	zombie.Epoch--
+	if _, err := e.store.CommitBatch(ctx, zombie, task.Progress{}, store.Batch{Folder: inbox, Messages: []store.Message{msg(5)}}); !errors.Is(err, task.ErrLeaseLost) {
+		t.Fatalf("zombie batch: %v, want ErrLeaseLost", err)
+	}
+
+	got, err := e.store.Changes(ctx, acct.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"folder.created INBOX 0", "message.created INBOX 1", "message.created INBOX 2", "message.created INBOX 3",
+		"message.updated INBOX 1", "message.deleted INBOX 2",
+		"folder.reset INBOX 0", "message.created INBOX 1",
+		"folder.deleted INBOX 0",
+	}
+	var lines []string
+	for i, c := range got {
+		if c.Seq != int64(i+1) || c.AccountID != acct.ID || c.TaskID != tk.ID || c.At.IsZero() {
+			t.Errorf("change %d: seq %d account %d task %q at %v", i, c.Seq, c.AccountID, c.TaskID, c.At)
+		}
+		lines = append(lines, fmt.Sprintf("%s %s %d", c.Kind, c.Folder, c.UID))
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("change log:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	if d := string(got[4].Data); d != `{"old_flags":[],"flags":["\\Flagged"]}` {
+		t.Errorf("message.updated payload = %s", d)
+	}
+	if d := string(got[6].Data); d != `{"uidvalidity":8,"old_uidvalidity":7,"dropped":2}` {
+		t.Errorf("folder.reset payload = %s", d)
+	}
+
+	// Cursors: a page, the rest, nothing after the head.
+	page, err := e.store.Changes(ctx, acct.ID, 2, 3)
+	if err != nil || len(page) != 3 || page[0].Seq != 3 || page[2].Seq != 5 {
+		t.Fatalf("page after 2: %v %+v", err, page)
+	}
+	if rest, err := e.store.Changes(ctx, acct.ID, 9, 10); err != nil || len(rest) != 0 {
+		t.Fatalf("after the head: %v %+v", err, rest)
+	}
+
+	// Pruning removes a prefix and raises the floor: a cursor below it is gone, one at it is not.
+	n, err := e.store.PruneChanges(ctx, time.Now().Add(time.Hour), 4)
+	if err != nil || n != 4 {
+		t.Fatalf("prune: %d, %v (want 4)", n, err)
+	}
+	if head, err := e.store.ChangeHead(ctx, acct.ID); err != nil || head != (store.ChangeHead{Last: 9, Floor: 4}) {
+		t.Fatalf("head after prune: %+v %v", head, err)
+	}
+	if _, err := e.store.Changes(ctx, acct.ID, 3, 10); !errors.Is(err, changes.ErrGone) {
+		t.Fatalf("cursor below the floor: %v, want ErrGone", err)
+	}
+	if rest, err := e.store.Changes(ctx, acct.ID, 4, 10); err != nil || len(rest) != 5 || rest[0].Seq != 5 {
+		t.Fatalf("cursor at the floor: %v %+v", err, rest)
+	}
+}
