@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"time"
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/mailparse"
@@ -145,13 +146,14 @@ func (a *accountSync) commitNew(ctx context.Context, batch []*pending, size int6
 	p.MessagesDone += len(batch)
 	p.MessagesTotal = max(p.MessagesTotal, p.MessagesDone)
 	p.BytesDone += size
+	began := time.Now()
 	if _, err := a.s.store.CommitBatch(ctx, a.run.Lease(), p, b); err != nil {
 		return a.storeFailed(ctx, err)
 	}
 	a.p = p
 	cur.folder.UIDNext, cur.reset = next, false
 	a.run.Report(a.p)
-	a.run.Beat()
+	a.run.Beat(began)
 	return nil
 }
 

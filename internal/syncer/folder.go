@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/store"
@@ -252,12 +253,13 @@ func (a *accountSync) commitFinal(ctx context.Context, batch store.Batch) error 
 	p := a.p
 	p.Updated += len(batch.Flags)
 	p.Deleted += len(batch.Deleted)
+	began := time.Now()
 	if _, err := a.s.store.CommitBatch(ctx, a.run.Lease(), p, batch); err != nil {
 		return a.storeFailed(ctx, err)
 	}
 	a.p = p
 	a.run.Report(a.p)
-	a.run.Beat()
+	a.run.Beat(began)
 	return nil
 }
 

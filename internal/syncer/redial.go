@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/store"
@@ -141,12 +142,13 @@ func (a *accountSync) skipMessage(ctx context.Context, name string, uid uint32, 
 	}
 	b := store.Batch{Folder: cur.folder, Reset: cur.reset}
 	b.Folder.UIDNext = uid + 1
+	began := time.Now()
 	if _, err := a.s.store.CommitBatch(ctx, a.run.Lease(), a.p, b); err != nil {
 		return a.storeFailed(ctx, err)
 	}
 	cur.folder.UIDNext, cur.reset = uid+1, false
 	a.run.Report(a.p)
-	a.run.Beat()
+	a.run.Beat(began)
 	return nil
 }
 

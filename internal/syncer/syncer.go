@@ -246,10 +246,11 @@ func (a *accountSync) sync(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx)
 		}
+		began := time.Now()
 		if err := a.s.store.DeleteFolder(ctx, a.run.Lease(), a.p, a.acct.ID, f.Name); err != nil {
 			return a.storeFailed(ctx, err)
 		}
-		a.run.Beat()
+		a.run.Beat(began)
 		a.log.Info("folder gone from the server: deleted", "folder", f.Name)
 	}
 

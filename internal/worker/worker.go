@@ -452,10 +452,12 @@ func (r *Run) Progress() task.Progress {
 	return p
 }
 
-// Beat records that a fenced write succeeded: the task is provably still ours.
-func (r *Run) Beat() { r.beatAt(time.Now()) }
+// Beat records that a fenced write which began at began succeeded: the task was provably still
+// ours then. The time is the write's start, not its end: the database stamps the heartbeat when
+// the write's transaction begins, and the self-fence must count from no later than the database's
+// own clock does, however long the write took. An older write never moves the last beat back.
+func (r *Run) Beat(began time.Time) { r.beatAt(began) }
 
-// beatAt records a fenced write that began at t; an older write never moves the last beat back.
 func (r *Run) beatAt(t time.Time) {
 	r.mu.Lock()
 	if t.After(r.lastBeat) {

@@ -172,6 +172,7 @@ func writingBody(commit commitFunc, n int, say func(string)) worker.Body {
 			}
 			p.MessagesDone++
 			p.New++
+			began := time.Now()
 			_, err := commit(ctx, run.Lease(), p, store.Batch{
 				Folder:   store.Folder{AccountID: run.Task.AccountID, Name: folder, UIDValidity: 1, UIDNext: uid + 1},
 				Messages: []store.Message{{UID: uid, Raw: []byte("Subject: x\r\n\r\nbody\r\n")}},
@@ -181,7 +182,7 @@ func writingBody(commit commitFunc, n int, say func(string)) worker.Body {
 				say(fmt.Sprintf("stopped %s: %v", run.Task.ID, err))
 				return err
 			}
-			run.Beat()
+			run.Beat(began)
 			run.Report(p)
 		}
 		return nil
