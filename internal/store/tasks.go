@@ -88,7 +88,9 @@ func scanTasks(rows *sql.Rows) ([]task.Task, error) {
 //
 // A dead active task (running and silent for longer than DeadAfter, or queued for longer than
 // QueuedTimeout) is failed first, in the same transaction, so a user is never blocked by a crashed
-// worker for longer than the timeout, even with every reaper down.
+// worker for longer than the timeout, even with every reaper down. One whose cancel was requested
+// ends cancelled instead, as a reap would end it, and its death does not count towards the crash
+// backoff: the user stopped it.
 //
 // It never waits long for another session's lock on the account's task row (on PostgreSQL, a
 // frozen instance's open transaction would otherwise hold Sync now for as long as it lives): after
@@ -101,10 +103,12 @@ func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task,
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `
-			UPDATE sync_tasks SET state = 'failed', finished_at = COALESCE($2, {{now}}),
-				deaths = CASE WHEN state = 'running' THEN deaths + 1 ELSE deaths END,
-				error = CASE WHEN state = 'running'
-					THEN 'abandoned: the worker stopped sending heartbeats' || `+lastHeard+`
+			UPDATE sync_tasks SET finished_at = COALESCE($2, {{now}}),
+				state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'failed' END,
+				deaths = CASE WHEN state = 'running' AND cancel_requested_at IS NULL THEN deaths + 1 ELSE deaths END,
+				error = CASE
+					WHEN cancel_requested_at IS NOT NULL THEN 'cancelled; the worker had stopped sending heartbeats'
+					WHEN state = 'running' THEN 'abandoned: the worker stopped sending heartbeats' || `+lastHeard+`
 					ELSE 'abandoned: no worker picked the task up in time' END
 			WHERE account_id = $1 AND (
 				(state = 'running' AND heartbeat_at < COALESCE($2, {{now}}) - $3)

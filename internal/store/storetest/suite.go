@@ -43,6 +43,7 @@ var suite = []struct {
 	{"HeartbeatFailsFastOnLockedRow", testHeartbeatFailsFastOnLockedRow},
 	{"CancelDoesNotWaitForLockedRow", testCancelDoesNotWaitForLockedRow},
 	{"StartReplacesDeadTaskWithoutReaper", testSelfHeal},
+	{"StartEndsADeadCancelledTaskCancelled", testSelfHealAfterCancel},
 	{"TaskThatAlwaysDiesFailsAfterMaxAttempts", testMaxAttempts},
 	{"Cancel", testCancel},
 	{"InterruptKeepsAttempt", testInterrupt},
@@ -411,6 +412,29 @@ func testSelfHeal(t *testing.T, dialect string) {
 	wantState(t, old, task.Failed)
 	if old.Error == "" {
 		t.Fatal("the replaced task carries no error")
+	}
+}
+
+// testSelfHealAfterCancel: a dead task whose cancel was requested, replaced by a Start before any
+// reaper saw it, ends cancelled (as a reap ends it), and its death is not counted: the user stopped it.
+func testSelfHealAfterCancel(t *testing.T, dialect string) {
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	acct := SeedAccount(t, e.store)
+	e.start(t, acct.ID)
+	dead := e.claim(t, "crashed")
+	if _, err := e.tasks.Cancel(ctx, dead.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(61 * time.Second) // the worker died before it saw the cancel; no reaper runs
+	fresh, created, err := e.tasks.Start(ctx, acct.ID, false)
+	if err != nil || !created || fresh.ID == dead.ID {
+		t.Fatalf("Start after the timeout: %s created=%v err=%v, want a new task", fresh.ID, created, err)
+	}
+	old := e.get(t, dead.ID)
+	wantState(t, old, task.Cancelled)
+	if old.Deaths != 0 {
+		t.Fatalf("the cancelled task counts %d deaths, want 0", old.Deaths)
 	}
 }
 
