@@ -1,15 +1,28 @@
+// @ts-check
 // The accounts page: one card per account with its sync state, progress and last results, and
 // the Sync now / Full resync / Cancel buttons.
 
-import {del, get, post} from './api.js';
+import {del, errorMessage, get, post} from './api.js';
 import {TaskFollower, isActive, isStalled} from './sync.js';
 import {formatDuration, formatNumber, formatTime, h, replace} from './dom.js';
 
+/** @typedef {import('./api.js').Account} Account */
+/** @typedef {import('./api.js').Progress} Progress */
+/** @typedef {import('./api.js').SyncStarted} SyncStarted */
+/** @typedef {import('./api.js').Task} Task */
+
+/**
+ * accountsView draws the page into root and returns what ends it (the cards' event streams).
+ * @param {HTMLElement} root
+ * @returns {Promise<() => void>}
+ */
 export async function accountsView(root) {
+  /** @type {Account[]} */
   const accounts = await get('/api/accounts');
   const empty = () => h('div', {class: 'panel empty'},
     h('p', {}, 'No mailbox connected yet.'),
     h('a', {class: 'button primary', href: '#/accounts/new'}, 'Connect an IMAP account'));
+  /** @type {AccountCard[]} */
   const cards = [];
   for (const a of accounts) {
     const card = new AccountCard(a, () => {
@@ -26,9 +39,23 @@ export async function accountsView(root) {
   return () => cards.forEach((c) => c.dispose());
 }
 
-// describe turns a task into what the card says about it.
+/**
+ * What a card says about its task: key names the state for styling and for the tests.
+ * @typedef {object} Status
+ * @property {string} key
+ * @property {string} label
+ * @property {string} detail
+ * @property {boolean} [waiting] running, but its IMAP server has gone quiet
+ */
+
+/**
+ * describe turns a task into what the card says about it.
+ * @param {Task | null} task
+ * @returns {Status}
+ */
 function describe(task) {
   if (!task) return {key: 'none', label: 'Never synced', detail: 'Press Sync now to copy this mailbox.'};
+  /** @type {Partial<Progress>} */
   const p = task.progress || {};
   if (isStalled(task)) {
     return {key: 'stalled', label: 'Stalled',
@@ -42,7 +69,7 @@ function describe(task) {
       // A queued task with an error is a retry: its last run's worker died.
       return {key: 'queued', label: 'Queued', detail: task.error ? `Retrying (${task.error})…` : 'Waiting for a worker…'};
     case 'running': {
-      const folders = p.folders_total ? ` · folder ${Math.min(p.folders_done + 1, p.folders_total)} of ${p.folders_total}` : '';
+      const folders = p.folders_total ? ` · folder ${Math.min((p.folders_done || 0) + 1, p.folders_total)} of ${p.folders_total}` : '';
       if (task.stalled_since) {
         // The worker is alive but its IMAP server has gone quiet: say so rather than show a
         // frozen bar as if all were well. The command timeout ends the sync if it stays quiet.
@@ -62,26 +89,41 @@ function describe(task) {
   }
 }
 
+/**
+ * @param {Task | null | undefined} task
+ * @returns {number | null} milliseconds, null before it started
+ */
 function duration(task) {
   if (!task || !task.started_at) return null;
   const end = task.finished_at ? new Date(task.finished_at) : new Date();
-  return end - new Date(task.started_at);
+  return end.getTime() - new Date(task.started_at).getTime();
 }
 
 class AccountCard {
+  /**
+   * @param {Account} account
+   * @param {() => void} onRemoved called once the account is deleted and its card gone
+   */
   constructor(account, onRemoved) {
     this.account = account;
     this.onRemoved = onRemoved;
+    /** @type {Task | null} */
     this.task = null;
     this.starting = false;
     this.error = '';
     this.follower = new TaskFollower((t) => this.show(t));
 
+    /**
+     * @param {string} key
+     * @param {string} label
+     * @param {string} title
+     */
     const stat = (key, label, title) => {
       const dd = h('dd', {'data-stat': key}, '—');
       this.stats[key] = dd;
       return h('div', {class: 'stat', title}, h('dt', {}, label), dd);
     };
+    /** @type {Record<string, HTMLElement>} */
     this.stats = {};
     this.stateEl = h('span', {class: 'state'});
     this.detailEl = h('span', {class: 'muted'});
@@ -121,12 +163,16 @@ class AccountCard {
     this.follower.stop();
   }
 
-  // show draws the card for task (the latest view of the account's live or last task).
+  /**
+   * show draws the card for task (the latest view of the account's live or last task).
+   * @param {Task | null | undefined} task
+   */
   show(task) {
     this.task = task || null;
     const d = this.starting
       ? {key: 'starting', label: 'Starting…', detail: 'Asking the server for a sync.'}
       : describe(this.task);
+    /** @type {Partial<Progress>} */
     const p = (task && task.progress) || {};
     const live = isActive(task) && !isStalled(task);
 
@@ -147,6 +193,10 @@ class AccountCard {
       ? `${formatNumber(p.messages_done)} of ${formatNumber(p.messages_total)} messages`
       : '';
 
+    /**
+     * @param {string} k
+     * @param {string} v
+     */
     const set = (k, v) => { this.stats[k].textContent = v; };
     set('new', task ? formatNumber(p.new) : '—');
     set('updated', task ? formatNumber(p.updated) : '—');
@@ -164,21 +214,25 @@ class AccountCard {
     this.syncBtn.textContent = task?.state === 'failed' ? 'Retry' : 'Sync now';
   }
 
-  // start is Sync now (or Full resync). The server answers with the account's one live task, new
-  // or not, so a click that races another tab simply joins the same task.
+  /**
+   * start is Sync now (or Full resync). The server answers with the account's one live task, new
+   * or not, so a click that races another tab simply joins the same task.
+   * @param {boolean} forceFull
+   */
   async start(forceFull) {
     if (this.starting || (isActive(this.task) && !isStalled(this.task))) return;
     this.starting = true;
     this.error = '';
     this.show(this.task); // disables the buttons before the request leaves
     try {
+      /** @type {SyncStarted} */
       const {task} = await post(`/api/accounts/${this.account.id}/sync`, {force_full: forceFull});
       this.starting = false;
       this.follower.follow(task);
       this.show(task);
     } catch (err) {
       this.starting = false;
-      this.error = `Could not start the sync: ${err.message}`;
+      this.error = `Could not start the sync: ${errorMessage(err)}`;
       this.show(this.task);
     }
   }
@@ -187,13 +241,14 @@ class AccountCard {
     if (!isActive(this.task)) return;
     this.cancelBtn.disabled = true;
     try {
+      /** @type {Task} */
       const task = await post(`/api/sync/tasks/${encodeURIComponent(this.task.id)}/cancel`);
       // A queued task is cancelled at once; a running one stops at its next heartbeat, and the
       // stream brings the terminal event.
       if (!isActive(task)) this.follower.stop();
       if (task.id === this.task?.id) this.show(task);
     } catch (err) {
-      this.error = `Could not cancel: ${err.message}`;
+      this.error = `Could not cancel: ${errorMessage(err)}`;
       this.show(this.task);
     }
   }
@@ -206,7 +261,7 @@ class AccountCard {
       this.el.remove();
       this.onRemoved();
     } catch (err) {
-      this.error = `Could not remove the account: ${err.message}`;
+      this.error = `Could not remove the account: ${errorMessage(err)}`;
       this.show(this.task);
     }
   }

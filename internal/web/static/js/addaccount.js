@@ -1,12 +1,24 @@
+// @ts-check
 // The add-account page. The server tries the IMAP login before it saves anything, so a wrong
 // password or host is refused here, in words, and nothing is stored.
 
-import {post} from './api.js';
+import {errorMessage, errorStatus, post} from './api.js';
 import {h, replace} from './dom.js';
 
+/** @type {Record<string, number>} */
 const DEFAULT_PORT = {tls: 993, starttls: 143, none: 143};
 
+/**
+ * @param {HTMLElement} root
+ * @param {object} opts
+ * @param {(hash: string) => void} opts.navigate goes to a page, by its URL fragment
+ */
 export function addAccountView(root, {navigate}) {
+  /**
+   * @param {string} label
+   * @param {HTMLElement} input
+   * @param {string} [hint]
+   */
   const field = (label, input, hint) => h('label', {}, label, input, hint ? h('span', {class: 'small muted'}, hint) : null);
   const name = h('input', {name: 'name', required: true, maxlength: 200, placeholder: 'Work mail'});
   const host = h('input', {name: 'imap_host', required: true, placeholder: 'imap.example.com', autocomplete: 'off'});
@@ -24,7 +36,7 @@ export function addAccountView(root, {navigate}) {
 
   let lastMode = 'tls';
   tls.addEventListener('change', () => {
-    if (Number(port.value) === DEFAULT_PORT[lastMode]) port.value = DEFAULT_PORT[tls.value];
+    if (Number(port.value) === DEFAULT_PORT[lastMode]) port.value = String(DEFAULT_PORT[tls.value]);
     lastMode = tls.value;
   });
 
@@ -43,7 +55,8 @@ export function addAccountView(root, {navigate}) {
     submit.textContent = 'Testing the login…';
     error.hidden = true;
     try {
-      await post('/api/accounts', {
+      /** @type {import('./api.js').NewAccount} */
+      const account = {
         name: name.value.trim(),
         imap_host: host.value.trim(),
         imap_port: Number(port.value),
@@ -52,12 +65,14 @@ export function addAccountView(root, {navigate}) {
         login: login.value,
         password: password.value,
         sync_interval_s: Math.round(Number(interval.value || 0) * 60),
-      });
+      };
+      await post('/api/accounts', account);
       navigate('#/accounts');
     } catch (err) {
-      error.textContent = err.status === 422 || err.status === 409
-        ? `Not saved. ${err.message}`
-        : `Not saved: ${err.message}`;
+      const status = errorStatus(err);
+      error.textContent = status === 422 || status === 409
+        ? `Not saved. ${errorMessage(err)}`
+        : `Not saved: ${errorMessage(err)}`;
       error.hidden = false;
     } finally {
       submit.disabled = false;

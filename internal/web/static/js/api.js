@@ -1,7 +1,198 @@
+// @ts-check
 // The JSON API on this origin. Errors are RFC 9457 problem documents; APIError carries one and
 // says it in words a person can act on.
+//
+// The typedefs below are the JSON shapes the pages read, field for field as internal/httpapi
+// (and task.View) writes them; times are RFC 3339 strings. A module uses one as
+// import('./api.js').Task.
+
+/** @typedef {'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled'} TaskState */
+
+/**
+ * A run's counters (task.ProgressView); they only grow within a run.
+ * @typedef {object} Progress
+ * @property {number} folders_total
+ * @property {number} folders_done
+ * @property {number} messages_total
+ * @property {number} messages_done
+ * @property {number} bytes_done
+ * @property {number} new
+ * @property {number} updated
+ * @property {number} deleted
+ */
+
+/**
+ * A sync task (httpapi.TaskJSON, which is task.View).
+ * @typedef {object} Task
+ * @property {string} id
+ * @property {number} account_id
+ * @property {TaskState} state
+ * @property {string} phase
+ * @property {number} percent
+ * @property {boolean} live false: the task claims to be active but its worker is not heard from
+ * @property {boolean} force_full
+ * @property {string | null} created_at
+ * @property {string | null} started_at
+ * @property {string | null} heartbeat_at
+ * @property {string | null} finished_at
+ * @property {string} error
+ * @property {boolean} cancel_requested
+ * @property {string | null} stalled_since while running: since when the IMAP server has sent nothing
+ * @property {Progress} progress
+ */
+
+/**
+ * POST /api/accounts/{id}/sync.
+ * @typedef {object} SyncStarted
+ * @property {Task} task
+ * @property {boolean} reused
+ */
+
+/** @typedef {'none' | 'starttls' | 'tls'} TLSMode */
+
+/**
+ * An IMAP account (httpapi.AccountJSON).
+ * @typedef {object} Account
+ * @property {number} id
+ * @property {string} name
+ * @property {string} imap_host
+ * @property {number} imap_port
+ * @property {TLSMode} tls_mode
+ * @property {boolean} tls_skip_verify
+ * @property {string} login
+ * @property {number} sync_interval_s
+ * @property {string} created_at
+ * @property {string} last_error
+ * @property {Task | null} last_task the live task, else the most recent one
+ */
+
+/**
+ * The body of POST /api/accounts (httpapi's account input).
+ * @typedef {object} NewAccount
+ * @property {string} name
+ * @property {string} imap_host
+ * @property {number} imap_port
+ * @property {string} tls_mode
+ * @property {boolean} [tls_skip_verify]
+ * @property {string} login
+ * @property {string} password
+ * @property {number} [sync_interval_s]
+ */
+
+/**
+ * A folder and its sync checkpoint (httpapi.FolderJSON).
+ * @typedef {object} Folder
+ * @property {number} id
+ * @property {string} name
+ * @property {string} delimiter
+ * @property {string[]} attributes
+ * @property {number} uidvalidity
+ * @property {number} uidnext
+ * @property {number} highestmodseq
+ * @property {number} messages
+ * @property {string | null} last_synced_at
+ */
+
+/**
+ * A stored message (httpapi.MessageJSON).
+ * @typedef {object} Message
+ * @property {number} id
+ * @property {number} account_id
+ * @property {number} folder_id
+ * @property {number} uid
+ * @property {string} message_id
+ * @property {string} subject
+ * @property {string} from
+ * @property {string[]} to
+ * @property {string | null} date
+ * @property {string | null} internal_date
+ * @property {string[]} flags
+ * @property {number} size
+ * @property {string} snippet
+ * @property {string} [body_text] only from GET /api/messages/{id}
+ * @property {string} [parse_error]
+ */
+
+/**
+ * GET /api/accounts/{id}/messages.
+ * @typedef {object} MessagePage
+ * @property {Message[]} messages
+ * @property {string} next_cursor empty on the last page
+ */
+
+/**
+ * The signed-in user (httpapi.UserJSON).
+ * @typedef {object} User
+ * @property {number} id
+ * @property {string} email
+ * @property {boolean} is_admin
+ */
+
+/** @typedef {'pass' | 'warn' | 'fail'} HealthStatus */
+
+/**
+ * One measurement of a health check (httpapi.HealthCheck).
+ * @typedef {object} HealthCheck
+ * @property {string} [componentType]
+ * @property {unknown} observedValue
+ * @property {string} [observedUnit]
+ * @property {HealthStatus} status
+ * @property {string} time
+ * @property {string} [output]
+ */
+
+/**
+ * An account in the detailed sync health (httpapi.AccountHealth).
+ * @typedef {object} AccountHealth
+ * @property {number} id
+ * @property {number} user_id
+ * @property {string} name
+ * @property {string} imap_host
+ * @property {boolean} syncing
+ * @property {Task | null} last_task
+ */
+
+/**
+ * A health-check response (httpapi.Health).
+ * @typedef {object} Health
+ * @property {HealthStatus} status
+ * @property {string} [version]
+ * @property {string} [description]
+ * @property {Record<string, HealthCheck[]>} checks
+ * @property {Task[]} [reaped] POST /api/health/sync/cleanup only
+ * @property {AccountHealth[]} [accounts] GET /api/health/sync/detailed only
+ */
+
+/**
+ * One entry of a problem document's errors (huma's ErrorDetail).
+ * @typedef {object} ProblemError
+ * @property {string} [message]
+ * @property {string} [location] e.g. body.imap_port
+ * @property {unknown} [value]
+ */
+
+/**
+ * An RFC 9457 problem document, as huma and httpapi's plain handlers write them.
+ * @typedef {object} Problem
+ * @property {string} [type]
+ * @property {string} [title]
+ * @property {number} [status]
+ * @property {string} [detail]
+ * @property {string} [instance]
+ * @property {ProblemError[]} [errors]
+ */
+
+/**
+ * @typedef {object} RequestOptions
+ * @property {number[]} [accept] statuses returned like a success
+ */
 
 export class APIError extends Error {
+  /**
+   * @param {number} status the HTTP status; 0 when the server could not be reached
+   * @param {Problem | null} problem the decoded body, if it was JSON
+   * @param {string} [fallback] the start of the body otherwise
+   */
   constructor(status, problem, fallback) {
     super(describe(status, problem, fallback));
     this.name = 'APIError';
@@ -10,6 +201,12 @@ export class APIError extends Error {
   }
 }
 
+/**
+ * @param {number} status
+ * @param {Problem | null} problem
+ * @param {string} [fallback]
+ * @returns {string}
+ */
 function describe(status, problem, fallback) {
   if (status === 0) return 'The mailsync server cannot be reached. Check that it is running, then try again.';
   if (!problem || typeof problem !== 'object') {
@@ -24,13 +221,29 @@ function describe(status, problem, fallback) {
   return parts.join('\n');
 }
 
-// request sends one API call and returns the decoded JSON (null for an empty answer). A status
-// in opts.accept is returned like a success: the health endpoints answer 503 with a body worth
-// showing. Anything else not 2xx throws APIError.
+/**
+ * request sends one API call and returns the decoded JSON (null for an empty answer). A status
+ * in opts.accept is returned like a success: the health endpoints answer 503 with a body worth
+ * showing. Anything else not 2xx throws APIError.
+ *
+ * T is the shape the caller expects, taken from where the answer lands: a variable declared
+ * with a JSDoc `@type {Account[]}`, or the call itself wrapped in `@type {Promise<Account>}`
+ * (inside Promise.all). Nothing checks the server's JSON against it, but a caller that declares
+ * nothing gets unknown, which it cannot use unchecked.
+ * @template [T=unknown]
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body] sent as JSON unless undefined
+ * @param {RequestOptions} [opts]
+ * @returns {Promise<T>}
+ */
 export async function request(method, path, body, opts = {}) {
-  const init = {method, headers: {Accept: 'application/json'}, credentials: 'same-origin'};
+  /** @type {Record<string, string>} */
+  const headers = {Accept: 'application/json'};
+  /** @type {RequestInit} */
+  const init = {method, headers, credentials: 'same-origin'};
   if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
+    headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
   let resp;
@@ -55,6 +268,45 @@ export async function request(method, path, body, opts = {}) {
   return data;
 }
 
+/**
+ * @template [T=unknown]
+ * @param {string} path
+ * @param {RequestOptions} [opts]
+ * @returns {Promise<T>}
+ */
 export const get = (path, opts) => request('GET', path, undefined, opts);
+
+/**
+ * @template [T=unknown]
+ * @param {string} path
+ * @param {unknown} [body] {} when left out
+ * @param {RequestOptions} [opts]
+ * @returns {Promise<T>}
+ */
 export const post = (path, body, opts) => request('POST', path, body ?? {}, opts);
+
+/**
+ * @param {string} path
+ * @returns {Promise<unknown>}
+ */
 export const del = (path) => request('DELETE', path);
+
+/**
+ * errorStatus is the HTTP status of a failure caught from request: undefined for anything but an
+ * APIError (0 when the server could not be reached).
+ * @param {unknown} err
+ * @returns {number | undefined}
+ */
+export function errorStatus(err) {
+  return err instanceof APIError ? err.status : undefined;
+}
+
+/**
+ * errorMessage is what a page shows for a failure it caught: an APIError's words, or any other
+ * error's message.
+ * @param {unknown} err
+ * @returns {string}
+ */
+export function errorMessage(err) {
+  return err instanceof Error ? err.message : String(err);
+}

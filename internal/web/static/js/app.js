@@ -1,3 +1,4 @@
+// @ts-check
 // mailsync's single page: a router over the URL fragment and the signed-in user.
 //
 //   #/login                      sign in
@@ -7,7 +8,7 @@
 //   #/messages/{id}              one message
 //   #/health                     operators' health
 
-import {get, post} from './api.js';
+import {errorMessage, errorStatus, get, post} from './api.js';
 import {h, replace} from './dom.js';
 import {accountsView} from './accounts.js';
 import {addAccountView} from './addaccount.js';
@@ -15,17 +16,25 @@ import {healthView} from './health.js';
 import {loginView} from './login.js';
 import {messageView, messagesView} from './messages.js';
 
-const view = document.getElementById('view');
-const nav = document.getElementById('nav');
+// index.html has these.
+const view = /** @type {HTMLElement} */ (document.getElementById('view'));
+const nav = /** @type {HTMLElement} */ (document.getElementById('nav'));
+/** @type {import('./api.js').User | null} */
 let me = null;
+/** @type {(() => void) | null} */
 let cleanup = null; // ends what the current view keeps running (event streams, timers)
 let generation = 0; // a view that finishes loading after the user moved on is dropped
 
+/** @param {string} hash */
 function navigate(hash) {
   if (location.hash === hash) route();
   else location.hash = hash;
 }
 
+/**
+ * @param {string} hash
+ * @returns {{parts: string[], params: URLSearchParams}}
+ */
 function parse(hash) {
   const [path, query] = hash.replace(/^#/, '').split('?');
   return {parts: path.split('/').filter(Boolean), params: new URLSearchParams(query || '')};
@@ -48,6 +57,7 @@ async function route() {
   }
   showNav(parts[0] || 'accounts');
   try {
+    /** @type {(() => void) | undefined} */
     let done;
     if (parts.length === 0 || parts[0] === 'login' || (parts[0] === 'accounts' && parts.length === 1)) {
       done = await accountsView(view);
@@ -69,26 +79,27 @@ async function route() {
     }
   } catch (err) {
     if (gen !== generation) return;
-    if (err.status === 401) {
+    if (errorStatus(err) === 401) {
       me = null;
       route();
       return;
     }
-    replace(view, h('div', {class: 'panel'}, h('p', {class: 'error', role: 'alert'}, err.message),
+    replace(view, h('div', {class: 'panel'}, h('p', {class: 'error', role: 'alert'}, errorMessage(err)),
       h('p', {}, h('a', {href: '#/accounts'}, 'Back to your accounts'))));
   }
 }
 
+/** @param {string} [current] the nav link to mark as this page's */
 function showNav(current) {
   nav.hidden = !me;
-  document.getElementById('who').textContent = me ? me.email : '';
-  for (const a of nav.querySelectorAll('a[data-nav]')) {
+  /** @type {HTMLElement} */ (document.getElementById('who')).textContent = me ? me.email : '';
+  for (const a of /** @type {NodeListOf<HTMLAnchorElement>} */ (nav.querySelectorAll('a[data-nav]'))) {
     if (a.dataset.nav === current) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
 }
 
-document.getElementById('logout').addEventListener('click', async () => {
+/** @type {HTMLElement} */ (document.getElementById('logout')).addEventListener('click', async () => {
   try { await post('/api/logout'); } catch { /* signed out locally all the same */ }
   me = null;
   navigate('#/login');

@@ -1,23 +1,36 @@
+// @ts-check
 // The operators' page: sync health for everyone; for administrators also every account's state,
 // the system's vital signs, and the one-click cleanup of dead syncs.
 
-import {get, post} from './api.js';
+import {errorMessage, get, post} from './api.js';
 import {formatBytes, formatDuration, formatNumber, formatTime, h, replace} from './dom.js';
 
+/** @typedef {import('./api.js').AccountHealth} AccountHealth */
+/** @typedef {import('./api.js').Health} Health */
+/** @typedef {import('./api.js').HealthCheck} HealthCheck */
+/** @typedef {import('./api.js').User} User */
+/** @typedef {import('./dom.js').Child} Child */
+
+/** @param {string} status */
 const pill = (status) => h('span', {class: `pill ${status}`}, status);
 
+/**
+ * @param {HealthCheck} c
+ * @returns {string}
+ */
 function value(c) {
   const v = c.observedValue;
   if (v === null || v === undefined) return '—';
   switch (c.observedUnit) {
-    case 'bytes': return formatBytes(v);
-    case 's': return formatDuration(v * 1000);
+    case 'bytes': return formatBytes(Number(v));
+    case 's': return formatDuration(Number(v) * 1000);
     case 'ms': return `${Number(v).toFixed(2)} ms`;
     case 'percent': return `${Number(v).toFixed(1)} %`;
     default: return typeof v === 'number' ? formatNumber(v) : String(v);
   }
 }
 
+/** @param {Health} health */
 function checksTable(health) {
   const rows = Object.entries(health.checks || {}).sort(([a], [b]) => a.localeCompare(b))
     .flatMap(([name, list]) => list.map((c) => h('tr', {},
@@ -27,6 +40,11 @@ function checksTable(health) {
     h('tbody', {}, rows));
 }
 
+/**
+ * @param {string} title
+ * @param {Health} health
+ * @param {...Child} extra shown below the checks
+ */
 function section(title, health, ...extra) {
   return h('div', {class: 'panel'},
     h('div', {class: 'page-head'}, h('h2', {}, title), pill(health.status)),
@@ -34,6 +52,7 @@ function section(title, health, ...extra) {
     checksTable(health), ...extra);
 }
 
+/** @param {AccountHealth[]} accounts */
 function accountsTable(accounts) {
   return h('table', {class: 'accounts-health'},
     h('thead', {}, h('tr', {}, ['Account', 'User', 'Server', 'Task', 'Heartbeat', 'Error'].map((t) => h('th', {}, t)))),
@@ -47,8 +66,15 @@ function accountsTable(accounts) {
     })));
 }
 
+/**
+ * @param {HTMLElement} root
+ * @param {object} opts
+ * @param {User} opts.me the signed-in user: an administrator sees more
+ * @param {() => void} opts.refresh draws the page again
+ */
 export async function healthView(root, {me, refresh}) {
   const accept = {accept: [503]};
+  /** @type {Health} */
   const sync = await get('/api/health/sync', accept);
   const parts = [h('div', {class: 'page-head'}, h('h1', {}, 'Health'))];
   if (!me.is_admin) {
@@ -57,14 +83,15 @@ export async function healthView(root, {me, refresh}) {
     return;
   }
   const [detailed, system] = await Promise.all([
-    get('/api/health/sync/detailed', accept),
-    get('/api/health/system', accept),
+    /** @type {Promise<Health>} */ (get('/api/health/sync/detailed', accept)),
+    /** @type {Promise<Health>} */ (get('/api/health/system', accept)),
   ]);
   const result = h('div', {'aria-live': 'polite'});
   const cleanup = h('button', {type: 'button', 'data-action': 'cleanup'}, 'Clean up dead syncs now');
   cleanup.addEventListener('click', async () => {
     cleanup.disabled = true;
     try {
+      /** @type {Health} */
       const r = await post('/api/health/sync/cleanup', undefined, accept);
       const reaped = r.reaped || [];
       replace(result, h('p', {class: 'notice'}, reaped.length === 0
@@ -73,7 +100,7 @@ export async function healthView(root, {me, refresh}) {
           reaped.map((t) => `${t.id.slice(0, 8)} (account ${t.account_id}) → ${t.state}`).join(', ')),
       h('button', {type: 'button', class: 'link', onclick: refresh}, 'Refresh the figures'));
     } catch (err) {
-      replace(result, h('p', {class: 'error'}, err.message));
+      replace(result, h('p', {class: 'error'}, errorMessage(err)));
     } finally {
       cleanup.disabled = false;
     }

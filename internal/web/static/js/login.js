@@ -1,8 +1,16 @@
+// @ts-check
 // The sign-in page.
 
-import {post} from './api.js';
+import {errorMessage, errorStatus, post} from './api.js';
 import {h, replace} from './dom.js';
 
+/** @typedef {import('./api.js').User} User */
+
+/**
+ * @param {HTMLElement} root
+ * @param {object} opts
+ * @param {(user: User) => void} opts.onSignedIn called with the user once signed in
+ */
 export function loginView(root, {onSignedIn}) {
   const error = h('div', {class: 'error', role: 'alert', hidden: true});
   const email = h('input', {type: 'email', name: 'email', autocomplete: 'username', required: true, autofocus: true});
@@ -18,10 +26,11 @@ export function loginView(root, {onSignedIn}) {
     submit.disabled = true;
     error.hidden = true;
     try {
+      /** @type {User} */
       const me = await post('/api/login', {email: email.value.trim(), password: password.value});
       onSignedIn(me);
     } catch (err) {
-      error.textContent = err.status === 401 ? 'Wrong email or password.' : err.message;
+      error.textContent = errorStatus(err) === 401 ? 'Wrong email or password.' : errorMessage(err);
       error.hidden = false;
       password.select();
     } finally {

@@ -1,21 +1,39 @@
+// @ts-check
 // The stored mail of an account: a folder filter, a search, pages of messages; and one message.
 
-import {get} from './api.js';
+import {errorMessage, get} from './api.js';
 import {formatBytes, formatNumber, formatTime, h, replace} from './dom.js';
+
+/** @typedef {import('./api.js').Account} Account */
+/** @typedef {import('./api.js').Folder} Folder */
+/** @typedef {import('./api.js').Message} Message */
+/** @typedef {import('./api.js').MessagePage} MessagePage */
+/** @typedef {import('./dom.js').Child} Child */
 
 const PAGE = 50;
 
+/**
+ * @param {HTMLElement} root
+ * @param {object} opts
+ * @param {number} opts.accountID
+ * @param {URLSearchParams} opts.params the page's query: folder (an id) and q (a search)
+ * @param {(hash: string) => void} opts.navigate goes to a page, by its URL fragment
+ */
 export async function messagesView(root, {accountID, params, navigate}) {
   const folderID = Number(params.get('folder') || 0);
   const q = params.get('q') || '';
   const [account, folders] = await Promise.all([
-    get(`/api/accounts/${accountID}`),
-    get(`/api/accounts/${accountID}/folders`),
+    /** @type {Promise<Account>} */ (get(`/api/accounts/${accountID}`)),
+    /** @type {Promise<Folder[]>} */ (get(`/api/accounts/${accountID}/folders`)),
   ]);
 
+  /**
+   * @param {number} folder a folder id; 0 for all of them
+   * @param {string} query
+   */
   const go = (folder, query) => {
     const p = new URLSearchParams();
-    if (folder) p.set('folder', folder);
+    if (folder) p.set('folder', String(folder));
     if (query) p.set('q', query);
     const s = p.toString();
     navigate(`#/accounts/${accountID}/messages${s ? '?' + s : ''}`);
@@ -42,6 +60,7 @@ export async function messagesView(root, {accountID, params, navigate}) {
     if (folderID) p.set('folder', String(folderID));
     if (q) p.set('q', q);
     if (cursor) p.set('cursor', cursor);
+    /** @type {MessagePage} */
     const page = await get(`/api/accounts/${accountID}/messages?${p}`);
     for (const m of page.messages) list.append(messageItem(m, folderID ? '' : folderName.get(m.folder_id)));
     cursor = page.next_cursor;
@@ -52,7 +71,7 @@ export async function messagesView(root, {accountID, params, navigate}) {
       ? (q ? `Nothing matches “${q}”.` : 'No messages stored yet. Sync the account first.')
       : '';
   };
-  more.addEventListener('click', () => load().catch((err) => { status.textContent = err.message; more.disabled = false; }));
+  more.addEventListener('click', () => load().catch((err) => { status.textContent = errorMessage(err); more.disabled = false; }));
 
   replace(root,
     h('div', {class: 'page-head'}, h('h1', {}, account.name), h('a', {class: 'button', href: '#/accounts'}, 'Accounts')),
@@ -60,6 +79,10 @@ export async function messagesView(root, {accountID, params, navigate}) {
   await load();
 }
 
+/**
+ * @param {Message} m
+ * @param {string | undefined} folder the folder's name, shown when the list mixes folders
+ */
 function messageItem(m, folder) {
   const unread = !(m.flags || []).includes('\\Seen');
   return h('li', {class: unread ? 'unread' : null},
@@ -70,8 +93,18 @@ function messageItem(m, folder) {
       m.snippet ? h('span', {class: 'snippet'}, m.snippet) : null));
 }
 
+/**
+ * @param {HTMLElement} root
+ * @param {object} opts
+ * @param {number} opts.messageID
+ */
 export async function messageView(root, {messageID}) {
+  /** @type {Message} */
   const m = await get(`/api/messages/${messageID}`);
+  /**
+   * @param {string} k
+   * @param {Child} v
+   */
   const row = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
   replace(root,
     h('div', {class: 'page-head'},

@@ -1,3 +1,4 @@
+// @ts-check
 // Following one sync task until it ends.
 //
 // The contract of the "Sync now" button rests here:
@@ -11,16 +12,29 @@
 //     carrying the task that replaced it, which is followed from then on;
 //   - stop() ends everything (leaving the page, following another task).
 
-import {get} from './api.js';
+import {errorStatus, get} from './api.js';
 
+/** @typedef {import('./api.js').Task} Task */
+/** @typedef {import('./api.js').TaskState} TaskState */
+/** @typedef {Task & {state: 'queued' | 'running'}} ActiveTask */
+
+/** @type {readonly TaskState[]} */
 export const TERMINAL_STATES = ['succeeded', 'failed', 'cancelled'];
 
+/**
+ * @param {Task | null | undefined} task
+ * @returns {task is ActiveTask}
+ */
 export function isActive(task) {
   return !!task && (task.state === 'queued' || task.state === 'running');
 }
 
-// isStalled: the task claims to be active but nobody has been heard from within the timeout (its
-// worker died). The server replaces it on the next start, so the page offers one.
+/**
+ * isStalled: the task claims to be active but nobody has been heard from within the timeout (its
+ * worker died). The server replaces it on the next start, so the page offers one.
+ * @param {Task | null | undefined} task
+ * @returns {boolean}
+ */
 export function isStalled(task) {
   return isActive(task) && task.live === false;
 }
@@ -29,17 +43,26 @@ const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 10000;
 
 export class TaskFollower {
-  // onUpdate(task) is called with every new view of the task, the last one terminal.
+  /**
+   * onUpdate(task) is called with every new view of the task, the last one terminal.
+   * @param {(task: Task) => void} onUpdate
+   */
   constructor(onUpdate) {
     this.onUpdate = onUpdate;
+    /** @type {Task | null} */
     this.task = null;
+    /** @type {EventSource | null} */
     this.source = null;
+    /** @type {ReturnType<typeof setTimeout> | null} */
     this.timer = null;
     this.retryMs = FIRST_RETRY_MS;
     this.stopped = true;
   }
 
-  // follow starts following task (a view from the API), leaving any previous one.
+  /**
+   * follow starts following task (a view from the API), leaving any previous one.
+   * @param {Task} task
+   */
   follow(task) {
     this.stop();
     this.stopped = false;
@@ -66,9 +89,11 @@ export class TaskFollower {
   }
 
   open() {
+    if (!this.task) return; // follow sets it before anything opens
     const id = this.task.id;
     const es = new EventSource(`/api/sync/tasks/${encodeURIComponent(id)}/events`);
     this.source = es;
+    /** @param {MessageEvent<string>} ev */
     const onTask = (ev) => {
       if (this.source !== es) return;
       let task;
@@ -102,7 +127,10 @@ export class TaskFollower {
     };
   }
 
-  // replace switches to the task that replaced the followed one (same account, new id).
+  /**
+   * replace switches to the task that replaced the followed one (same account, new id).
+   * @param {Task | null} next
+   */
   replace(next) {
     if (this.stopped || !next || !next.id) return;
     this.task = next;
@@ -112,14 +140,16 @@ export class TaskFollower {
     if (!this.stopped) this.open();
   }
 
+  /** @param {Task | null} task */
   update(task) {
-    if (this.stopped || !task || task.id !== this.task.id) return;
-    const shown = this.task.progress;
+    const current = this.task;
+    if (this.stopped || !task || !current || task.id !== current.id) return;
+    const shown = current.progress;
     if (isActive(task) && shown && task.progress && task.progress.messages_done < shown.messages_done) {
       // The server never lowers a run's counters, but a new run of the same task (its worker died
       // and another took it over) counts from zero again. A bar must not move backwards: keep the
       // counters shown until the new run passes them, take the rest (state, liveness, phase).
-      task = {...task, progress: shown, percent: Math.max(task.percent, this.task.percent || 0)};
+      task = {...task, progress: shown, percent: Math.max(task.percent, current.percent || 0)};
     }
     this.task = task;
     if (!isActive(task)) this.stop();
@@ -135,12 +165,13 @@ export class TaskFollower {
 
   async poll() {
     this.timer = null;
-    if (this.stopped) return;
+    if (this.stopped || !this.task) return;
+    /** @type {Task} */
     let task;
     try {
       task = await get(`/api/sync/tasks/${encodeURIComponent(this.task.id)}`);
     } catch (err) {
-      if (err.status === 404) { // the account was deleted, its tasks with it
+      if (errorStatus(err) === 404) { // the account was deleted, its tasks with it
         this.stop();
         return;
       }
