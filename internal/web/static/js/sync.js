@@ -57,6 +57,9 @@ export class TaskFollower {
     this.timer = null;
     this.retryMs = FIRST_RETRY_MS;
     this.stopped = true;
+    // generation changes whenever what is followed changes (stop, follow, replace), so a poll
+    // whose answer arrives after that knows it is about something no longer followed.
+    this.generation = 0;
   }
 
   /**
@@ -78,6 +81,7 @@ export class TaskFollower {
 
   stop() {
     this.stopped = true;
+    this.generation++;
     if (this.source) {
       this.source.close();
       this.source = null;
@@ -133,6 +137,7 @@ export class TaskFollower {
    */
   replace(next) {
     if (this.stopped || !next || !next.id) return;
+    this.generation++;
     this.task = next;
     this.retryMs = FIRST_RETRY_MS;
     if (!isActive(next)) this.stop();
@@ -166,11 +171,13 @@ export class TaskFollower {
   async poll() {
     this.timer = null;
     if (this.stopped || !this.task) return;
+    const generation = this.generation;
     /** @type {Task} */
     let task;
     try {
       task = await get(`/api/sync/tasks/${encodeURIComponent(this.task.id)}`);
     } catch (err) {
+      if (generation !== this.generation) return; // followed something else meanwhile
       if (errorStatus(err) === 404) { // the account was deleted, its tasks with it
         this.stop();
         return;
@@ -178,6 +185,9 @@ export class TaskFollower {
       this.schedulePoll();
       return;
     }
+    // The answer is about what was followed when the poll began: if follow, replace or stop came
+    // since, its stream is open already (or must stay closed), and opening one here would leave two.
+    if (generation !== this.generation) return;
     this.update(task);
     if (this.stopped) return;
     this.open(); // the server answers again: try the stream once more
