@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,28 +63,10 @@ type env struct {
 	bus     *events.Bus
 	srv     *httpapi.Server
 	ts      *httptest.Server
-	logs    *syncBuffer
+	logs    *instancetest.LogBuffer
 	box     *secret.Box
 
 	admin, alice, bob user
-}
-
-// syncBuffer is a log sink the server's goroutines write to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // newEnv builds the Instance with the test lifecycle, cheap password hashing, fakeLogin and
@@ -95,7 +76,7 @@ func newEnv(tb testing.TB, dialect string, tweak ...func(*instance.Config)) *env
 	tb.Helper()
 	dsn := storetest.DSN(tb, dialect)
 	s := storetest.OpenDSN(tb, dsn, true)
-	logs := &syncBuffer{}
+	logs := &instancetest.LogBuffer{}
 	cfg := instance.Config{
 		Store: s, DSN: dsn, Key: instancetest.Key(), Lifecycle: testTaskConfig(), Login: fakeLogin{},
 		Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

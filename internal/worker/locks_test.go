@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -9,28 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
-
-// lockedBuffer is a log destination tests can read while workers write to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Another session (a frozen instance, an operator's open transaction) holds the row of a task a
 // healthy worker runs. Held shorter than the self-fence, the worker's heartbeats give up after
@@ -59,7 +41,7 @@ func TestForeignRowLockOnARunningTask(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs lockedBuffer
+			var logs instancetest.LogBuffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			var (
 				mu      sync.Mutex
