@@ -36,11 +36,8 @@ func TestForeignRowLockOnARunningTask(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := storetest.Open(t, "postgres")
-			tasks, err := task.NewManager(s, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			e := newEnvWith(t, "postgres", cfg)
+			s, tasks := e.store, e.tasks
 			var logs instancetest.LogBuffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			var (
@@ -62,7 +59,6 @@ func TestForeignRowLockOnARunningTask(t *testing.T) {
 			wg.Go(func() { _ = reaper.Run(ctx) })
 			t.Cleanup(func() { cancel(); wg.Wait() })
 
-			e := env{store: s, tasks: tasks}
 			tk := e.start(t)
 			e.waitProgress(t, tk.ID, 5)
 			release := storetest.HoldRowLock(t, s, tk.ID)
