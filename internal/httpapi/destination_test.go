@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
-	"mailsync/internal/worker"
 )
 
 // realLoginEnv is an env whose login check is the real sync engine, against real servers.
@@ -170,9 +168,8 @@ func TestDestinationPolicy(t *testing.T) {
 func TestDestinationPolicyAtEverySync(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		rec := imaptest.StartRecorder(t, false)
-		var engine *syncer.Syncer
-		e := newEnv(t, dialect, func(c *instance.Config) { engine = syncer.New(c.Store, boxOf(t, c), syncer.Options{}) })
-		mine := e.runWorker(t, engine)
+		e := newEnv(t, dialect, func(c *instance.Config) { withBody(c, syncer.New(c.Store, boxOf(t, c), syncer.Options{}).Run) })
+		mine := e.runWorkers(t)
 		a := e.storeAccount(t, e.alice, "localhost", rec.Port(), imapPassword, true)
 		final := e.syncToEnd(t, e.alice, a.ID)
 		if final.State != "failed" || !strings.Contains(final.Error, "operator decides") || strings.Contains(final.Error, "127.0.0.1") {
@@ -196,9 +193,8 @@ func TestDestinationPolicyAtEverySync(t *testing.T) {
 func TestEchoedLoginNeverLeaks(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		echo := imaptest.StartRecorder(t, true)
-		var engine *syncer.Syncer
-		e := newEnv(t, dialect, func(c *instance.Config) { engine = syncer.New(c.Store, boxOf(t, c), syncer.Options{}) })
-		stop := e.runWorker(t, engine)
+		e := newEnv(t, dialect, func(c *instance.Config) { withBody(c, syncer.New(c.Store, boxOf(t, c), syncer.Options{}).Run) })
+		stop := e.runWorkers(t)
 		defer stop()
 		for _, pw := range []string{imapPassword, `quo"ted\pass-word`, "ab"} {
 			a := e.storeAccount(t, e.admin, "127.0.0.1", echo.Port(), pw, false)
@@ -240,18 +236,6 @@ func closedPort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// runWorker runs a worker with engine until the returned stop (or the test's end).
-func (e *env) runWorker(t *testing.T, engine *syncer.Syncer) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-	wg.Go(func() { _ = w.Run(ctx) })
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
 }
 
 // storeAccount writes an account of u straight into the store, as the CLI or an older policy

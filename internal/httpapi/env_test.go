@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
+	"mailsync/internal/worker"
 )
 
 // imapPassword is the one password the fake IMAP server accepts. No response, log line or
@@ -107,6 +109,30 @@ func newEnv(tb testing.TB, dialect string, tweak ...func(*instance.Config)) *env
 	e.alice = e.newUser("alice@example.test", false)
 	e.bob = e.newUser("bob@example.test", false)
 	return e
+}
+
+// withBody makes the Instance's workers run body, polling every 10 ms, once the test calls
+// runWorkers.
+func withBody(c *instance.Config, body worker.Body) {
+	c.Body, c.WorkerPoll = body, 10*time.Millisecond
+}
+
+// runWorkers runs the Instance as serve does, with the workers of the body withBody set and no
+// reaper, until the returned stop or the test's end.
+func (e *env) runWorkers(t testing.TB) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.in.Run(ctx); err != nil {
+			t.Errorf("instance: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // boxOf is the secret box the Instance built from c will have, for what a tweak builds before

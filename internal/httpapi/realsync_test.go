@@ -1,8 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +10,6 @@ import (
 	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
-	"mailsync/internal/worker"
 )
 
 // TestEventStreamOfRealSync follows a real sync of a Dovecot mailbox, run by a real worker and the
@@ -30,15 +27,12 @@ func TestEventStreamOfRealSync(t *testing.T) {
 			// alice is no admin: her account on loopback needs the operator's allow-list.
 			engine = syncer.New(c.Store, boxOf(t, c), syncer.Options{BatchMessages: 100, Destinations: allowLoopback(t)})
 			c.Login = engine // the real login check, against Dovecot
+			withBody(c, engine.Run)
 			// A real sync on a busy machine can be silent for more than the 600 ms of the fake
 			// tasks' lifecycle, and a stream reaps a task it sees dead: give it seconds.
 			c.Lifecycle.HeartbeatInterval, c.Lifecycle.HeartbeatTimeout, c.Lifecycle.SelfFence = 500*time.Millisecond, 5*time.Second, 3*time.Second
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-		wg.Go(func() { _ = w.Run(ctx) })
-		t.Cleanup(func() { cancel(); wg.Wait() })
+		e.runWorkers(t)
 
 		var a httpapi.AccountJSON
 		e.request(e.alice, "POST", "/api/accounts", map[string]any{

@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
-	"mailsync/internal/worker"
 )
 
 // TestFrozenServerShowsAsStalled freezes every Dovecot process (SIGSTOP) in the middle of a real
@@ -39,12 +37,9 @@ func TestFrozenServerShowsAsStalled(t *testing.T) {
 				CommandTimeout: commandTimeout, StallAfter: stallAfter,
 				Fetched: func(string, uint32) { once.Do(func() { close(fetching) }) }})
 			c.Login = engine
+			withBody(c, engine.Run)
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-		wg.Go(func() { _ = w.Run(ctx) })
-		t.Cleanup(func() { cancel(); wg.Wait() })
+		e.runWorkers(t)
 
 		var a httpapi.AccountJSON
 		e.request(e.alice, "POST", "/api/accounts", map[string]any{
