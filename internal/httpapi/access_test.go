@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"mailsync/internal/httpapi"
 	"mailsync/internal/store/storetest"
 )
 
@@ -23,7 +24,7 @@ func (e *env) fixture(t *testing.T) fixture {
 	storetest.SeedMessages(t, e.store, e.tasks, a.ID, "INBOX", 3)
 	st := e.startSync(e.alice, a.ID)
 	var page struct {
-		Messages []MessageJSON `json:"messages"`
+		Messages []httpapi.MessageJSON `json:"messages"`
 	}
 	e.request(e.alice, "GET", fmt.Sprintf("/api/accounts/%d/messages", a.ID), nil).want(t, 200).json(t, &page)
 	if len(page.Messages) == 0 {
@@ -31,6 +32,14 @@ func (e *env) fixture(t *testing.T) fixture {
 	}
 	return fixture{account: a.ID, taskID: st.Task.ID, messageID: page.Messages[0].ID}
 }
+
+// access is the least a route asks of its caller.
+type access int
+
+const (
+	member access = iota // any signed-in user
+	admin                // an administrator
+)
 
 type route struct {
 	method, path string
@@ -76,7 +85,7 @@ func TestAccessControl(t *testing.T) {
 			name := r.method + " " + r.path
 			e.request(user{}, r.method, r.path, r.body).wantProblem(t, http.StatusUnauthorized)
 			e.request(forged, r.method, r.path, r.body).wantProblem(t, http.StatusUnauthorized)
-			e.request(user{}, r.method, r.path, r.body, "Cookie", sessionCookie+"=forged").wantProblem(t, http.StatusUnauthorized)
+			e.request(user{}, r.method, r.path, r.body, "Cookie", httpapi.SessionCookie+"=forged").wantProblem(t, http.StatusUnauthorized)
 			if r.owned {
 				e.request(e.bob, r.method, r.path, r.body).wantProblem(t, http.StatusNotFound)
 			}

@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/httpapi"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 )
@@ -103,7 +104,7 @@ func TestKilledWorkerIsReplacedWithoutCleanup(t *testing.T) {
 			t.Fatal(err)
 		}
 		lastBeat := time.Now()
-		var got TaskJSON
+		var got httpapi.TaskJSON
 		e.request(e.alice, "GET", "/api/sync/tasks/"+tk.ID, nil).want(t, 200).json(t, &got)
 		if !got.Live || got.State != "running" {
 			t.Fatalf("right after a heartbeat: %+v, want live and running", got)
@@ -123,7 +124,7 @@ func TestKilledWorkerIsReplacedWithoutCleanup(t *testing.T) {
 		if got.State != "running" {
 			t.Fatalf("no reaper ran, yet the task is %s", got.State)
 		}
-		var acct AccountJSON
+		var acct httpapi.AccountJSON
 		e.request(e.alice, "GET", fmt.Sprintf("/api/accounts/%d", a.ID), nil).want(t, 200).json(t, &acct)
 		if acct.LastTask == nil || acct.LastTask.Live {
 			t.Fatalf("the account shows its dead task as live: %+v", acct.LastTask)

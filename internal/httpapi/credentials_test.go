@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mailsync/internal/auth"
+	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/store/storetest"
 )
 
@@ -16,8 +18,8 @@ func (e *env) login(u user, password string) []string {
 	e.t.Helper()
 	r := e.request(user{}, "POST", "/api/login", map[string]string{"email": u.Email, "password": password}).want(e.t, 200)
 	for _, c := range r.Cookies() {
-		if c.Name == sessionCookie {
-			return []string{"Cookie", sessionCookie + "=" + c.Value}
+		if c.Name == httpapi.SessionCookie {
+			return []string{"Cookie", httpapi.SessionCookie + "=" + c.Value}
 		}
 	}
 	e.t.Fatal("login set no session cookie")
@@ -51,7 +53,7 @@ func TestLogoutEndsTheSession(t *testing.T) {
 
 		// Logging out twice, or with a cookie that is no session, is harmless.
 		e.request(user{}, "POST", "/api/logout", nil, laptop...).want(t, 204)
-		e.request(user{}, "POST", "/api/logout", nil, "Cookie", sessionCookie+"=forged").want(t, 204)
+		e.request(user{}, "POST", "/api/logout", nil, "Cookie", httpapi.SessionCookie+"=forged").want(t, 204)
 		e.request(user{}, "GET", "/api/me", nil, phone...).want(t, 200)
 	})
 }
@@ -60,7 +62,7 @@ func TestLogoutEndsTheSession(t *testing.T) {
 // instance (the token cache is forgotten, not waited out), and non-admins get 403.
 func TestAdminRevokesCredentials(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
-		e := newEnv(t, dialect, func(c *Config) { c.TokenCacheTTL = time.Minute })
+		e := newEnv(t, dialect, func(c *instance.Config) { c.API.TokenCacheTTL = time.Minute })
 		alice := fmt.Sprintf("/api/users/%d", e.alice.ID)
 		bob := fmt.Sprintf("/api/users/%d", e.bob.ID)
 
@@ -79,7 +81,7 @@ func TestAdminRevokesCredentials(t *testing.T) {
 			e.request(user{}, r.method, r.path, r.body).wantProblem(t, http.StatusUnauthorized)
 		}
 
-		var users []AdminUserJSON
+		var users []httpapi.AdminUserJSON
 		e.request(e.admin, "GET", "/api/users", nil).want(t, 200).json(t, &users)
 		if len(users) != 3 || users[1].Email != e.alice.Email || users[1].IsAdmin {
 			t.Fatalf("users %+v", users)
@@ -88,7 +90,7 @@ func TestAdminRevokesCredentials(t *testing.T) {
 		// One token revoked: it stops at once, alice's other token goes on.
 		second := e.newToken(e.alice)
 		e.request(e.alice, "GET", "/api/me", nil).want(t, 200) // cached now
-		var toks []TokenJSON
+		var toks []httpapi.TokenJSON
 		e.request(e.admin, "GET", alice+"/tokens", nil).want(t, 200).json(t, &toks)
 		if len(toks) != 2 || toks[0].LastUsedAt == nil || toks[1].LastUsedAt != nil {
 			t.Fatalf("alice's tokens %+v, want the used one and the new one", toks)
@@ -102,9 +104,9 @@ func TestAdminRevokesCredentials(t *testing.T) {
 		cookie := e.login(e.alice, e.alice.Password)
 		bobCookie := e.login(e.bob, e.bob.Password)
 		e.request(e.admin, "PUT", alice+"/password", map[string]string{"password": "short"}).wantProblem(t, 422)
-		var rev RevokedJSON
+		var rev httpapi.RevokedJSON
 		e.request(e.admin, "PUT", alice+"/password", map[string]string{"password": "a new long password"}).want(t, 200).json(t, &rev)
-		if rev != (RevokedJSON{Sessions: 1, Tokens: 1}) {
+		if rev != (httpapi.RevokedJSON{Sessions: 1, Tokens: 1}) {
 			t.Fatalf("password change ended %+v, want alice's session and token", rev)
 		}
 		e.request(user{}, "GET", "/api/me", nil, cookie...).wantProblem(t, http.StatusUnauthorized)
@@ -116,7 +118,7 @@ func TestAdminRevokesCredentials(t *testing.T) {
 		// Revocation without a new password.
 		e.request(e.bob, "GET", "/api/me", nil).want(t, 200)
 		e.request(e.admin, "DELETE", bob+"/sessions", nil).want(t, 200).json(t, &rev)
-		if rev != (RevokedJSON{Sessions: 1, Tokens: 1}) {
+		if rev != (httpapi.RevokedJSON{Sessions: 1, Tokens: 1}) {
 			t.Fatalf("revocation ended %+v", rev)
 		}
 		e.request(e.bob, "GET", "/api/me", nil).wantProblem(t, http.StatusUnauthorized)
@@ -139,8 +141,8 @@ func TestAdminRevokesCredentials(t *testing.T) {
 // admin route waits its turn and then answers 503, instead of running one more argon2id.
 func TestSetPasswordTakesAGateSlot(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
-		e := newEnv(t, dialect, func(c *Config) { c.LoginConcurrency, c.LoginWait = 1, 100*time.Millisecond })
-		release, err := e.srv.gate.Enter(context.Background())
+		e := newEnv(t, dialect, func(c *instance.Config) { c.API.LoginConcurrency, c.API.LoginWait = 1, 100*time.Millisecond })
+		release, err := e.srv.EnterPasswordGate(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"context"
@@ -6,23 +6,23 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"mailsync/internal/httpapi"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/instance"
 	"mailsync/internal/netpolicy"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
-	"mailsync/internal/worker"
 )
 
 // realLoginEnv is an env whose login check is the real sync engine, against real servers.
-func realLoginEnv(t *testing.T, dialect string, opts syncer.Options, tweak ...func(*Config)) *env {
-	return newEnv(t, dialect, append([]func(*Config){func(c *Config) {
-		c.Login = syncer.New(c.Store, c.Box, opts)
+func realLoginEnv(t *testing.T, dialect string, opts syncer.Options, tweak ...func(*instance.Config)) *env {
+	return newEnv(t, dialect, append([]func(*instance.Config){func(c *instance.Config) {
+		c.Login = syncer.New(c.Store, boxOf(t, c), opts)
 	}}, tweak...)...)
 }
 
@@ -38,7 +38,7 @@ func TestNewDestinationNeedsThePassword(t *testing.T) {
 		}
 		hostile := imaptest.StartRecorder(t, false)
 		e := realLoginEnv(t, dialect, syncer.Options{})
-		var a AccountJSON
+		var a httpapi.AccountJSON
 		e.request(e.admin, "POST", "/api/accounts", map[string]any{
 			"name": "mem", "imap_host": mem.Host(), "imap_port": mem.Port(), "tls_mode": "none", "login": "bob", "password": stored,
 		}).want(t, 201).json(t, &a)
@@ -63,7 +63,7 @@ func TestNewDestinationNeedsThePassword(t *testing.T) {
 			t.Fatalf("the recorder got %q; want the new password and never the stored one", hostile.Lines())
 		}
 		// Nothing changed: the account still points at its server, and still logs in there.
-		var now AccountJSON
+		var now httpapi.AccountJSON
 		e.request(e.admin, "GET", acct, nil).want(t, 200).json(t, &now)
 		if now.IMAPPort != mem.Port() {
 			t.Fatalf("a refused change was saved: %+v", now)
@@ -120,7 +120,7 @@ func TestDestinationPolicy(t *testing.T) {
 		}
 
 		// An administrator may use any destination; the account records that the policy does not apply.
-		var a AccountJSON
+		var a httpapi.AccountJSON
 		e.request(e.admin, "POST", "/api/accounts", body("mem", "localhost", mem.Port())).want(t, 201).json(t, &a)
 		if acct, err := e.store.Account(context.Background(), a.ID); err != nil || acct.Restricted {
 			t.Fatalf("the admin's account: %+v %v, want unrestricted", acct, err)
@@ -149,7 +149,7 @@ func TestDestinationPolicy(t *testing.T) {
 
 		// Who points an account at a new host decides: an admin's account stays unrestricted only
 		// while an admin changes it.
-		var b AccountJSON
+		var b httpapi.AccountJSON
 		e2.request(e2.admin, "POST", "/api/accounts", body("admins", "localhost", mem.Port())).want(t, 201).json(t, &b)
 		e2.request(e2.admin, "PATCH", fmt.Sprintf("/api/accounts/%d", b.ID), map[string]any{"imap_host": "127.0.0.1", "password": imapPassword}).want(t, 200)
 		if acct, _ := e2.store.Account(context.Background(), b.ID); acct.Restricted {
@@ -168,9 +168,8 @@ func TestDestinationPolicy(t *testing.T) {
 func TestDestinationPolicyAtEverySync(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		rec := imaptest.StartRecorder(t, false)
-		var engine *syncer.Syncer
-		e := newEnv(t, dialect, func(c *Config) { engine = syncer.New(c.Store, c.Box, syncer.Options{}) })
-		mine := e.runWorker(t, engine)
+		e := newEnv(t, dialect, func(c *instance.Config) { withBody(c, syncer.New(c.Store, boxOf(t, c), syncer.Options{}).Run) })
+		mine := e.runWorkers(t)
 		a := e.storeAccount(t, e.alice, "localhost", rec.Port(), imapPassword, true)
 		final := e.syncToEnd(t, e.alice, a.ID)
 		if final.State != "failed" || !strings.Contains(final.Error, "operator decides") || strings.Contains(final.Error, "127.0.0.1") {
@@ -194,9 +193,8 @@ func TestDestinationPolicyAtEverySync(t *testing.T) {
 func TestEchoedLoginNeverLeaks(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		echo := imaptest.StartRecorder(t, true)
-		var engine *syncer.Syncer
-		e := newEnv(t, dialect, func(c *Config) { engine = syncer.New(c.Store, c.Box, syncer.Options{}) })
-		stop := e.runWorker(t, engine)
+		e := newEnv(t, dialect, func(c *instance.Config) { withBody(c, syncer.New(c.Store, boxOf(t, c), syncer.Options{}).Run) })
+		stop := e.runWorkers(t)
 		defer stop()
 		for _, pw := range []string{imapPassword, `quo"ted\pass-word`, "ab"} {
 			a := e.storeAccount(t, e.admin, "127.0.0.1", echo.Port(), pw, false)
@@ -240,18 +238,6 @@ func closedPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// runWorker runs a worker with engine until the returned stop (or the test's end).
-func (e *env) runWorker(t *testing.T, engine *syncer.Syncer) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-	wg.Go(func() { _ = w.Run(ctx) })
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
-}
-
 // storeAccount writes an account of u straight into the store, as the CLI or an older policy
 // could have: the API would test the login first.
 func (e *env) storeAccount(t *testing.T, u user, host string, port int, password string, restricted bool) store.Account {
@@ -267,12 +253,12 @@ func (e *env) storeAccount(t *testing.T, u user, host string, port int, password
 }
 
 // syncToEnd starts a sync through the API and waits, at most 15 s, for its end.
-func (e *env) syncToEnd(t *testing.T, u user, accountID int64) TaskJSON {
+func (e *env) syncToEnd(t *testing.T, u user, accountID int64) httpapi.TaskJSON {
 	t.Helper()
 	st := e.startSync(u, accountID)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var tk TaskJSON
+		var tk httpapi.TaskJSON
 		e.request(u, "GET", "/api/sync/tasks/"+st.Task.ID, nil).want(t, 200).json(t, &tk)
 		if tk.State != "queued" && tk.State != "running" {
 			return tk

@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"bytes"
@@ -16,12 +16,14 @@ import (
 
 	"mailsync/internal/auth"
 	"mailsync/internal/events"
+	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/instance/instancetest"
-	"mailsync/internal/metrics"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
+	"mailsync/internal/worker"
 )
 
 // imapPassword is the one password the fake IMAP server accepts. No response, log line or
@@ -52,81 +54,96 @@ type user struct {
 	Password string
 }
 
-// env is one API on a real database behind a real loopback HTTP server.
+// env is one Instance, as `mailsync serve` builds it, on a real database behind a real loopback
+// HTTP server. It runs no worker, reaper or scheduler: a test that wants one starts it.
 type env struct {
 	t       testing.TB
 	dialect string
+	in      *instance.Instance
 	store   *store.Store
 	tasks   *task.Manager
 	bus     *events.Bus
-	srv     *Server
+	srv     *httpapi.Server
 	ts      *httptest.Server
-	logs    *syncBuffer
+	logs    *instancetest.LogBuffer
 	box     *secret.Box
 
 	admin, alice, bob user
 }
 
-// syncBuffer is a log sink the server's goroutines write to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newEnv(tb testing.TB, dialect string, tweak ...func(*Config)) *env {
+// newEnv builds the Instance with the test lifecycle, cheap password hashing, fakeLogin and
+// SSE timings in milliseconds; each tweak may change its Config (the API's settings are in
+// Config.API) before it is built.
+func newEnv(tb testing.TB, dialect string, tweak ...func(*instance.Config)) *env {
 	tb.Helper()
-	s := storetest.Open(tb, dialect)
-	m, err := task.NewManager(s, testTaskConfig())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	bus := events.NewBus()
-	m.Changed = bus.TaskChanged
-	box, err := secret.New(bytes.Repeat([]byte{7}, secret.KeySize))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	cfg := Config{
-		Store: s, Tasks: m, Events: bus, Box: box, Login: fakeLogin{},
-		Sessions: auth.NewSessions(auth.DeriveKey([]byte("test server key"), "session"), time.Hour),
-		Metrics:  metrics.New(s), Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version: "test", DataDir: tb.TempDir(), PasswordParams: cheapParams,
-		KeepAlive: 200 * time.Millisecond, PollInterval: 100 * time.Millisecond, MinEventInterval: 20 * time.Millisecond,
-		LoginGuard: auth.NewLoginGuard(auth.LoginPolicy{PerAddress: auth.Rate{Burst: 5, Every: time.Minute},
-			PerAddressEmail: auth.Rate{Burst: 5, Every: time.Minute}}),
+	dsn := storetest.DSN(tb, dialect)
+	s := storetest.OpenDSN(tb, dsn, true)
+	logs := &instancetest.LogBuffer{}
+	cfg := instance.Config{
+		Store: s, DSN: dsn, Key: instancetest.Key(), Lifecycle: testTaskConfig(), Login: fakeLogin{},
+		Log:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		NoReaper: true, SessionTTL: time.Hour,
+		API: httpapi.Config{
+			Version: "test", DataDir: tb.TempDir(), PasswordParams: cheapParams,
+			KeepAlive: 200 * time.Millisecond, PollInterval: 100 * time.Millisecond, MinEventInterval: 20 * time.Millisecond,
+			LoginGuard: auth.NewLoginGuard(auth.LoginPolicy{PerAddress: auth.Rate{Burst: 5, Every: time.Minute},
+				PerAddressEmail: auth.Rate{Burst: 5, Every: time.Minute}}),
+		},
 	}
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	srv, err := New(cfg)
+	in, err := instance.New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(srv.Handler())
-	ts.Config.RegisterOnShutdown(srv.Shutdown)
+	ts := httptest.NewUnstartedServer(in.Handler())
+	ts.Config.RegisterOnShutdown(in.API.Shutdown)
 	ts.Start()
 	tb.Cleanup(func() {
-		srv.Shutdown()
+		in.API.Shutdown()
 		ts.Close()
 	})
-	e := &env{t: tb, dialect: dialect, store: s, tasks: m, bus: bus, srv: srv, ts: ts, logs: logs, box: box}
+	e := &env{t: tb, dialect: dialect, in: in, store: in.Store, tasks: in.Tasks, bus: in.Bus, srv: in.API, ts: ts, logs: logs, box: in.Box}
 	e.admin = e.newUser("admin@example.test", true)
 	e.alice = e.newUser("alice@example.test", false)
 	e.bob = e.newUser("bob@example.test", false)
 	return e
+}
+
+// withBody makes the Instance's workers run body, polling every 10 ms, once the test calls
+// runWorkers.
+func withBody(c *instance.Config, body worker.Body) {
+	c.Body, c.WorkerPoll = body, 10*time.Millisecond
+}
+
+// runWorkers runs the Instance as serve does, with the workers of the body withBody set and no
+// reaper, until the returned stop or the test's end.
+func (e *env) runWorkers(t testing.TB) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.in.Run(ctx); err != nil {
+			t.Errorf("instance: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// boxOf is the secret box the Instance built from c will have, for what a tweak builds before
+// it (a syncer): a box is a function of its key alone.
+func boxOf(tb testing.TB, c *instance.Config) *secret.Box {
+	tb.Helper()
+	box, err := secret.New(c.Key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return box
 }
 
 func (e *env) newUser(email string, isAdmin bool) user {
@@ -231,9 +248,9 @@ func (r response) wantProblem(tb testing.TB, status int) {
 }
 
 // addAccount adds an account for u through the API and returns it.
-func (e *env) addAccount(u user, name string) AccountJSON {
+func (e *env) addAccount(u user, name string) httpapi.AccountJSON {
 	e.t.Helper()
-	var a AccountJSON
+	var a httpapi.AccountJSON
 	e.request(u, "POST", "/api/accounts", map[string]any{
 		"name": name, "imap_host": "127.0.0.1", "imap_port": 1143, "tls_mode": "none",
 		"login": "bob", "password": imapPassword,
@@ -242,8 +259,8 @@ func (e *env) addAccount(u user, name string) AccountJSON {
 }
 
 type startResult struct {
-	Task   TaskJSON `json:"task"`
-	Reused bool     `json:"reused"`
+	Task   httpapi.TaskJSON `json:"task"`
+	Reused bool             `json:"reused"`
 }
 
 func (e *env) startSync(u user, accountID int64) startResult {

@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"bufio"
@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"mailsync/internal/auth"
+	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/store/storetest"
 )
 
@@ -138,8 +140,8 @@ func TestConcurrentLoginsAreBounded(t *testing.T) {
 	const logins, slots, mib = 30, 2, 1 << 20
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			e := newEnv(t, dialect, func(c *Config) {
-				c.PasswordParams, c.LoginConcurrency, c.LoginWait = params, slots, 200*time.Millisecond
+			e := newEnv(t, dialect, func(c *instance.Config) {
+				c.API.PasswordParams, c.API.LoginConcurrency, c.API.LoginWait = params, slots, 200*time.Millisecond
 			})
 			hashStart := time.Now()
 			hash, err := auth.HashPassword("a-real-password", params)
@@ -226,7 +228,7 @@ func heapBytes() uint64 {
 // the database a second). Streams are capped per user and per task; beyond, 429.
 func TestEventStreamsAreCapped(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
-		e := newEnv(t, dialect, func(c *Config) { c.MaxStreamsPerUser, c.MaxStreamsPerTask = 3, 2 })
+		e := newEnv(t, dialect, func(c *instance.Config) { c.API.MaxStreamsPerUser, c.API.MaxStreamsPerTask = 3, 2 })
 		var tasks []string
 		for _, name := range []string{"a", "b", "c"} {
 			tasks = append(tasks, e.startSync(e.alice, e.addAccount(e.alice, name).ID).Task.ID) // queued: streams stay open
@@ -314,7 +316,7 @@ func TestStreamFloodFromOneUser(t *testing.T) {
 
 // serveWithin moves the env to a server that applies l, counting the connections it holds
 // open; peak is the most it ever held at once.
-func (e *env) serveWithin(l ConnLimits) (open, peak func() int) {
+func (e *env) serveWithin(l httpapi.ConnLimits) (open, peak func() int) {
 	e.t.Helper()
 	ts := httptest.NewUnstartedServer(e.srv.Handler())
 	ts.Config = l.Server(e.srv.Handler())
@@ -407,7 +409,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	e := newEnv(t, "sqlite")
 	const conns, maxConns = 3000, 256
 	idleTimeout := 300 * time.Millisecond
-	open, peak := e.serveWithin(ConnLimits{IdleTimeout: idleTimeout, MaxConns: maxConns})
+	open, peak := e.serveWithin(httpapi.ConnLimits{IdleTimeout: idleTimeout, MaxConns: maxConns})
 	addr := e.ts.Listener.Addr().String()
 
 	idles := make([]time.Duration, conns)
@@ -443,7 +445,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 // ReadHeaderTimeout.
 func TestSlowHeadersAreCut(t *testing.T) {
 	e := newEnv(t, "sqlite")
-	e.serveWithin(ConnLimits{ReadHeaderTimeout: 300 * time.Millisecond})
+	e.serveWithin(httpapi.ConnLimits{ReadHeaderTimeout: 300 * time.Millisecond})
 	c, err := net.Dial("tcp", e.ts.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -461,7 +463,7 @@ func TestSlowHeadersAreCut(t *testing.T) {
 // TestConnectionCapQueuesTheRest: past MaxConns a new connection is not served until one closes.
 func TestConnectionCapQueuesTheRest(t *testing.T) {
 	e := newEnv(t, "sqlite")
-	e.serveWithin(ConnLimits{MaxConns: 2, IdleTimeout: time.Minute})
+	e.serveWithin(httpapi.ConnLimits{MaxConns: 2, IdleTimeout: time.Minute})
 	addr := e.ts.Listener.Addr().String()
 	var held []net.Conn
 	for range 2 {
@@ -494,7 +496,7 @@ func TestConnectionCapQueuesTheRest(t *testing.T) {
 func TestEventStreamOutlivesConnectionTimeouts(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		e := newEnv(t, dialect)
-		e.serveWithin(ConnLimits{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
+		e.serveWithin(httpapi.ConnLimits{IdleTimeout: 100 * time.Millisecond, ReadHeaderTimeout: 100 * time.Millisecond})
 		task := e.startSync(e.alice, e.addAccount(e.alice, "work").ID).Task.ID
 		s := e.openStream(t, e.alice, task, "")
 		s.next(t) // snapshot
@@ -521,7 +523,7 @@ func TestEventStreamOutlivesConnectionTimeouts(t *testing.T) {
 func TestMetricsAccess(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, dialect string) {
 		t.Run("token", func(t *testing.T) {
-			e := newEnv(t, dialect, func(c *Config) { c.MetricsToken = "scrape-me" })
+			e := newEnv(t, dialect, func(c *instance.Config) { c.API.MetricsToken = "scrape-me" })
 			e.request(user{}, "GET", "/metrics", nil).wantProblem(t, http.StatusUnauthorized)
 			e.request(user{}, "GET", "/metrics", nil, "Authorization", "Bearer wrong").wantProblem(t, http.StatusUnauthorized)
 			e.request(e.admin, "GET", "/metrics", nil).wantProblem(t, http.StatusUnauthorized) // a user's token is not it
@@ -531,7 +533,7 @@ func TestMetricsAccess(t *testing.T) {
 			}
 		})
 		t.Run("elsewhere", func(t *testing.T) {
-			e := newEnv(t, dialect, func(c *Config) { c.MetricsElsewhere = true })
+			e := newEnv(t, dialect, func(c *instance.Config) { c.API.MetricsElsewhere = true })
 			if r := e.request(user{}, "GET", "/metrics", nil); r.StatusCode != http.StatusNotFound {
 				t.Fatalf("/metrics on the API's address: %d, want 404", r.StatusCode)
 			}

@@ -1,12 +1,12 @@
-package httpapi
+package httpapi_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
+	"mailsync/internal/instance"
 	"mailsync/internal/store/storetest"
-	"mailsync/internal/task"
 )
 
 // Sync now on an account whose task row another database session holds (a frozen instance, an
@@ -17,16 +17,10 @@ func TestSyncNowOnALockedTaskRowAnswersPromptly(t *testing.T) {
 	// Live for longer than Start's one-second wait for the lock.
 	lifecycle := testTaskConfig()
 	lifecycle.HeartbeatInterval, lifecycle.HeartbeatTimeout, lifecycle.SelfFence = 500*time.Millisecond, 2*time.Second, 1500*time.Millisecond
-	e := newEnv(t, "postgres", func(c *Config) {
-		m, err := task.NewManager(c.Store, lifecycle)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Tasks = m
-	})
+	e := newEnv(t, "postgres", func(c *instance.Config) { c.Lifecycle = lifecycle })
 	a := e.addAccount(e.alice, "work")
 	first := e.startSync(e.alice, a.ID)
-	if _, _, err := e.srv.cfg.Tasks.Claim(t.Context(), "w"); err != nil {
+	if _, _, err := e.tasks.Claim(t.Context(), "w"); err != nil {
 		t.Fatal(err)
 	}
 	release := storetest.HoldRowLock(t, e.store, first.Task.ID)

@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 )
@@ -26,15 +28,15 @@ func TestMessages(t *testing.T) {
 		folderID := storetest.SeedMessages(t, e.store, e.tasks, a.ID, "INBOX", n)
 		base := fmt.Sprintf("/api/accounts/%d", a.ID)
 
-		var folders []FolderJSON
+		var folders []httpapi.FolderJSON
 		e.request(e.alice, "GET", base+"/folders", nil).want(t, 200).json(t, &folders)
 		if len(folders) != 1 || folders[0].ID != folderID || folders[0].Name != "INBOX" || folders[0].Messages != n {
 			t.Fatalf("folders %+v", folders)
 		}
 
 		type page struct {
-			Messages   []MessageJSON `json:"messages"`
-			NextCursor string        `json:"next_cursor"`
+			Messages   []httpapi.MessageJSON `json:"messages"`
+			NextCursor string                `json:"next_cursor"`
 		}
 		seen := map[int64]bool{}
 		cursor, pages := "", 0
@@ -63,7 +65,7 @@ func TestMessages(t *testing.T) {
 			t.Fatalf("search: %+v", found)
 		}
 		m := found.Messages[0]
-		var full MessageJSON
+		var full httpapi.MessageJSON
 		e.request(e.alice, "GET", fmt.Sprintf("/api/messages/%d", m.ID), nil).want(t, 200).json(t, &full)
 		if full.BodyText != "body 7" || full.From != "sender-7@example.test" || len(full.Flags) != 1 {
 			t.Fatalf("message %+v", full)
@@ -85,15 +87,15 @@ func TestLoginSessionsAndCrossOrigin(t *testing.T) {
 	r := e.request(user{}, "POST", "/api/login", map[string]string{"email": "Alice@Example.test", "password": e.alice.Password}).want(t, 200)
 	var cookie *http.Cookie
 	for _, c := range r.Cookies() {
-		if c.Name == sessionCookie {
+		if c.Name == httpapi.SessionCookie {
 			cookie = c
 		}
 	}
 	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Value == "" {
 		t.Fatalf("session cookie %+v, want HttpOnly and SameSite", cookie)
 	}
-	withCookie := []string{"Cookie", sessionCookie + "=" + cookie.Value}
-	var me UserJSON
+	withCookie := []string{"Cookie", httpapi.SessionCookie + "=" + cookie.Value}
+	var me httpapi.UserJSON
 	e.request(user{}, "GET", "/api/me", nil, withCookie...).want(t, 200).json(t, &me)
 	if me.ID != e.alice.ID {
 		t.Fatalf("me = %+v", me)
@@ -234,7 +236,7 @@ func TestHealthMetricsAndOpenAPI(t *testing.T) {
 		e := newEnv(t, dialect)
 		a := e.addAccount(e.alice, "work")
 
-		var h Health
+		var h httpapi.Health
 		r := e.request(e.alice, "GET", "/api/health/sync", nil).want(t, 200)
 		if ct := r.Header.Get("Content-Type"); ct != "application/health+json" {
 			t.Fatalf("Content-Type %q", ct)
@@ -252,23 +254,23 @@ func TestHealthMetricsAndOpenAPI(t *testing.T) {
 		if h.Status != "warn" || fmt.Sprint(h.Checks["sync:dead"][0].ObservedValue) != "1" {
 			t.Fatalf("health with a dead task: %+v", h)
 		}
-		var detailed Health
+		var detailed httpapi.Health
 		e.request(e.admin, "GET", "/api/health/sync/detailed", nil).want(t, 200).json(t, &detailed)
 		if len(detailed.Accounts) != 1 || detailed.Accounts[0].Syncing || detailed.Accounts[0].LastTask.ID != st.Task.ID {
 			t.Fatalf("detailed: %+v", detailed)
 		}
-		var cleaned Health
+		var cleaned httpapi.Health
 		e.request(e.admin, "POST", "/api/health/sync/cleanup", nil).want(t, 200).json(t, &cleaned)
 		if len(cleaned.Reaped) != 1 || cleaned.Reaped[0].ID != st.Task.ID || cleaned.Reaped[0].State != task.Queued {
 			t.Fatalf("cleanup: %+v, want the dead task re-queued", cleaned.Reaped)
 		}
-		var again Health
+		var again httpapi.Health
 		e.request(e.admin, "POST", "/api/health/sync/cleanup", nil).want(t, 200).json(t, &again)
 		if len(again.Reaped) != 0 {
 			t.Fatalf("a second cleanup reaped %d tasks: %+v", len(again.Reaped), again.Reaped)
 		}
 
-		var sys Health
+		var sys httpapi.Health
 		e.request(e.admin, "GET", "/api/health/system", nil).want(t, 200).json(t, &sys)
 		for _, k := range []string{"database:responseTime", "cpu:utilization", "memory:utilization", "disk:utilization", "process:goroutines", "process:uptime"} {
 			if len(sys.Checks[k]) == 0 {
@@ -313,7 +315,7 @@ func TestHealthMetricsAndOpenAPI(t *testing.T) {
 // connection survives.
 func TestPanicBecomesProblem(t *testing.T) {
 	e := newEnv(t, "sqlite")
-	h := e.srv.recover(e.srv.observe(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	h := e.srv.Recover(e.srv.Observe(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	})))
 	rec := httptest.NewRecorder()
@@ -321,7 +323,9 @@ func TestPanicBecomesProblem(t *testing.T) {
 	if rec.Code != 500 || rec.Header().Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("panic answered %d %q", rec.Code, rec.Header().Get("Content-Type"))
 	}
-	var p problem
+	var p struct {
+		Status int `json:"status"`
+	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != 500 {
 		t.Fatalf("problem %q: %v", rec.Body, err)
 	}
@@ -333,7 +337,7 @@ func TestPanicBecomesProblem(t *testing.T) {
 // TestDeletedTokenStopsWorking: a token removed from the database stops signing in once the
 // short cache of token lookups has expired.
 func TestDeletedTokenStopsWorking(t *testing.T) {
-	e := newEnv(t, "sqlite", func(c *Config) { c.TokenCacheTTL = 100 * time.Millisecond })
+	e := newEnv(t, "sqlite", func(c *instance.Config) { c.API.TokenCacheTTL = 100 * time.Millisecond })
 	e.request(e.alice, "GET", "/api/me", nil).want(t, 200)
 	toks, err := e.store.Tokens(context.Background(), e.alice.ID)
 	if err != nil || len(toks) != 1 {

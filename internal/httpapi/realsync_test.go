@@ -1,18 +1,15 @@
-package httpapi
+package httpapi_test
 
 import (
-	"context"
-	"sync"
 	"testing"
 	"time"
 
-	"mailsync/internal/events"
+	"mailsync/internal/httpapi"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/instance"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
-	"mailsync/internal/task"
-	"mailsync/internal/worker"
 )
 
 // TestEventStreamOfRealSync follows a real sync of a Dovecot mailbox, run by a real worker and the
@@ -25,33 +22,19 @@ func TestEventStreamOfRealSync(t *testing.T) {
 		u := dovecot.AddUser(t, "bob", imapPassword)
 		dovecot.WriteMailgen(t, u, mailgen.Options{Seed: 3, Messages: messages})
 
-		var (
-			engine *syncer.Syncer
-			tasks  *task.Manager
-		)
-		e := newEnv(t, dialect, func(c *Config) {
+		var engine *syncer.Syncer
+		e := newEnv(t, dialect, func(c *instance.Config) {
 			// alice is no admin: her account on loopback needs the operator's allow-list.
-			engine = syncer.New(c.Store, c.Box, syncer.Options{BatchMessages: 100, Destinations: allowLoopback(t)})
+			engine = syncer.New(c.Store, boxOf(t, c), syncer.Options{BatchMessages: 100, Destinations: allowLoopback(t)})
 			c.Login = engine // the real login check, against Dovecot
+			withBody(c, engine.Run)
 			// A real sync on a busy machine can be silent for more than the 600 ms of the fake
 			// tasks' lifecycle, and a stream reaps a task it sees dead: give it seconds.
-			cfg := testTaskConfig()
-			cfg.HeartbeatInterval, cfg.HeartbeatTimeout, cfg.SelfFence = 500*time.Millisecond, 5*time.Second, 3*time.Second
-			var err error
-			if tasks, err = task.NewManager(c.Store, cfg); err != nil {
-				t.Fatal(err)
-			}
-			tasks.Changed = c.Events.(*events.Bus).TaskChanged
-			c.Tasks = tasks
+			c.Lifecycle.HeartbeatInterval, c.Lifecycle.HeartbeatTimeout, c.Lifecycle.SelfFence = 500*time.Millisecond, 5*time.Second, 3*time.Second
 		})
-		e.tasks = tasks
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-		wg.Go(func() { _ = w.Run(ctx) })
-		t.Cleanup(func() { cancel(); wg.Wait() })
+		e.runWorkers(t)
 
-		var a AccountJSON
+		var a httpapi.AccountJSON
 		e.request(e.alice, "POST", "/api/accounts", map[string]any{
 			"name": "dovecot", "imap_host": dovecot.Host(), "imap_port": dovecot.Port(), "tls_mode": "none",
 			"login": u.Login, "password": u.Password,

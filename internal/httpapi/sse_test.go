@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"bufio"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/httpapi"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 )
@@ -17,7 +18,7 @@ import (
 // sseEvent is one server-sent event as a client parses it.
 type sseEvent struct {
 	ID, Name string
-	Task     TaskJSON
+	Task     httpapi.TaskJSON
 }
 
 // stream is an open SSE connection read by a goroutine.

@@ -1,17 +1,17 @@
-package httpapi
+package httpapi_test
 
 import (
-	"context"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"mailsync/internal/httpapi"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/instance"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
-	"mailsync/internal/worker"
 )
 
 // TestFrozenServerShowsAsStalled freezes every Dovecot process (SIGSTOP) in the middle of a real
@@ -32,19 +32,16 @@ func TestFrozenServerShowsAsStalled(t *testing.T) {
 		fetching := make(chan struct{})
 		var once sync.Once
 		var engine *syncer.Syncer
-		e := newEnv(t, dialect, func(c *Config) {
-			engine = syncer.New(c.Store, c.Box, syncer.Options{BatchMessages: 50, Destinations: allowLoopback(t),
+		e := newEnv(t, dialect, func(c *instance.Config) {
+			engine = syncer.New(c.Store, boxOf(t, c), syncer.Options{BatchMessages: 50, Destinations: allowLoopback(t),
 				CommandTimeout: commandTimeout, StallAfter: stallAfter,
 				Fetched: func(string, uint32) { once.Do(func() { close(fetching) }) }})
 			c.Login = engine
+			withBody(c, engine.Run)
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		w := worker.New(e.tasks, engine.Run, worker.Config{PollInterval: 10 * time.Millisecond, Changed: e.bus.TaskChanged})
-		wg.Go(func() { _ = w.Run(ctx) })
-		t.Cleanup(func() { cancel(); wg.Wait() })
+		e.runWorkers(t)
 
-		var a AccountJSON
+		var a httpapi.AccountJSON
 		e.request(e.alice, "POST", "/api/accounts", map[string]any{
 			"name": "frozen", "imap_host": dovecot.Host(), "imap_port": dovecot.Port(), "tls_mode": "none",
 			"login": u.Login, "password": u.Password,
@@ -60,7 +57,7 @@ func TestFrozenServerShowsAsStalled(t *testing.T) {
 		t.Cleanup(func() { dovecot.Resume(t) })
 		frozen := time.Now()
 
-		var tk TaskJSON
+		var tk httpapi.TaskJSON
 		for {
 			e.request(e.alice, "GET", "/api/sync/tasks/"+id, nil).want(t, 200).json(t, &tk)
 			if tk.StalledSince != nil || tk.State != "running" {
@@ -79,7 +76,7 @@ func TestFrozenServerShowsAsStalled(t *testing.T) {
 		}
 		t.Logf("the task showed the stall %v after the freeze (stall threshold %v): %q", shown.Round(10*time.Millisecond), stallAfter, tk.Phase)
 
-		var h Health
+		var h httpapi.Health
 		e.request(e.alice, "GET", "/api/health/sync", nil).want(t, 200).json(t, &h)
 		check := h.Checks["sync:waitingOnServer"]
 		if h.Status != "warn" || len(check) != 1 || check[0].Status != "warn" || check[0].ObservedValue != float64(1) {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"mailsync/internal/instance/instancetest"
 )
 
 // readmeDemoCommand is the first command of the README, which must start the demo.
@@ -43,7 +45,7 @@ type demoRun struct {
 	cmd              *exec.Cmd
 	url, email, pass string
 	messages         int
-	stderr           *lockedBuffer
+	stderr           *instancetest.LogBuffer
 	exited           chan struct{} // closed when the process has ended, with waitErr set
 	waitErr          error
 	stopOnce         sync.Once
@@ -68,7 +70,7 @@ func startDemo(t *testing.T, root, dir string, args []string) *demoRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &demoRun{cmd: cmd, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	d := &demoRun{cmd: cmd, stderr: &instancetest.LogBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -184,22 +186,4 @@ func digits(s string) string {
 		}
 		return -1
 	}, s)
-}
-
-// lockedBuffer is a process's stderr that the test may read while the process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -9,28 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
-
-// lockedBuffer is a log destination tests can read while workers write to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Another session (a frozen instance, an operator's open transaction) holds the row of a task a
 // healthy worker runs. Held shorter than the self-fence, the worker's heartbeats give up after
@@ -54,12 +36,9 @@ func TestForeignRowLockOnARunningTask(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := storetest.Open(t, "postgres")
-			tasks, err := task.NewManager(s, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var logs lockedBuffer
+			e := newEnvWith(t, "postgres", cfg)
+			s, tasks := e.store, e.tasks
+			var logs instancetest.LogBuffer
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			var (
 				mu      sync.Mutex
@@ -80,7 +59,6 @@ func TestForeignRowLockOnARunningTask(t *testing.T) {
 			wg.Go(func() { _ = reaper.Run(ctx) })
 			t.Cleanup(func() { cancel(); wg.Wait() })
 
-			e := env{store: s, tasks: tasks}
 			tk := e.start(t)
 			e.waitProgress(t, tk.ID, 5)
 			release := storetest.HoldRowLock(t, s, tk.ID)

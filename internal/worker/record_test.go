@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,34 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
 )
 
-// syncBuffer is a log destination the worker's goroutines and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // runLoggedWorker runs an in-process worker with body and config c, logging into the returned
 // buffer, until the test ends.
-func runLoggedWorker(t *testing.T, e env, body worker.Body, c worker.Config) *syncBuffer {
+func runLoggedWorker(t *testing.T, e env, body worker.Body, c worker.Config) *instancetest.LogBuffer {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &instancetest.LogBuffer{}
 	c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	c.PollInterval = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())

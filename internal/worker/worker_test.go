@@ -197,9 +197,15 @@ type env struct {
 
 func newEnv(t *testing.T, dialect string) env {
 	t.Helper()
+	return newEnvWith(t, dialect, fast)
+}
+
+// newEnvWith is newEnv under the lifecycle c.
+func newEnvWith(t *testing.T, dialect string, c task.Config) env {
+	t.Helper()
 	dsn := storetest.DSN(t, dialect)
 	s := storetest.OpenDSN(t, dsn, true)
-	m, err := task.NewManager(s, fast)
+	m, err := task.NewManager(s, c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,13 @@
 // Package instancetest holds the fixtures every test and benchmark of a whole instance shares: a
-// lifecycle in milliseconds, password hashing cheap enough to run per test, and an IMAP login
-// check that accepts anything. It imports neither the API nor the Instance, so that the API's
+// lifecycle in milliseconds, password hashing cheap enough to run per test, an IMAP login check
+// that accepts anything, and a log sink the test can read while the instance writes it. It imports neither the API nor the Instance, so that the API's
 // own tests can use it too.
 package instancetest
 
 import (
 	"bytes"
 	"context"
+	"sync"
 	"time"
 
 	"mailsync/internal/auth"
@@ -40,3 +41,24 @@ type AcceptAnyLogin struct{}
 
 // CheckLogin accepts every login.
 func (AcceptAnyLogin) CheckLogin(context.Context, store.Account, string) error { return nil }
+
+// LogBuffer is a log sink (or a process's stderr) that goroutines write while the test reads
+// it. The zero value is ready.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String is everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
