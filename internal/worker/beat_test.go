@@ -12,7 +12,7 @@ import (
 func TestBeatCountsFromTheWriteStart(t *testing.T) {
 	run := newRun(task.Task{ID: "t"}, nil, time.Second)
 	run.lastBeat = time.Now().Add(-time.Minute) // the claim, a minute ago
-	began := time.Now().Add(-20 * time.Second) // a batch that took 20 s to commit
+	began := time.Now().Add(-20 * time.Second)  // a batch that took 20 s to commit
 	run.Beat(began)
 	if since := run.SinceBeat(); since < 20*time.Second || since > 25*time.Second {
 		t.Fatalf("SinceBeat = %v after a write that began 20 s ago, want 20 s", since)
