@@ -1,13 +1,14 @@
 # Development tasks. `make help` lists them; README.md ("Development") explains the test tiers.
 GO ?= go
+SHELL := bash
 
 .PHONY: help test test-all lint bench bench-sync bench-http
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
 
-test: ## go test ./...: quick, skips what needs Dovecot, Cyrus, PostgreSQL or Chromium (one line each, shown with -v)
-	$(GO) test ./...
+test: ## go test ./...: quick, skips what needs Dovecot, Cyrus, PostgreSQL or Chromium, and lists each skip with its reason
+	@set -o pipefail; $(GO) test -json ./... | $(GO) run ./scripts/testsummary
 
 test-all: ## the full run (scripts/test.sh, what CI runs): provisions the host, runs everything, fails on any skip
 	scripts/test.sh
