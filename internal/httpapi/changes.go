@@ -55,18 +55,29 @@ func (d changeData) MarshalJSON() ([]byte, error) {
 	return d, nil
 }
 
+func (d *changeData) UnmarshalJSON(b []byte) error {
+	*d = append((*d)[:0], b...)
+	return nil
+}
+
 func (changeData) Schema(r huma.Registry) *huma.Schema {
 	s := &huma.Schema{Description: "message.created: ChangeMessage; message.updated: ChangeFlags; " +
 		"message.deleted: ChangeMessageGone; folder.*: ChangeFolder; sync.*: ChangeSync."}
-	for _, p := range []struct {
-		v    any
-		name string
-	}{{changes.Message{}, "ChangeMessage"}, {changes.FlagUpdate{}, "ChangeFlags"}, {changes.MessageGone{}, "ChangeMessageGone"},
-		{changes.Folder{}, "ChangeFolder"}, {changes.Sync{}, "ChangeSync"}} {
-		s.OneOf = append(s.OneOf, r.Schema(reflect.TypeOf(p.v), true, p.name))
+	for _, t := range []reflect.Type{reflect.TypeFor[ChangeMessage](), reflect.TypeFor[ChangeFlags](),
+		reflect.TypeFor[ChangeMessageGone](), reflect.TypeFor[ChangeFolder](), reflect.TypeFor[ChangeSync]()} {
+		s.OneOf = append(s.OneOf, r.Schema(t, true, ""))
 	}
 	return s
 }
+
+// The payload types of package changes under the names the OpenAPI document gives them.
+type (
+	ChangeMessage     changes.Message
+	ChangeFlags       changes.FlagUpdate
+	ChangeMessageGone changes.MessageGone
+	ChangeFolder      changes.Folder
+	ChangeSync        changes.Sync
+)
 
 // Problem types of the change feed (RFC 9457 "type"): a client tells a pruned cursor from a
 // malformed one without reading the prose.

@@ -31,7 +31,8 @@ const streamPage = 100
 //   - "ready": once, when the stream has caught up with every account's log; its id is the
 //     cursor there, so a reconnect does not read what it already had.
 //   - "overflow": the last event of a stream that, after it had caught up, fell more than
-//     StreamMaxLag changes behind an account's log: its id is the cursor to resume from.
+//     StreamMaxLag changes behind an account's log and kept falling behind (a client slower than
+//     the commits): its id is the cursor to resume from.
 //   - "gone": the last event of a stream whose position was pruned meanwhile; its data is the 410
 //     problem document a reconnect would get.
 //
@@ -102,7 +103,7 @@ func (s *Server) changeStream(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	st := &changeStreamer{s: s, w: w, rc: rc, pos: pos, ids: ids, user: userFrom(ctx).ID}
+	st := &changeStreamer{s: s, w: w, rc: rc, pos: pos, ids: ids, user: userFrom(ctx).ID, lags: map[int64]int64{}}
 	if !st.write([]byte(": stream of changes\n\n")) {
 		return
 	}
@@ -162,9 +163,10 @@ type changeStreamer struct {
 	w    http.ResponseWriter
 	rc   *http.ResponseController
 	user int64
-	pos  cursor  // what the client has been sent
-	ids  []int64 // the accounts streamed, sorted
-	live bool    // caught up once: from then on the lag bound applies
+	pos  cursor          // what the client has been sent
+	ids  []int64         // the accounts streamed, sorted
+	live bool            // caught up once: from then on the lag bound applies
+	lags map[int64]int64 // per account behind its log: how far, at the last full page
 }
 
 // pump sends every change after pos of the dirty accounts, a page per account per round, until
@@ -193,13 +195,20 @@ func (st *changeStreamer) pump(ctx context.Context, dirty map[int64]bool) bool {
 			}
 			if len(cs) < streamPage {
 				delete(dirty, id)
+				delete(st.lags, id)
 				continue
 			}
 			if st.live {
+				// Behind by more than the bound and not gaining: a burst the client drains page
+				// by page is fine, a client slower than the commits is not.
 				head, err := s.store.ChangeHead(ctx, id)
-				if lag := head.Last - st.pos[id]; err == nil && lag > s.cfg.StreamMaxLag {
+				lag := head.Last - st.pos[id]
+				if prev, ok := st.lags[id]; err == nil && ok && lag > s.cfg.StreamMaxLag && lag >= prev {
 					st.overflow(id, lag)
 					return false
+				}
+				if err == nil {
+					st.lags[id] = lag
 				}
 			}
 		}

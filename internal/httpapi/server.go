@@ -88,8 +88,8 @@ type Config struct {
 
 	// The change stream's bounds (GET /api/changes/stream). A write the client does not take
 	// within StreamWriteTimeout ends the stream (zero: 10 s). A stream that, after it caught up,
-	// falls more than StreamMaxLag changes behind an account's log ends with an "overflow" event
-	// (zero: 10,000).
+	// falls more than StreamMaxLag changes behind an account's log and keeps falling behind ends
+	// with an "overflow" event (zero: 10,000).
 	StreamWriteTimeout time.Duration
 	StreamMaxLag       int64
 }

@@ -54,6 +54,13 @@ func (c *streamCaps) close(user int64, task string) {
 	}
 }
 
+// count is how many streams of user are open.
+func (c *streamCaps) count(user int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.users[user]
+}
+
 // capStreams admits a task's event stream within the caps, else answers 429. It runs after the
 // access check, so the user is known; the task's id is the route's.
 func (s *Server) capStreams(h http.HandlerFunc) http.HandlerFunc {
