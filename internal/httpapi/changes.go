@@ -34,7 +34,8 @@ type ChangeJSON struct {
 	Data      changeData   `json:"data" doc:"The kind's payload."`
 }
 
-func changeJSON(c changes.Change) ChangeJSON {
+// NewChangeJSON is c as the API shows it (the CLI's --json prints the same).
+func NewChangeJSON(c changes.Change) ChangeJSON {
 	return ChangeJSON{ID: changeID(c.AccountID, c.Seq), AccountID: c.AccountID, Seq: c.Seq, Kind: c.Kind,
 		Folder: c.Folder, UID: c.UID, TaskID: c.TaskID, At: c.At, Data: changeData(c.Data)}
 }
@@ -194,7 +195,7 @@ func (s *Server) accountChanges(ctx context.Context, in *accountChangesInput) (*
 		return nil, err
 	}
 	for _, c := range cs {
-		out.Body.Changes = append(out.Body.Changes, changeJSON(c))
+		out.Body.Changes = append(out.Body.Changes, NewChangeJSON(c))
 	}
 	if len(cs) > 0 {
 		out.Body.Next = cs[len(cs)-1].Seq
@@ -373,7 +374,7 @@ func (s *Server) allChanges(ctx context.Context, in *changesInput) (*changesOutp
 	}
 	out.Body.Changes = make([]ChangeJSON, 0, len(cs))
 	for _, c := range cs {
-		out.Body.Changes = append(out.Body.Changes, changeJSON(c))
+		out.Body.Changes = append(out.Body.Changes, NewChangeJSON(c))
 	}
 	for _, id := range ids {
 		head[id] = max(head[id], next[id])

@@ -226,7 +226,7 @@ func (st *changeStreamer) send(cs []changes.Change) bool {
 	var buf bytes.Buffer
 	for _, c := range cs {
 		st.pos[c.AccountID] = c.Seq
-		data, _ := json.Marshal(changeJSON(c))
+		data, _ := json.Marshal(NewChangeJSON(c))
 		buf.Write(st.event("change", data))
 	}
 	return st.write(buf.Bytes())
