@@ -272,10 +272,12 @@ func (s *Server) heads(ctx context.Context, ids []int64, pos cursor) (map[int64]
 	return heads, nil
 }
 
-// changes reads the changes after pos of the accounts ids, at most limit in all, shared fairly:
-// each round gives every account that still has changes an equal part of what is left, so a busy
-// account cannot starve the others across pages. The result is in commit order within each
-// account and merged by commit time across them; next is pos moved past it.
+// readChanges reads the changes after pos of the accounts ids, at most limit in all, shared
+// fairly: each round asks every account that still has changes for an equal part of what is
+// left (rounded up), and when that is more than is left keeps the oldest, so a busy account
+// holds no other back, and a small limit over many accounts does not serve the same ones page
+// after page. The result is in commit order within each account and merged by commit time
+// across them; next is pos moved past it.
 func (s *Server) readChanges(ctx context.Context, ids []int64, pos cursor, limit int) ([]changes.Change, cursor, error) {
 	next := pos.clone()
 	for _, id := range ids {
@@ -284,14 +286,11 @@ func (s *Server) readChanges(ctx context.Context, ids []int64, pos cursor, limit
 	perAccount := make(map[int64][]changes.Change, len(ids))
 	active := slices.Clone(ids)
 	for left := limit; left > 0 && len(active) > 0; {
-		share := max(1, left/len(active))
+		share := (left + len(active) - 1) / len(active)
+		round := make(map[int64][]changes.Change, len(active))
 		var still []int64
 		for _, id := range active {
-			if left == 0 {
-				break
-			}
-			n := min(share, left)
-			cs, err := s.store.Changes(ctx, id, next[id], n)
+			cs, err := s.store.Changes(ctx, id, next[id], share)
 			if errors.Is(err, changes.ErrGone) { // pruned since the heads were read
 				h, herr := s.store.ChangeHead(ctx, id)
 				if herr != nil {
@@ -304,15 +303,21 @@ func (s *Server) readChanges(ctx context.Context, ids []int64, pos cursor, limit
 			if err != nil {
 				return nil, nil, err
 			}
-			perAccount[id] = append(perAccount[id], cs...)
-			left -= len(cs)
-			if len(cs) > 0 {
-				next[id] = cs[len(cs)-1].Seq
-			}
-			if len(cs) == n {
+			round[id] = cs
+			if len(cs) == share {
 				still = append(still, id)
 			}
 		}
+		// A prefix of the merge is a prefix of every account's list: the positions stay exact.
+		kept := mergeByTime(active, round)
+		if len(kept) > left {
+			kept = kept[:left]
+		}
+		for _, c := range kept {
+			perAccount[c.AccountID] = append(perAccount[c.AccountID], c)
+			next[c.AccountID] = c.Seq
+		}
+		left -= len(kept)
 		active = still
 	}
 	return mergeByTime(ids, perAccount), next, nil

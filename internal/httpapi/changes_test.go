@@ -814,3 +814,38 @@ func TestChangeStreamOverflowsForASlowClient(t *testing.T) {
 		}
 	})
 }
+
+// A limit smaller than the accounts with changes serves the oldest changes first, so no account
+// waits for the others to be read to the end.
+func TestChangesSmallLimitServesTheOldestFirst(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		e := newEnv(t, d)
+		first, second := e.addAccount(e.alice, "first"), e.addAccount(e.alice, "second")
+		w1, w2 := e.changeWriter(t, first.ID), e.changeWriter(t, second.ID)
+		for range 3 { // alternate, so that the changes of the two interleave in time
+			w1.add(t, "INBOX", 1)
+			time.Sleep(5 * time.Millisecond)
+			w2.add(t, "INBOX", 1)
+			time.Sleep(5 * time.Millisecond)
+		}
+		var order []string
+		after := ""
+		for range 20 {
+			var p changesPage
+			e.request(e.alice, "GET", "/api/changes?limit=1&after="+after, nil).want(t, 200).json(t, &p)
+			if len(p.Changes) == 0 {
+				break
+			}
+			order, after = append(order, p.Changes[0].ID), p.Next
+		}
+		all := append(e.logOf(t, first.ID), e.logOf(t, second.ID)...)
+		slices.SortStableFunc(all, func(a, b changes.Change) int { return a.At.Compare(b.At) })
+		var want []string
+		for _, c := range all {
+			want = append(want, fmt.Sprintf("%d:%d", c.AccountID, c.Seq))
+		}
+		if !slices.Equal(order, want) {
+			t.Fatalf("pages of one: %v, want the commit order %v", order, want)
+		}
+	})
+}
