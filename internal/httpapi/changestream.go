@@ -140,6 +140,7 @@ func (s *Server) changeStream(w http.ResponseWriter, r *http.Request) {
 			wake()
 		case <-poll.C:
 			st.refresh(ctx, filter, wk)
+			clear(dirty) // every account still streamed is read again, and none that is not
 			for _, id := range st.ids {
 				dirty[id] = true
 			}
