@@ -98,6 +98,9 @@ func (s *Server) changeStream(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rc := http.NewResponseController(w)
+	// Each write has its own deadline (write); none may outlive the stream, or a request that
+	// reuses the connection after an overflow would meet it.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
