@@ -32,6 +32,7 @@ type CLI struct {
 	Account AccountCmd `cmd:"" help:"Manage IMAP accounts."`
 	Sync    SyncCmd    `cmd:"" help:"Sync one account now (joins its live sync if there is one) and wait for the end."`
 	Status  StatusCmd  `cmd:"" help:"Show each account's current or last sync."`
+	Changes ChangesCmd `cmd:"" help:"Print an account's changes; --follow waits for new ones (a tail -f for mail)."`
 	Migrate MigrateCmd `cmd:"" help:"Bring the database schema up to date."`
 	Repair  RepairCmd  `cmd:"" help:"Reap dead sync tasks once and print every row changed (the operator's one-shot fix)."`
 	User    UserCmd    `cmd:"" help:"Manage users."`

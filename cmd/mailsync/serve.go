@@ -26,15 +26,17 @@ type ServeCmd struct {
 
 // HTTPFlags bound what clients, signed in or not, can take of a server.
 type HTTPFlags struct {
-	ReadHeaderTimeout time.Duration `name:"http-read-header-timeout" env:"MAILSYNC_HTTP_READ_HEADER_TIMEOUT" default:"10s" help:"A request's headers must arrive within this."`
-	IdleTimeout       time.Duration `name:"http-idle-timeout" env:"MAILSYNC_HTTP_IDLE_TIMEOUT" default:"60s" help:"A keep-alive connection without a new request this long is closed (an open event stream is not idle)."`
-	MaxConns          int           `name:"http-max-conns" env:"MAILSYNC_HTTP_MAX_CONNS" default:"1024" help:"Connections open at once; more wait until one closes (-1: no cap)."`
-	LoginConcurrency  int           `name:"login-concurrency" env:"MAILSYNC_LOGIN_CONCURRENCY" default:"0" help:"Password checks (64 MiB each) running at once; 0: sized from the memory available."`
-	LoginWait         time.Duration `name:"login-wait" env:"MAILSYNC_LOGIN_WAIT" default:"2s" help:"How long a login waits for a password check slot before answering 503."`
-	StreamsPerUser    int           `name:"max-streams-per-user" env:"MAILSYNC_MAX_STREAMS_PER_USER" default:"20" help:"Event streams one user may hold open on this instance (-1: no cap)."`
-	StreamsPerTask    int           `name:"max-streams-per-task" env:"MAILSYNC_MAX_STREAMS_PER_TASK" default:"8" help:"Event streams open on one task on this instance (-1: no cap)."`
-	MetricsAddr       string        `name:"metrics-addr" env:"MAILSYNC_METRICS_ADDR" help:"Serve /metrics on this address instead of the API's."`
-	MetricsToken      string        `name:"metrics-token" env:"MAILSYNC_METRICS_TOKEN" help:"Require this bearer token for /metrics (set it in the environment, not on the command line)."`
+	ReadHeaderTimeout   time.Duration `name:"http-read-header-timeout" env:"MAILSYNC_HTTP_READ_HEADER_TIMEOUT" default:"10s" help:"A request's headers must arrive within this."`
+	IdleTimeout         time.Duration `name:"http-idle-timeout" env:"MAILSYNC_HTTP_IDLE_TIMEOUT" default:"60s" help:"A keep-alive connection without a new request this long is closed (an open event stream is not idle)."`
+	MaxConns            int           `name:"http-max-conns" env:"MAILSYNC_HTTP_MAX_CONNS" default:"1024" help:"Connections open at once; more wait until one closes (-1: no cap)."`
+	LoginConcurrency    int           `name:"login-concurrency" env:"MAILSYNC_LOGIN_CONCURRENCY" default:"0" help:"Password checks (64 MiB each) running at once; 0: sized from the memory available."`
+	LoginWait           time.Duration `name:"login-wait" env:"MAILSYNC_LOGIN_WAIT" default:"2s" help:"How long a login waits for a password check slot before answering 503."`
+	StreamsPerUser      int           `name:"max-streams-per-user" env:"MAILSYNC_MAX_STREAMS_PER_USER" default:"20" help:"Event streams one user may hold open on this instance (-1: no cap)."`
+	StreamsPerTask      int           `name:"max-streams-per-task" env:"MAILSYNC_MAX_STREAMS_PER_TASK" default:"8" help:"Event streams open on one task on this instance (-1: no cap)."`
+	ChangesWriteTimeout time.Duration `name:"changes-write-timeout" env:"MAILSYNC_CHANGES_WRITE_TIMEOUT" default:"10s" help:"A change stream whose client takes none of a write for this long is disconnected (it resumes from its Last-Event-ID)."`
+	ChangesMaxLag       int64         `name:"changes-max-lag" env:"MAILSYNC_CHANGES_MAX_LAG" default:"10000" help:"A change stream that falls this many changes behind an account, and keeps falling behind, ends with an overflow event."`
+	MetricsAddr         string        `name:"metrics-addr" env:"MAILSYNC_METRICS_ADDR" help:"Serve /metrics on this address instead of the API's."`
+	MetricsToken        string        `name:"metrics-token" env:"MAILSYNC_METRICS_TOKEN" help:"Require this bearer token for /metrics (set it in the environment, not on the command line)."`
 }
 
 func (f HTTPFlags) limits() httpapi.ConnLimits {
@@ -77,6 +79,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,
 			LoginConcurrency: c.HTTP.LoginConcurrency, LoginWait: c.HTTP.LoginWait,
 			MaxStreamsPerUser: c.HTTP.StreamsPerUser, MaxStreamsPerTask: c.HTTP.StreamsPerTask,
+			StreamWriteTimeout: c.HTTP.ChangesWriteTimeout, StreamMaxLag: c.HTTP.ChangesMaxLag,
 			MetricsToken: c.HTTP.MetricsToken,
 		},
 	}

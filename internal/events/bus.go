@@ -9,6 +9,7 @@ package events
 
 import (
 	"mailsync/internal/task"
+	"strconv"
 	"sync"
 )
 
@@ -96,3 +97,8 @@ func (b *Bus) Subscribers() int {
 	}
 	return n
 }
+
+// ChangesTopic is the topic of "the account's change log grew" signals, published after every
+// commit that wrote changes (store.Store.OnChanges). It is not a task id, so no task's stream
+// receives it.
+func ChangesTopic(accountID int64) string { return "changes:" + strconv.FormatInt(accountID, 10) }

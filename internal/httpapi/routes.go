@@ -39,6 +39,14 @@ func (s *Server) routes() {
 	register(s, member, op(get, "/api/messages/{id}", "get-message", "One message with its text"), s.getMessage)
 	s.plain(member, get, "/api/messages/{id}/raw", "get-message-raw", "The exact bytes the IMAP server sent", "message/rfc822", s.rawMessage)
 
+	// The change feed (docs/changes.md).
+	register(s, member, op(get, "/api/accounts/{id}/changes", "account-changes", "A page of the account's change log, in order, after a seq").errors(http.StatusGone), s.accountChanges)
+	register(s, member, op(get, "/api/changes", "list-changes", "A page of the change logs of your accounts, after a cursor").errors(http.StatusBadRequest, http.StatusGone), s.allChanges)
+	s.plain(member, get, "/api/changes/stream", "change-stream", "Server-sent events of your accounts' changes as they commit, resuming after Last-Event-ID", "text/event-stream", s.changeStream,
+		&huma.Param{Name: "accounts", In: "query", Description: "Only these accounts (comma-separated ids); default: every account of yours, including those added later.", Schema: &huma.Schema{Type: "string"}},
+		&huma.Param{Name: "after", In: "query", Description: "The cursor to start after when there is no Last-Event-ID; default: every account's first change.", Schema: &huma.Schema{Type: "string"}},
+		&huma.Param{Name: "Last-Event-ID", In: "header", Description: "The id of the last event received: the stream resumes just after it.", Schema: &huma.Schema{Type: "string"}})
+
 	// Operators.
 	register(s, member, op(get, "/api/health/sync", "sync-health", "Sync tasks: active, dead, oldest heartbeat age"), s.syncHealth)
 	register(s, admin, op(post, "/api/health/sync/cleanup", "sync-cleanup", "Reap every dead task now and list what changed"), s.cleanup)
@@ -101,13 +109,16 @@ func register[I, O any](s *Server, acc access, o operation, h func(context.Conte
 }
 
 // plain adds a handler that huma does not serve (a stream, raw bytes) behind the access check,
-// and describes it in the OpenAPI document all the same.
-func (s *Server) plain(acc access, method, path, id, summary, contentType string, h http.HandlerFunc) {
+// and describes it in the OpenAPI document all the same, with the path's {id} and params.
+func (s *Server) plain(acc access, method, path, id, summary, contentType string, h http.HandlerFunc, params ...*huma.Param) {
 	s.mux.HandleFunc(method+" "+path, s.requirePlain(acc, h))
+	if strings.Contains(path, "{id}") {
+		params = append([]*huma.Param{{Name: "id", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}}, params...)
+	}
 	s.api.OpenAPI().AddOperation(&huma.Operation{
 		Method: method, Path: path, OperationID: id, Summary: summary,
 		Security:   []map[string][]string{{"bearer": {}}, {"session": {}}},
-		Parameters: []*huma.Param{{Name: "id", In: "path", Required: true, Schema: &huma.Schema{Type: "string"}}},
+		Parameters: params,
 		Responses: map[string]*huma.Response{
 			"200": {Description: summary, Content: map[string]*huma.MediaType{contentType: {}}},
 		},

@@ -33,9 +33,10 @@ type LoginChecker interface {
 	CheckLogin(ctx context.Context, a store.Account, password string) error
 }
 
-// Subscriber delivers task change signals (package events).
+// Subscriber delivers change signals (package events) on a topic: a task's id, or an account's
+// events.ChangesTopic.
 type Subscriber interface {
-	Subscribe(taskID string) (<-chan struct{}, func())
+	Subscribe(topic string) (<-chan struct{}, func())
 }
 
 // Config is what the API is built from.
@@ -84,6 +85,13 @@ type Config struct {
 	KeepAlive        time.Duration // comment lines that keep proxies from closing idle streams
 	PollInterval     time.Duration // re-read of a streamed task when no signal came
 	MinEventInterval time.Duration // at most one progress event per interval ("a few per second")
+
+	// The change stream's bounds (GET /api/changes/stream). A write the client does not take
+	// within StreamWriteTimeout ends the stream (zero: 10 s). A stream that, after it caught up,
+	// falls more than StreamMaxLag changes behind an account's log and keeps falling behind ends
+	// with an "overflow" event (zero: 10,000).
+	StreamWriteTimeout time.Duration
+	StreamMaxLag       int64
 }
 
 // Server is the HTTP API. Handler returns what to serve; Shutdown ends streams and readiness.
@@ -126,6 +134,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MinEventInterval <= 0 {
 		cfg.MinEventInterval = 250 * time.Millisecond
+	}
+	if cfg.StreamWriteTimeout <= 0 {
+		cfg.StreamWriteTimeout = 10 * time.Second
+	}
+	if cfg.StreamMaxLag <= 0 {
+		cfg.StreamMaxLag = 10_000
 	}
 	if cfg.TokenCacheTTL == 0 {
 		cfg.TokenCacheTTL = 2 * time.Second

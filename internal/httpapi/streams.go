@@ -21,18 +21,21 @@ func newStreamCaps(perUser, perTask int) *streamCaps {
 	return &streamCaps{perUser: perUser, perTask: perTask, users: make(map[int64]int), tasks: make(map[string]int)}
 }
 
-// open counts one more stream of user on task, or says which cap it would exceed.
+// open counts one more stream of user on task, or says which cap it would exceed. A stream of
+// no task (task ""; the change stream) counts against the user's cap only.
 func (c *streamCaps) open(user int64, task string) (release func(), refused string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
 	case c.perUser > 0 && c.users[user] >= c.perUser:
 		return nil, fmt.Sprintf("too many event streams open: at most %d per user; close one first", c.perUser)
-	case c.perTask > 0 && c.tasks[task] >= c.perTask:
+	case task != "" && c.perTask > 0 && c.tasks[task] >= c.perTask:
 		return nil, fmt.Sprintf("too many event streams open on this task: at most %d; close one first", c.perTask)
 	}
 	c.users[user]++
-	c.tasks[task]++
+	if task != "" {
+		c.tasks[task]++
+	}
 	var once sync.Once
 	return func() { once.Do(func() { c.close(user, task) }) }, ""
 }
@@ -43,9 +46,19 @@ func (c *streamCaps) close(user int64, task string) {
 	if c.users[user]--; c.users[user] <= 0 {
 		delete(c.users, user)
 	}
+	if task == "" {
+		return
+	}
 	if c.tasks[task]--; c.tasks[task] <= 0 {
 		delete(c.tasks, task)
 	}
+}
+
+// count is how many streams of user are open.
+func (c *streamCaps) count(user int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.users[user]
 }
 
 // capStreams admits a task's event stream within the caps, else answers 429. It runs after the

@@ -132,6 +132,13 @@ func New(cfg Config) (*Instance, error) {
 		in.bridge = events.NewBridge(in.Bus, cfg.DSN, "", cfg.Log)
 		in.publish = in.bridge.TaskChanged
 	}
+	// A commit that wrote changes wakes the change streams of its account here and, through the
+	// bridge, on every other instance. A hint too: streams re-read the change log.
+	publishTopic := in.Bus.Publish
+	if in.bridge != nil {
+		publishTopic = in.bridge.Publish
+	}
+	s.OnChanges(func(accountID, _ int64) { publishTopic(events.ChangesTopic(accountID)) })
 	tasks.Changed = func(t task.Task) {
 		in.publish(t)
 		if !t.State.Active() {
