@@ -81,11 +81,11 @@ type (
 )
 
 // Problem types of the change feed (RFC 9457 "type"): a client tells a pruned cursor from a
-// malformed one without reading the prose.
+// malformed one without reading the prose. They are URNs: names to compare, not pages to fetch
+// (docs/changes.md describes them).
 const (
-	problemTypes    = "https://mailsync.invalid/problems/"
-	cursorGoneType  = problemTypes + "cursor-gone"
-	cursorWrongType = problemTypes + "bad-cursor"
+	ProblemCursorGone = "urn:mailsync:problem:cursor-gone"
+	ProblemBadCursor  = "urn:mailsync:problem:bad-cursor"
 )
 
 // cursorProblem is the problem document of a cursor the log cannot serve: 410 when the changes
@@ -122,7 +122,7 @@ func (p *cursorProblem) write(w http.ResponseWriter) {
 }
 
 func badCursor(err error) *cursorProblem {
-	return &cursorProblem{Type: cursorWrongType, Title: http.StatusText(http.StatusBadRequest), Status: http.StatusBadRequest, Detail: err.Error()}
+	return &cursorProblem{Type: ProblemBadCursor, Title: http.StatusText(http.StatusBadRequest), Status: http.StatusBadRequest, Detail: err.Error()}
 }
 
 // reReadAdvice is what every gone cursor tells the reader to do.
@@ -136,13 +136,13 @@ func goneForAccount(accountID, after int64, head store.ChangeHead) *cursorProble
 		detail = fmt.Sprintf("account %d has no change %d: its log ends at %d (was the database restored?): %s",
 			accountID, after, head.Last, reReadAdvice)
 	}
-	return &cursorProblem{Type: cursorGoneType, Title: http.StatusText(http.StatusGone), Status: http.StatusGone,
+	return &cursorProblem{Type: ProblemCursorGone, Title: http.StatusText(http.StatusGone), Status: http.StatusGone,
 		Detail: detail, Accounts: []int64{accountID}, Head: &last}
 }
 
 func goneForCursor(gone []int64, resume cursor) *cursorProblem {
 	r := resume.String()
-	return &cursorProblem{Type: cursorGoneType, Title: http.StatusText(http.StatusGone), Status: http.StatusGone,
+	return &cursorProblem{Type: ProblemCursorGone, Title: http.StatusText(http.StatusGone), Status: http.StatusGone,
 		Detail: fmt.Sprintf("the cursor's position in the log of account(s) %v is no longer kept: for each of them, %s (\"resume\" is that cursor)",
 			gone, reReadAdvice),
 		Accounts: gone, Resume: &r}

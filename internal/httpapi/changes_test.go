@@ -1,4 +1,4 @@
-package httpapi
+package httpapi_test
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"mailsync/internal/changes"
+	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/task"
@@ -87,15 +90,15 @@ func (e *env) logOf(t testing.TB, acct int64) []changes.Change {
 }
 
 type accountChangesPage struct {
-	Changes []ChangeJSON `json:"changes"`
-	Next    int64        `json:"next"`
-	Head    int64        `json:"head"`
+	Changes []httpapi.ChangeJSON `json:"changes"`
+	Next    int64                `json:"next"`
+	Head    int64                `json:"head"`
 }
 
 type changesPage struct {
-	Changes []ChangeJSON `json:"changes"`
-	Next    string       `json:"next"`
-	Head    string       `json:"head"`
+	Changes []httpapi.ChangeJSON `json:"changes"`
+	Next    string               `json:"next"`
+	Head    string               `json:"head"`
 }
 
 type cursorProblemJSON struct {
@@ -108,7 +111,7 @@ type cursorProblemJSON struct {
 }
 
 // wantSameChange checks that the API's change is the store's, field by field.
-func wantSameChange(t *testing.T, got ChangeJSON, want changes.Change) {
+func wantSameChange(t *testing.T, got httpapi.ChangeJSON, want changes.Change) {
 	t.Helper()
 	if got.ID != fmt.Sprintf("%d:%d", want.AccountID, want.Seq) || got.AccountID != want.AccountID || got.Seq != want.Seq ||
 		got.Kind != want.Kind || got.Folder != want.Folder || got.UID != want.UID || got.TaskID != want.TaskID ||
@@ -131,7 +134,7 @@ func TestAccountChangesPages(t *testing.T) {
 		path := fmt.Sprintf("/api/accounts/%d/changes", a.ID)
 
 		// Pages of 3 from 0 return the log in order, each with the cursor of the next.
-		var got []ChangeJSON
+		var got []httpapi.ChangeJSON
 		after := int64(0)
 		for {
 			var p accountChangesPage
@@ -205,7 +208,7 @@ func TestChangesOverAccounts(t *testing.T) {
 
 		// Paging to the end yields every change of alice's accounts exactly once, in order per
 		// account, and nothing of bob's.
-		seen := map[int64][]ChangeJSON{}
+		seen := map[int64][]httpapi.ChangeJSON{}
 		after := ""
 		for range 100 {
 			var p changesPage
@@ -279,7 +282,7 @@ func TestChangesCursorErrors(t *testing.T) {
 			r.wantProblem(t, 400)
 			var p cursorProblemJSON
 			r.json(t, &p)
-			if p.Type != cursorWrongType || !strings.Contains(p.Detail, "not one this server wrote") {
+			if p.Type != httpapi.ProblemBadCursor || !strings.Contains(p.Detail, "not one this server wrote") {
 				t.Fatalf("cursor %q: %s", bad, r.body)
 			}
 		}
@@ -299,7 +302,7 @@ func TestChangesCursorErrors(t *testing.T) {
 		r.wantProblem(t, 410)
 		var p cursorProblemJSON
 		r.json(t, &p)
-		if p.Type != cursorGoneType || p.Head == nil || *p.Head != last || !strings.Contains(p.Detail, "re-read") ||
+		if p.Type != httpapi.ProblemCursorGone || p.Head == nil || *p.Head != last || !strings.Contains(p.Detail, "re-read") ||
 			!slices.Equal(p.Accounts, []int64{a.ID}) {
 			t.Fatalf("gone problem: %s", r.body)
 		}
@@ -338,7 +341,7 @@ func cursorText(s string) string { return base64.RawURLEncoding.EncodeToString([
 type changeEvent struct {
 	ID, Name string
 	Data     json.RawMessage
-	Change   ChangeJSON // for "change" events
+	Change   httpapi.ChangeJSON // for "change" events
 }
 
 // changeStream is an open change stream read by a goroutine.
@@ -521,7 +524,7 @@ func TestChangeStreamResumesExactly(t *testing.T) {
 
 func TestChangeStreamAccountsAndAccess(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, d string) {
-		e := newEnv(t, d, func(c *Config) { c.MaxStreamsPerUser, c.MaxStreamsPerTask = 3, 1 })
+		e := newEnv(t, d, func(c *instance.Config) { c.API.MaxStreamsPerUser, c.API.MaxStreamsPerTask = 3, 1 })
 		first := e.addAccount(e.alice, "first")
 		bobs := e.addAccount(e.bob, "bobs")
 		e.changeWriter(t, bobs.ID).add(t, "INBOX", 2)
@@ -592,7 +595,7 @@ func TestChangeStreamKeepalivesAndGoneCursor(t *testing.T) {
 		r.wantProblem(t, 410)
 		var p cursorProblemJSON
 		r.json(t, &p)
-		if p.Type != cursorGoneType || p.Resume == nil {
+		if p.Type != httpapi.ProblemCursorGone || p.Resume == nil {
 			t.Fatalf("gone stream: %s", r.body)
 		}
 		resumed := e.openChanges(t, e.alice, "", *p.Resume)
@@ -623,7 +626,7 @@ func TestChangesInOpenAPI(t *testing.T) {
 		kinds = append(kinds, string(k))
 	}
 	if got := doc.Components.Schemas["ChangeJSON"].Properties["kind"].Enum; !slices.Equal(got, kinds) {
-		t.Errorf("the kind enum of ChangeJSON is %v, want changes.Kinds %v", got, kinds)
+		t.Errorf("the kind enum of httpapi.ChangeJSON is %v, want changes.Kinds %v", got, kinds)
 	}
 	for _, name := range []string{"ChangeMessage", "ChangeFlags", "ChangeMessageGone", "ChangeFolder", "ChangeSync"} {
 		if _, ok := doc.Components.Schemas[name]; !ok {
@@ -707,7 +710,7 @@ func scanEvent(sc *bufio.Scanner) (ev changeEvent, ok bool) {
 // its stream no longer counts against the user's cap.
 func TestChangeStreamDropsAClientThatDoesNotRead(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, d string) {
-		e := newEnv(t, d, func(c *Config) { c.StreamWriteTimeout = 300 * time.Millisecond })
+		e := newEnv(t, d, func(c *instance.Config) { c.API.StreamWriteTimeout = 300 * time.Millisecond })
 		a := e.addAccount(e.alice, "work")
 		sc, _ := e.slowChangeStream(t, e.alice, "")
 		if ev, ok := scanEvent(sc); !ok || ev.Name != "ready" {
@@ -724,7 +727,7 @@ func TestChangeStreamDropsAClientThatDoesNotRead(t *testing.T) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		for e.srv.streams.count(e.alice.ID) != 0 {
+		for e.srv.OpenStreams(e.alice.ID) != 0 {
 			if time.Now().After(deadline) {
 				t.Fatal("the dropped stream still counts against the user's cap")
 			}
@@ -749,7 +752,7 @@ func TestChangeStreamDropsAClientThatDoesNotRead(t *testing.T) {
 // exactly after the last change it got.
 func TestChangeStreamOverflowsForASlowClient(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, d string) {
-		e := newEnv(t, d, func(c *Config) { c.StreamMaxLag = 50 })
+		e := newEnv(t, d, func(c *instance.Config) { c.API.StreamMaxLag = 50 })
 		a := e.addAccount(e.alice, "work")
 		sc, conn := e.slowChangeStream(t, e.alice, "")
 		if ev, ok := scanEvent(sc); !ok || ev.Name != "ready" {
@@ -849,3 +852,12 @@ func TestChangesSmallLimitServesTheOldestFirst(t *testing.T) {
 		}
 	})
 }
+
+// cursor is the change feed's multi-account cursor, decoded: account id → last seq seen.
+type cursor map[int64]int64
+
+func (c cursor) String() string { return httpapi.FormatCursor(c) }
+
+func (c cursor) clone() cursor { return maps.Clone(c) }
+
+func parseCursor(s string) (cursor, error) { return httpapi.ParseCursor(s) }

@@ -23,3 +23,12 @@ func (s *Server) Recover(next http.Handler) http.Handler { return s.recover(next
 
 // Observe is the middleware that counts every request by its route pattern.
 func (s *Server) Observe(next http.Handler) http.Handler { return s.observe(next) }
+
+// ParseCursor and FormatCursor are the change feed's cursor codec, for tests that read event ids.
+func ParseCursor(s string) (map[int64]int64, error) { return parseCursor(s) }
+
+// FormatCursor encodes per-account positions as the change feed's cursor.
+func FormatCursor(c map[int64]int64) string { return cursor(c).String() }
+
+// OpenStreams is how many event streams the user has open on this instance.
+func (s *Server) OpenStreams(user int64) int { return s.streams.count(user) }
