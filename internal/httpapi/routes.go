@@ -39,6 +39,16 @@ func (s *Server) routes() {
 	register(s, member, op(get, "/api/messages/{id}", "get-message", "One message with its text"), s.getMessage)
 	s.plain(member, get, "/api/messages/{id}/raw", "get-message-raw", "The exact bytes the IMAP server sent", "message/rfc822", s.rawMessage)
 
+	// Webhooks.
+	register(s, member, op(post, "/api/webhooks", "create-webhook", "Add a webhook endpoint; the answer shows its signing secret, once").status(201), s.createWebhook)
+	register(s, member, op(get, "/api/webhooks", "list-webhooks", "The user's webhook endpoints with their state (?all=true: every user's, administrators only)").errors(http.StatusForbidden), s.listWebhooks)
+	register(s, member, op(get, "/api/webhooks/{id}", "get-webhook", "One webhook endpoint with its state"), s.getWebhook)
+	register(s, member, op(patch, "/api/webhooks/{id}", "update-webhook", "Change an endpoint; enabled: true resumes a disabled one where it stopped"), s.patchWebhook)
+	register(s, member, op(del, "/api/webhooks/{id}", "delete-webhook", "Remove an endpoint with its cursors and history").status(204), s.deleteWebhook)
+	register(s, member, op(post, "/api/webhooks/{id}/rotate-secret", "rotate-webhook-secret", "Replace the signing secret; the answer shows the new one, once"), s.rotateSecret)
+	register(s, member, op(get, "/api/webhooks/{id}/deliveries", "webhook-deliveries", "The endpoint's latest delivery attempts, newest first"), s.webhookDeliveries)
+	register(s, member, op(post, "/api/webhooks/{id}/test", "test-webhook", "Send a test event now and answer what the receiver said"), s.testWebhook)
+
 	// Operators.
 	register(s, member, op(get, "/api/health/sync", "sync-health", "Sync tasks: active, dead, oldest heartbeat age"), s.syncHealth)
 	register(s, admin, op(post, "/api/health/sync/cleanup", "sync-cleanup", "Reap every dead task now and list what changed"), s.cleanup)

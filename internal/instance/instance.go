@@ -23,6 +23,7 @@ import (
 	"mailsync/internal/store"
 	"mailsync/internal/task"
 	"mailsync/internal/web"
+	"mailsync/internal/webhook"
 	"mailsync/internal/worker"
 )
 
@@ -74,6 +75,13 @@ type Config struct {
 	API httpapi.Config
 	// SessionTTL is how long a web login lasts (zero: 30 days).
 	SessionTTL time.Duration
+
+	// Webhooks are the deliverer's settings (its Metrics and Log are filled in by New), and
+	// WebhookClient bounds its requests and says whether private addresses may be reached.
+	Webhooks      webhook.Config
+	WebhookClient webhook.ClientConfig
+	// NoWebhooks runs no deliverer on this instance (the API still manages endpoints).
+	NoWebhooks bool
 }
 
 // Instance is one running mailsync. Build it with New, serve Handler (or let Run serve Addr),
@@ -87,6 +95,8 @@ type Instance struct {
 	Box     *secret.Box
 	Metrics *metrics.Registry
 	API     *httpapi.Server
+	// Webhooks delivers the change log to the users' endpoints.
+	Webhooks *webhook.Deliverer
 
 	handler         http.Handler
 	url, metricsURL string
@@ -139,7 +149,14 @@ func New(cfg Config) (*Instance, error) {
 		}
 	}
 
+	whc := cfg.Webhooks
+	whc.Metrics, whc.Log = reg, cfg.Log
+	in.Webhooks = webhook.New(s, box, webhook.NewClient(cfg.WebhookClient), whc)
+	reg.WatchWebhooks(func(ctx context.Context) ([]metrics.WebhookLag, error) { return webhook.Lags(ctx, s) })
+	s.OnChanges(in.changed)
+
 	api := cfg.API
+	api.Webhooks = in.Webhooks
 	api.Store, api.Tasks, api.Events, api.Box, api.Login, api.Metrics, api.Log = s, tasks, in.Bus, box, cfg.Login, reg, cfg.Log
 	api.Sessions = auth.NewSessions(auth.DeriveKey(cfg.Key, "session"), cfg.SessionTTL)
 	api.MetricsElsewhere = api.MetricsElsewhere || cfg.MetricsAddr != ""
@@ -168,6 +185,13 @@ func New(cfg Config) (*Instance, error) {
 		in.metricsURL = "http://" + mln.Addr().String() + "/metrics"
 	}
 	return in, nil
+}
+
+// changed is the store's change hook (Store.OnChanges), called after every commit that wrote
+// changes: it wakes this instance's webhook deliverer at once (deliverers elsewhere find the
+// changes at their next poll). It must not block.
+func (in *Instance) changed(accountID, last int64) {
+	in.Webhooks.Wake()
 }
 
 // handler is everything an instance answers: the API with its probes and metrics, and at "/"
@@ -223,6 +247,9 @@ func (in *Instance) Run(ctx context.Context) error {
 	if in.cfg.ScheduleInterval > 0 {
 		scheduler := &worker.Scheduler{Accounts: in.Store, Tasks: in.Tasks, Interval: in.cfg.ScheduleInterval, Logger: in.log}
 		wg.Go(func() { _ = scheduler.Run(ctx) })
+	}
+	if !in.cfg.NoWebhooks {
+		wg.Go(func() { _ = in.Webhooks.Run(ctx) })
 	}
 	if in.cfg.Watch != nil {
 		watcher := &worker.Watcher{Accounts: in.Store, Watch: in.cfg.Watch, Tasks: in.Tasks, Logger: in.log}
