@@ -65,7 +65,7 @@ func (f WebhookFlags) Validate() error {
 }
 
 func (f WebhookFlags) config() (webhook.Config, webhook.ClientConfig) {
-	return webhook.Config{BatchSize: f.Batch, Concurrency: f.Concurrency, Poll: f.Poll, Lease: 2*f.Timeout + time.Minute,
+	return webhook.Config{BatchSize: f.Batch, Concurrency: f.Concurrency, Poll: f.Poll, Lease: 2*f.Timeout + 5*time.Second,
 			RetryBase: f.RetryBase, RetryMax: f.RetryMax, GiveUpAfter: f.GiveUpAfter},
 		webhook.ClientConfig{ConnectTimeout: f.ConnectTimeout, Timeout: f.Timeout, AllowPrivate: f.AllowPrivate}
 }
