@@ -147,7 +147,6 @@ func TestWebhookDeliverySurvivesSIGKILL(t *testing.T) {
 		}
 		total := 802
 
-
 		serve := append(append([]string{}, common...), "serve", "--addr", addr, "--webhook-allow-private",
 			"--webhook-batch", "10", "--webhook-poll", "100ms", "--webhook-timeout", "1s", "--webhook-retry-base", "100ms")
 		// The endpoint starts at the accounts' heads, so it is made before the backlog.

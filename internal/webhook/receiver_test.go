@@ -251,7 +251,7 @@ func (r *receiver) received() []record {
 func check(recs []record, secret string, want map[int64][]int64) []string {
 	var problems []string
 	seen := map[string]string{} // id → the change's JSON
-	got := map[int64][]int64{}   // first arrivals, in order
+	got := map[int64][]int64{}  // first arrivals, in order
 	for _, rec := range recs {
 		if err := webhook.Verify(secret, rec.Timestamp, rec.Signature, rec.Body, time.Now(), 10*time.Minute); err != nil {
 			problems = append(problems, fmt.Sprintf("delivery %s: %v", rec.Delivery, err))

@@ -5,6 +5,7 @@
 //   #/accounts/new               add an account
 //   #/accounts/{id}/messages     stored mail, ?folder=&q=
 //   #/messages/{id}              one message
+//   #/webhooks                   webhook endpoints, their deliveries and state
 //   #/health                     operators' health
 
 import {get, post} from './api.js';
@@ -14,6 +15,7 @@ import {addAccountView} from './addaccount.js';
 import {healthView} from './health.js';
 import {loginView} from './login.js';
 import {messageView, messagesView} from './messages.js';
+import {webhooksView} from './webhooks.js';
 
 const view = document.getElementById('view');
 const nav = document.getElementById('nav');
@@ -57,6 +59,8 @@ async function route() {
       await messagesView(view, {accountID: Number(parts[1]), params, navigate});
     } else if (parts[0] === 'messages' && parts[1]) {
       await messageView(view, {messageID: Number(parts[1])});
+    } else if (parts[0] === 'webhooks') {
+      done = await webhooksView(view);
     } else if (parts[0] === 'health') {
       await healthView(view, {me, refresh: route});
     } else {
