@@ -302,7 +302,7 @@ func (d *Deliverer) post(ctx context.Context, log *slog.Logger, p *store.Deliver
 	gone := res.Status == http.StatusGone
 	reason := ""
 	if gone {
-		reason = "the receiver answered 410 Gone: it wants no more deliveries; enable the endpoint again to resume where it stopped"
+		reason = "the receiver answered 410 Gone: it wants no more deliveries"
 	}
 	disabled, err := d.store.FailDelivery(ctx, *p, a, d.backoff(p.Failures+1), d.cfg.GiveUpAfter, gone, reason, d.now())
 	if err != nil {

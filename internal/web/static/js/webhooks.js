@@ -184,8 +184,9 @@ class EndpointCard {
     });
     replace(this.el,
       h('div', {class: 'page-head'}, h('h2', {class: 'url'}, w.url), statePill(w)),
-      w.enabled ? null : h('p', {class: 'error reason', role: 'alert'},
-        `Disabled: ${w.disabled_reason}. Enabling it resumes where it stopped; nothing is skipped.`),
+      w.enabled ? null : h('p', {class: 'error reason', role: 'alert'}, `Disabled: ${w.disabled_reason}`),
+      w.enabled || w.disabled_reason.includes('pruned') ? null
+        : h('p', {class: 'muted small'}, 'Enabling it resumes where it stopped: nothing is skipped.'),
       h('ul', {class: 'facts muted small'}, facts.map((f) => h('li', {}, f))),
       h('div', {class: 'actions'}, test, toggle, remove),
       this.result,
@@ -212,10 +213,10 @@ function addForm(accounts, onCreated) {
     h('h2', {}, 'Add an endpoint'),
     h('label', {}, 'URL ', url),
     h('fieldset', {}, h('legend', {}, 'Accounts'),
-      h('label', {}, all, ' All my accounts, those added later included'),
-      accounts.map((a, i) => h('label', {class: 'inline'}, accountBoxes[i], ` ${a.name}`))),
+      h('label', {class: 'check'}, all, 'All my accounts, those added later included'),
+      accounts.map((a, i) => h('label', {class: 'check inline'}, accountBoxes[i], a.name))),
     h('fieldset', {}, h('legend', {}, 'Kinds (none ticked: every kind)'),
-      KINDS.map((k, i) => h('label', {class: 'inline'}, kindBoxes[i], ` ${k}`))),
+      KINDS.map((k, i) => h('label', {class: 'check inline'}, kindBoxes[i], k))),
     error,
     h('div', {class: 'actions'}, submit));
   form.addEventListener('submit', async (ev) => {
