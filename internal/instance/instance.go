@@ -1,8 +1,8 @@
 // Package instance is mailsync's composition root: one Instance is the API, the web UI, the
-// workers, the reaper, the scheduler, the IMAP IDLE watchers, the event bus and its LISTEN/NOTIFY
-// bridge, and the order in which they stop. `mailsync serve` builds one from its flags; the HTTP
-// and browser tests and the HTTP benchmark build the same one with their own timings, so what
-// they exercise is the wiring that ships.
+// workers, the reaper, the scheduler, the IMAP IDLE watchers, the webhook deliverer, the event bus
+// and its LISTEN/NOTIFY bridge, and the order in which they stop. `mailsync serve` builds one from
+// its flags; the HTTP and browser tests and the HTTP benchmark build the same one with their own
+// timings, so what they exercise is the wiring that ships.
 package instance
 
 import (
