@@ -363,3 +363,72 @@ func TestSignatureVerification(t *testing.T) {
 		})
 	}
 }
+
+// TestTwoDeliverersShareTheWork runs two deliverers on one database, as two instances do: the
+// leases keep each pair with one of them at a time, so the order per account holds whichever
+// sends a batch.
+func TestTwoDeliverersShareTheWork(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		r := startReceiver(t, mode{Delay: 5 * time.Millisecond})
+		f := newFixture(t, d, r.url(), 4, fastConfig(), fastClient(true))
+		box, err := secret.New(instancetest.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := webhook.New(f.s, box, webhook.NewClient(fastClient(true)), fastConfig())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = other.Run(ctx)
+		}()
+		defer func() {
+			cancel()
+			<-done
+		}()
+		for range 4 {
+			f.write(30)
+		}
+		f.waitAll(r, 30*time.Second)
+	})
+}
+
+// TestPrunedCursorDisablesAndEnablingContinuesFromTheFloor: changes the retention window removed
+// before they were delivered cannot be sent; the endpoint is disabled saying so, and enabling it
+// continues from the oldest change kept.
+func TestPrunedCursorDisablesAndEnablingContinuesFromTheFloor(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		ctx := context.Background()
+		r := startReceiver(t, mode{Status: 503})
+		f := newFixture(t, d, r.url(), 1, fastConfig(), fastClient(true))
+		f.write(10)
+		waitFor(t, 10*time.Second, "a failed attempt", func() bool {
+			hist, _ := f.s.WebhookAttempts(ctx, f.hook.ID, 1)
+			return len(hist) > 0
+		})
+		if _, err := f.s.PruneChanges(ctx, time.Now().Add(time.Hour), 1000); err != nil {
+			t.Fatal(err)
+		}
+		var hook store.Webhook
+		waitFor(t, 10*time.Second, "the endpoint disabled", func() bool {
+			var err error
+			hook, err = f.s.Webhook(ctx, f.hook.ID)
+			return err == nil && !hook.Enabled
+		})
+		if !strings.Contains(hook.DisabledReason, "pruned") {
+			t.Fatalf("reason %q", hook.DisabledReason)
+		}
+		r.set(mode{})
+		hook.Enabled, hook.DisabledReason = true, ""
+		if _, err := f.s.UpdateWebhook(ctx, hook); err != nil {
+			t.Fatal(err)
+		}
+		f.write(10)
+		var acct int64
+		for a := range f.writers {
+			acct = a
+		}
+		f.want[acct] = f.want[acct][len(f.want[acct])-10:] // only what was written after the prune
+		f.waitAll(r, 20*time.Second)
+	})
+}
