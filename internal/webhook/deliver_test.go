@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/changes"
 	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
@@ -430,5 +431,42 @@ func TestPrunedCursorDisablesAndEnablingContinuesFromTheFloor(t *testing.T) {
 		}
 		f.want[acct] = f.want[acct][len(f.want[acct])-10:] // only what was written after the prune
 		f.waitAll(r, 20*time.Second)
+	})
+}
+
+// TestKindsFilter: an endpoint is sent only the kinds it chose, and its cursor moves past the
+// others without a POST.
+func TestKindsFilter(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, d string) {
+		ctx := context.Background()
+		all := startReceiver(t, mode{})
+		f := newFixture(t, d, all.url(), 2, fastConfig(), fastClient(true))
+		folders := startReceiver(t, mode{})
+		box, err := secret.New(instancetest.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := webhook.NewSecret()
+		only, err := f.s.CreateWebhook(ctx, store.Webhook{UserID: f.hook.UserID, URL: folders.url(), AllAccounts: true,
+			Kinds: []changes.Kind{changes.FolderCreated}}, func(id int64) []byte { return box.Seal([]byte(key), secret.WebhookContext(id)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.write(60)
+		f.waitAll(all, 20*time.Second)
+		firsts := map[int64][]int64{}
+		for acct := range f.writers {
+			firsts[acct] = []int64{1} // each account's folder.created, and nothing else
+		}
+		waitFor(t, 10*time.Second, "the folder endpoint caught up", func() bool {
+			st, err := f.s.WebhookStates(ctx, f.hook.UserID)
+			return err == nil && st[only.ID].Behind == 0
+		})
+		if problems := check(folders.received(), key, firsts); len(problems) > 0 {
+			t.Fatal(strings.Join(problems, "\n"))
+		}
+		if n := len(folders.received()); n != 2 {
+			t.Fatalf("%d POSTs to the folder endpoint, want one per account", n)
+		}
 	})
 }
