@@ -203,7 +203,7 @@ class EndpointCard {
  */
 function addForm(accounts, onCreated) {
   const url = /** @type {HTMLInputElement} */ (h('input', {type: 'url', name: 'url', required: true,
-    placeholder: 'https://example.com/mailsync-hook', size: 50}));
+    placeholder: 'https://your-app/mailsync-hook', size: 50}));
   const all = /** @type {HTMLInputElement} */ (h('input', {type: 'checkbox', name: 'all_accounts', checked: true}));
   const accountBoxes = accounts.map((a) => /** @type {HTMLInputElement} */ (h('input', {type: 'checkbox', name: 'account', value: String(a.id)})));
   const kindBoxes = KINDS.map((k) => /** @type {HTMLInputElement} */ (h('input', {type: 'checkbox', name: 'kind', value: k})));
