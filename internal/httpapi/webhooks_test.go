@@ -177,6 +177,17 @@ func TestWebhookLifecycle(t *testing.T) {
 		}
 		e.request(e.alice, "PATCH", path, map[string]any{"kinds": []string{"nope"}}).wantProblem(t, http.StatusUnprocessableEntity)
 
+		var spec struct {
+			Paths map[string]any `json:"paths"`
+		}
+		e.request(user{}, "GET", "/api/openapi.json", nil).want(t, 200).json(t, &spec)
+		for _, p := range []string{"/api/webhooks", "/api/webhooks/{id}", "/api/webhooks/{id}/test", "/api/webhooks/{id}/deliveries",
+			"/api/webhooks/{id}/rotate-secret"} {
+			if spec.Paths[p] == nil {
+				t.Errorf("the OpenAPI document lacks %s", p)
+			}
+		}
+
 		e.request(e.alice, "DELETE", path, nil).want(t, 204)
 		e.request(e.alice, "GET", path, nil).wantProblem(t, http.StatusNotFound)
 	})
