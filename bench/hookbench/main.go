@@ -273,8 +273,6 @@ func run(dsn string, liveChanges, backlog, rate, accounts, perCommit int) error 
 	rcv.mu.Lock()
 	rcv.recording, rcv.arrived, rcv.liveTotal = false, nil, int64(total)
 	rcv.mu.Unlock()
-	committed = nil
-	delays = nil
 	fmt.Printf("| backlog (receiver down) | Go heap after GC | RSS |\n|---:|---:|---:|\n")
 	marks := []int{0, backlog / 10, backlog / 4, backlog / 2, 3 * backlog / 4, backlog}
 	next, grown := 0, 0

@@ -42,6 +42,10 @@ type Config struct {
 	// GiveUpAfter disables an endpoint whose pair has been failing this long [72 h].
 	GiveUpAfter time.Duration
 
+	// Wakeups, when set, make Run look for due pairs at once, like Wake: a subscription to the
+	// event bus's change signals, which on PostgreSQL carry other instances' commits too.
+	Wakeups <-chan struct{}
+
 	// Now is the clock of every time the deliverer writes (backoff, leases, signatures); nil:
 	// the database clock for the store, time.Now for signatures. Tests move it by hand.
 	Now func() time.Time
@@ -181,6 +185,7 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-d.wake:
+		case <-d.cfg.Wakeups:
 		case <-freed:
 		case <-timer.C:
 		}
