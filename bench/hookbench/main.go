@@ -11,7 +11,7 @@
 //     grows, to show that the deliverer's memory does not grow with it. Then the receiver comes
 //     back and the backlog drains: changes per second of the drain.
 //
-//     go run ./bench/hookbench [-db sqlite:/tmp/x.db | postgres://...] [-changes 20000] [-backlog 100000]
+//     go run ./bench/hookbench [-db sqlite:PATH | postgres://...] [-changes 20000] [-backlog 100000]
 package main
 
 import (
