@@ -247,12 +247,17 @@ func (d *Deliverer) deliver(ctx context.Context, p store.Delivery) {
 	}
 }
 
+// scanPages bounds how many pages of changes one batch looks through for the kinds its endpoint
+// wants: past it, the cursor moves over what was looked at, so that a rare kind in a long backlog
+// does not hold one read, and the lease, for the whole backlog.
+const scanPages = 20
+
 // next reads the changes after the cursor that the endpoint wants, at most BatchSize of them,
 // and the number of the last change it covers (wanted or not).
 func (d *Deliverer) next(ctx context.Context, p store.Delivery) ([]changes.Change, int64, error) {
 	after := p.Delivered
 	var out []changes.Change
-	for len(out) < d.cfg.BatchSize {
+	for page := 0; len(out) < d.cfg.BatchSize && page < scanPages; page++ {
 		cs, err := d.store.Changes(ctx, p.AccountID, after, d.cfg.BatchSize)
 		if err != nil {
 			return nil, 0, err
