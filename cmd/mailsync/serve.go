@@ -9,6 +9,7 @@ import (
 	"mailsync/internal/instance"
 	"mailsync/internal/metrics"
 	"mailsync/internal/secret"
+	"mailsync/internal/webhook"
 )
 
 // ServeCmd runs everything a mailsync instance does: the HTTP API, the workers, the reaper and
@@ -21,6 +22,7 @@ type ServeCmd struct {
 	SessionTTL       time.Duration `name:"session-ttl" env:"MAILSYNC_SESSION_TTL" default:"720h" help:"How long a web login lasts."`
 	IDLE             bool          `name:"idle" env:"MAILSYNC_IDLE" help:"Hold an IMAP IDLE on every account's INBOX and sync as soon as the server reports new mail (one IMAP connection per account)."`
 	HTTP             HTTPFlags     `embed:"" group:"HTTP limits"`
+	Webhooks         WebhookFlags  `embed:"" group:"Webhooks"`
 	Demo             bool          `name:"demo" env:"MAILSYNC_DEMO" help:"Also run a built-in IMAP server on loopback, filled with a few thousand generated messages, and a demo user and account for it: try mailsync without a mailbox of your own."`
 }
 
@@ -37,6 +39,37 @@ type HTTPFlags struct {
 	ChangesMaxLag       int64         `name:"changes-max-lag" env:"MAILSYNC_CHANGES_MAX_LAG" default:"10000" help:"A change stream that falls this many changes behind an account, and keeps falling behind, ends with an overflow event."`
 	MetricsAddr         string        `name:"metrics-addr" env:"MAILSYNC_METRICS_ADDR" help:"Serve /metrics on this address instead of the API's."`
 	MetricsToken        string        `name:"metrics-token" env:"MAILSYNC_METRICS_TOKEN" help:"Require this bearer token for /metrics (set it in the environment, not on the command line)."`
+}
+
+// WebhookFlags are the webhook deliverer's settings (docs/changes-webhooks.md).
+type WebhookFlags struct {
+	AllowPrivate   bool          `name:"webhook-allow-private" env:"MAILSYNC_WEBHOOK_ALLOW_PRIVATE" help:"Let webhooks go to loopback, private and link-local addresses (refused otherwise, at registration and at every connect)."`
+	Timeout        time.Duration `name:"webhook-timeout" env:"MAILSYNC_WEBHOOK_TIMEOUT" default:"15s" help:"A webhook POST must be answered, body included, within this."`
+	ConnectTimeout time.Duration `name:"webhook-connect-timeout" env:"MAILSYNC_WEBHOOK_CONNECT_TIMEOUT" default:"5s" help:"Bound on a webhook receiver's TCP connect and TLS handshake."`
+	Poll           time.Duration `name:"webhook-poll" env:"MAILSYNC_WEBHOOK_POLL" default:"1s" help:"How often to look for undelivered changes committed by other instances (this instance's own wake it at once)."`
+	Batch          int           `name:"webhook-batch" env:"MAILSYNC_WEBHOOK_BATCH" default:"100" help:"The most changes one webhook POST carries."`
+	Concurrency    int           `name:"webhook-concurrency" env:"MAILSYNC_WEBHOOK_CONCURRENCY" default:"4" help:"(endpoint, account) pairs this instance delivers at once."`
+	RetryBase      time.Duration `name:"webhook-retry-base" env:"MAILSYNC_WEBHOOK_RETRY_BASE" default:"5s" help:"The first retry's delay; each failure in a row doubles it (with jitter)."`
+	RetryMax       time.Duration `name:"webhook-retry-max" env:"MAILSYNC_WEBHOOK_RETRY_MAX" default:"1h" help:"The longest delay between retries."`
+	GiveUpAfter    time.Duration `name:"webhook-give-up-after" env:"MAILSYNC_WEBHOOK_GIVE_UP_AFTER" default:"72h" help:"An endpoint failing this long is disabled (its owner re-enables it; nothing is skipped)."`
+	LagWarn        time.Duration `name:"webhook-lag-warn" env:"MAILSYNC_WEBHOOK_LAG_WARN" default:"5m" help:"/api/health/sync warns when an enabled endpoint is this far behind."`
+}
+
+// Validate refuses settings that cannot work: the lease must outlast a POST.
+func (f WebhookFlags) Validate() error {
+	if f.Timeout <= 0 || f.ConnectTimeout <= 0 || f.Poll <= 0 || f.RetryBase <= 0 || f.RetryMax < f.RetryBase || f.GiveUpAfter <= 0 {
+		return fmt.Errorf("webhook timings must be positive, with --webhook-retry-max at least --webhook-retry-base")
+	}
+	if f.Batch < 1 || f.Batch > 1000 {
+		return fmt.Errorf("--webhook-batch must be between 1 and 1000, not %d", f.Batch)
+	}
+	return nil
+}
+
+func (f WebhookFlags) config() (webhook.Config, webhook.ClientConfig) {
+	return webhook.Config{BatchSize: f.Batch, Concurrency: f.Concurrency, Poll: f.Poll, Lease: 2*f.Timeout + 5*time.Second,
+			RetryBase: f.RetryBase, RetryMax: f.RetryMax, GiveUpAfter: f.GiveUpAfter},
+		webhook.ClientConfig{ConnectTimeout: f.ConnectTimeout, Timeout: f.Timeout, AllowPrivate: f.AllowPrivate}
 }
 
 func (f HTTPFlags) limits() httpapi.ConnLimits {
@@ -70,7 +103,9 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	reg := metrics.New(s)
 	engine := g.syncEngine(s, box)
+	hooks, hookClient := c.Webhooks.config()
 	cfg := instance.Config{
+		Webhooks: hooks, WebhookClient: hookClient,
 		Store: s, DSN: g.DB, Key: key, Lifecycle: g.Lifecycle.config(), Login: engine,
 		Body: syncBody(engine, reg), Metrics: reg, Log: log,
 		Workers: c.Workers, ScheduleInterval: c.ScheduleInterval,
@@ -80,7 +115,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			LoginConcurrency: c.HTTP.LoginConcurrency, LoginWait: c.HTTP.LoginWait,
 			MaxStreamsPerUser: c.HTTP.StreamsPerUser, MaxStreamsPerTask: c.HTTP.StreamsPerTask,
 			StreamWriteTimeout: c.HTTP.ChangesWriteTimeout, StreamMaxLag: c.HTTP.ChangesMaxLag,
-			MetricsToken: c.HTTP.MetricsToken,
+			MetricsToken: c.HTTP.MetricsToken, WebhookLagWarn: c.Webhooks.LagWarn,
 		},
 	}
 	if c.IDLE {

@@ -133,7 +133,15 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 		waitingOn = fmt.Sprintf("running syncs whose IMAP server has sent nothing for the stall threshold; the longest for %s",
 			longestWait.Round(time.Second))
 	}
-	h := Health{Status: worst(deadState, oldestState, waitingState), Description: "sync tasks", Checks: map[string][]HealthCheck{
+	hooks, err := s.webhookHealth(ctx, now)
+	if err != nil {
+		s.log.Error("httpapi: webhook health", "err", err)
+		unknown := HealthCheck{ComponentType: "component", ObservedValue: nil, Status: "warn", Time: now, Output: "cannot read the webhook endpoints"}
+		hooks = [2]HealthCheck{unknown, unknown}
+	}
+	h := Health{Status: worst(deadState, oldestState, waitingState, hooks[0].Status, hooks[1].Status), Description: "sync tasks", Checks: map[string][]HealthCheck{
+		"webhooks:maxLag":         {hooks[0]},
+		"webhooks:disabled":       {hooks[1]},
 		"sync:waitingOnServer":    {{ComponentType: "component", ObservedValue: waiting, Status: waitingState, Time: now, Output: waitingOn}},
 		"sync:active":             {{ComponentType: "component", ObservedValue: len(active), Status: "pass", Time: now}},
 		"sync:dead":               {{ComponentType: "component", ObservedValue: dead, Status: deadState, Time: now}},
@@ -141,6 +149,53 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 		"sync:heartbeatTimeout":   {{ComponentType: "component", ObservedValue: cfg.HeartbeatTimeout.Seconds(), ObservedUnit: "s", Status: "pass", Time: now}},
 	}}
 	return s.healthOutput(h), nil
+}
+
+// webhookHealth is the webhook endpoints' part of the sync health: the largest delivery lag (a
+// warning past WebhookLagWarn) and how many endpoints are disabled (a warning: their owners have
+// something to fix). Like the rest of the sync health it names no endpoint, user or URL.
+func (s *Server) webhookHealth(ctx context.Context, now time.Time) ([2]HealthCheck, error) {
+	hooks, err := s.store.Webhooks(ctx, 0)
+	if err != nil {
+		return [2]HealthCheck{}, err
+	}
+	states, err := s.store.WebhookStates(ctx, 0)
+	if err != nil {
+		return [2]HealthCheck{}, err
+	}
+	var (
+		maxLag          time.Duration
+		behind, off     int
+		lagState, state = "pass", "pass"
+		lagOut, offOut  string
+	)
+	for _, w := range hooks {
+		if !w.Enabled {
+			off++
+			continue
+		}
+		st := states[w.ID]
+		if st.OldestUndelivered.IsZero() {
+			continue
+		}
+		lag := st.Now.Sub(st.OldestUndelivered)
+		maxLag = max(maxLag, lag)
+		if lag > s.cfg.WebhookLagWarn {
+			behind++
+		}
+	}
+	if behind > 0 {
+		lagState = "warn"
+		lagOut = fmt.Sprintf("%d enabled webhook endpoint(s) more than %s behind", behind, s.cfg.WebhookLagWarn)
+	}
+	if off > 0 {
+		state = "warn"
+		offOut = fmt.Sprintf("%d webhook endpoint(s) disabled: their owners see why in the Webhooks page", off)
+	}
+	return [2]HealthCheck{
+		{ComponentType: "component", ObservedValue: maxLag.Seconds(), ObservedUnit: "s", Status: lagState, Time: now, Output: lagOut},
+		{ComponentType: "component", ObservedValue: off, Status: state, Time: now, Output: offOut},
+	}, nil
 }
 
 // cleanup runs the reaper now and lists the tasks it changed: the operator's one-click repair.

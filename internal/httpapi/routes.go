@@ -46,6 +46,15 @@ func (s *Server) routes() {
 		&huma.Param{Name: "accounts", In: "query", Description: "Only these accounts (comma-separated ids); default: every account of yours, including those added later.", Schema: &huma.Schema{Type: "string"}},
 		&huma.Param{Name: "after", In: "query", Description: "The cursor to start after when there is no Last-Event-ID; default: every account's first change.", Schema: &huma.Schema{Type: "string"}},
 		&huma.Param{Name: "Last-Event-ID", In: "header", Description: "The id of the last event received: the stream resumes just after it.", Schema: &huma.Schema{Type: "string"}})
+	// Webhooks.
+	register(s, member, op(post, "/api/webhooks", "create-webhook", "Add a webhook endpoint; the answer shows its signing secret, once").status(201), s.createWebhook)
+	register(s, member, op(get, "/api/webhooks", "list-webhooks", "The user's webhook endpoints with their state (?all=true: every user's, administrators only)").errors(http.StatusForbidden), s.listWebhooks)
+	register(s, member, op(get, "/api/webhooks/{id}", "get-webhook", "One webhook endpoint with its state"), s.getWebhook)
+	register(s, member, op(patch, "/api/webhooks/{id}", "update-webhook", "Change an endpoint; enabled: true resumes a disabled one where it stopped"), s.patchWebhook)
+	register(s, member, op(del, "/api/webhooks/{id}", "delete-webhook", "Remove an endpoint with its cursors and history").status(204), s.deleteWebhook)
+	register(s, member, op(post, "/api/webhooks/{id}/rotate-secret", "rotate-webhook-secret", "Replace the signing secret; the answer shows the new one, once"), s.rotateSecret)
+	register(s, member, op(get, "/api/webhooks/{id}/deliveries", "webhook-deliveries", "The endpoint's latest delivery attempts, newest first"), s.webhookDeliveries)
+	register(s, member, op(post, "/api/webhooks/{id}/test", "test-webhook", "Send a test event now and answer what the receiver said"), s.testWebhook)
 
 	// Operators.
 	register(s, member, op(get, "/api/health/sync", "sync-health", "Sync tasks: active, dead, oldest heartbeat age"), s.syncHealth)

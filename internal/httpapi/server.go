@@ -25,6 +25,7 @@ import (
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
+	"mailsync/internal/webhook"
 )
 
 // LoginChecker tests IMAP credentials before an account is stored or changed. The server wires
@@ -80,6 +81,12 @@ type Config struct {
 	// instance; beyond them a stream answers 429. Zero: 20 and 8; negative: no cap.
 	MaxStreamsPerUser int
 	MaxStreamsPerTask int
+
+	// Webhooks sends test events and checks endpoint URLs; nil: a deliverer of its own, with the
+	// default client (private addresses refused), that never runs.
+	Webhooks *webhook.Deliverer
+	// WebhookLagWarn is the delivery lag past which /api/health/sync warns; zero: 5 minutes.
+	WebhookLagWarn time.Duration
 
 	// SSE timing; zero values take the defaults (15 s, 1 s, 250 ms).
 	KeepAlive        time.Duration // comment lines that keep proxies from closing idle streams
@@ -146,6 +153,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.PasswordParams == (auth.Params{}) {
 		cfg.PasswordParams = auth.DefaultParams()
+	}
+	if cfg.Webhooks == nil {
+		cfg.Webhooks = webhook.New(cfg.Store, cfg.Box, webhook.NewClient(webhook.ClientConfig{}), webhook.Config{Log: cfg.Log})
+	}
+	if cfg.WebhookLagWarn <= 0 {
+		cfg.WebhookLagWarn = 5 * time.Minute
 	}
 	if cfg.MaxStreamsPerUser == 0 {
 		cfg.MaxStreamsPerUser = 20

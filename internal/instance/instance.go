@@ -1,8 +1,8 @@
 // Package instance is mailsync's composition root: one Instance is the API, the web UI, the
-// workers, the reaper, the scheduler, the IMAP IDLE watchers, the event bus and its LISTEN/NOTIFY
-// bridge, and the order in which they stop. `mailsync serve` builds one from its flags; the HTTP
-// and browser tests and the HTTP benchmark build the same one with their own timings, so what
-// they exercise is the wiring that ships.
+// workers, the reaper, the scheduler, the IMAP IDLE watchers, the webhook deliverer, the event bus
+// and its LISTEN/NOTIFY bridge, and the order in which they stop. `mailsync serve` builds one from
+// its flags; the HTTP and browser tests and the HTTP benchmark build the same one with their own
+// timings, so what they exercise is the wiring that ships.
 package instance
 
 import (
@@ -23,6 +23,7 @@ import (
 	"mailsync/internal/store"
 	"mailsync/internal/task"
 	"mailsync/internal/web"
+	"mailsync/internal/webhook"
 	"mailsync/internal/worker"
 )
 
@@ -74,6 +75,13 @@ type Config struct {
 	API httpapi.Config
 	// SessionTTL is how long a web login lasts (zero: 30 days).
 	SessionTTL time.Duration
+
+	// Webhooks are the deliverer's settings (its Metrics and Log are filled in by New), and
+	// WebhookClient bounds its requests and says whether private addresses may be reached.
+	Webhooks      webhook.Config
+	WebhookClient webhook.ClientConfig
+	// NoWebhooks runs no deliverer on this instance (the API still manages endpoints).
+	NoWebhooks bool
 }
 
 // Instance is one running mailsync. Build it with New, serve Handler (or let Run serve Addr),
@@ -87,10 +95,13 @@ type Instance struct {
 	Box     *secret.Box
 	Metrics *metrics.Registry
 	API     *httpapi.Server
+	// Webhooks delivers the change log to the users' endpoints.
+	Webhooks *webhook.Deliverer
 
 	handler         http.Handler
 	url, metricsURL string
 	publish         func(task.Task)
+	publishChanges  func(topic string)
 	bridge          *events.Bridge
 	ln, metricsLn   net.Listener
 	closeOnce       sync.Once
@@ -138,7 +149,6 @@ func New(cfg Config) (*Instance, error) {
 	if in.bridge != nil {
 		publishTopic = in.bridge.Publish
 	}
-	s.OnChanges(func(accountID, _ int64) { publishTopic(events.ChangesTopic(accountID)) })
 	tasks.Changed = func(t task.Task) {
 		in.publish(t)
 		if !t.State.Active() {
@@ -146,7 +156,15 @@ func New(cfg Config) (*Instance, error) {
 		}
 	}
 
+	whc := cfg.Webhooks
+	whc.Metrics, whc.Log = reg, cfg.Log
+	in.Webhooks = webhook.New(s, box, webhook.NewClient(cfg.WebhookClient), whc)
+	reg.WatchWebhooks(func(ctx context.Context) ([]metrics.WebhookLag, error) { return webhook.Lags(ctx, s) })
+	in.publishChanges = publishTopic
+	s.OnChanges(in.changed)
+
 	api := cfg.API
+	api.Webhooks = in.Webhooks
 	api.Store, api.Tasks, api.Events, api.Box, api.Login, api.Metrics, api.Log = s, tasks, in.Bus, box, cfg.Login, reg, cfg.Log
 	api.Sessions = auth.NewSessions(auth.DeriveKey(cfg.Key, "session"), cfg.SessionTTL)
 	api.MetricsElsewhere = api.MetricsElsewhere || cfg.MetricsAddr != ""
@@ -175,6 +193,15 @@ func New(cfg Config) (*Instance, error) {
 		in.metricsURL = "http://" + mln.Addr().String() + "/metrics"
 	}
 	return in, nil
+}
+
+// changed is the store's change hook (Store.OnChanges), called after every commit that wrote
+// changes. It wakes the account's change streams here and, through the bridge, on every other
+// instance, and this instance's webhook deliverer (deliverers elsewhere find the changes at their
+// next poll). Both are hints: streams and deliverers read the change log itself. It must not block.
+func (in *Instance) changed(accountID, _ int64) {
+	in.publishChanges(events.ChangesTopic(accountID))
+	in.Webhooks.Wake()
 }
 
 // handler is everything an instance answers: the API with its probes and metrics, and at "/"
@@ -230,6 +257,9 @@ func (in *Instance) Run(ctx context.Context) error {
 	if in.cfg.ScheduleInterval > 0 {
 		scheduler := &worker.Scheduler{Accounts: in.Store, Tasks: in.Tasks, Interval: in.cfg.ScheduleInterval, Logger: in.log}
 		wg.Go(func() { _ = scheduler.Run(ctx) })
+	}
+	if !in.cfg.NoWebhooks {
+		wg.Go(func() { _ = in.Webhooks.Run(ctx) })
 	}
 	if in.cfg.Watch != nil {
 		watcher := &worker.Watcher{Accounts: in.Store, Watch: in.cfg.Watch, Tasks: in.Tasks, Logger: in.log}

@@ -32,6 +32,9 @@ type Registry struct {
 	zombiesReaped   prometheus.Counter
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
+	webhookPosts    *prometheus.CounterVec
+	webhookChanges  *prometheus.CounterVec
+	webhookLatency  prometheus.Histogram
 }
 
 // New returns a Registry whose task gauges read src at every scrape (the database is the truth;
@@ -64,9 +67,21 @@ func New(src TaskSource) *Registry {
 			Help:    "HTTP request latency by route pattern (SSE streams count their whole life).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"route"}),
+		webhookPosts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsync_webhook_deliveries_total",
+			Help: "Webhook POSTs (test events included), by outcome: delivered (2xx), failed (retried later), disabled (the endpoint was disabled).",
+		}, []string{"outcome"}),
+		webhookChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsync_webhook_changes_total", Help: "Changes carried by webhook POSTs, by outcome (a change retried counts at every attempt).",
+		}, []string{"outcome"}),
+		webhookLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "mailsync_webhook_delivery_duration_seconds",
+			Help:    "How long webhook receivers took to answer (or to fail).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 8),
+		}),
 	}
 	r.reg.MustRegister(r.taskDuration, r.messagesFetched, r.bytesFetched, r.imapErrors, r.zombiesReaped,
-		r.httpRequests, r.httpDuration, newTaskCollector(src),
+		r.httpRequests, r.httpDuration, r.webhookPosts, r.webhookChanges, r.webhookLatency, newTaskCollector(src),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
@@ -118,6 +133,66 @@ func methodLabel(method string) string {
 		return method
 	}
 	return "other"
+}
+
+// WebhookDelivery counts one webhook POST by outcome, with the changes it carried.
+func (r *Registry) WebhookDelivery(outcome string, changes int, latency time.Duration) {
+	r.webhookPosts.WithLabelValues(outcome).Inc()
+	r.webhookChanges.WithLabelValues(outcome).Add(float64(changes))
+	if latency > 0 {
+		r.webhookLatency.Observe(latency.Seconds())
+	}
+}
+
+// WebhookLag is one endpoint's delivery lag as the scrape-time gauge reads it.
+type WebhookLag struct {
+	ID      int64
+	Lag     time.Duration // age of its oldest undelivered change; 0: caught up
+	Behind  int64         // changes after its cursors
+	Enabled bool
+}
+
+// WatchWebhooks registers the per-endpoint lag gauges, read from lags at every scrape. Only the
+// first call on a registry counts (instances sharing one registry read the same database).
+func (r *Registry) WatchWebhooks(lags func(ctx context.Context) ([]WebhookLag, error)) {
+	_ = r.reg.Register(&webhookCollector{lags: lags,
+		lagDesc: prometheus.NewDesc("mailsync_webhook_lag_seconds",
+			"Age of the oldest change a webhook endpoint has not acknowledged, by the database clock (0: caught up).", []string{"webhook"}, nil),
+		behindDesc: prometheus.NewDesc("mailsync_webhook_behind_changes",
+			"Changes after a webhook endpoint's cursors.", []string{"webhook"}, nil),
+		enabledDesc: prometheus.NewDesc("mailsync_webhook_enabled",
+			"1 while a webhook endpoint is enabled, 0 once it was disabled (see its reason in the API).", []string{"webhook"}, nil),
+	})
+}
+
+type webhookCollector struct {
+	lags                             func(ctx context.Context) ([]WebhookLag, error)
+	lagDesc, behindDesc, enabledDesc *prometheus.Desc
+}
+
+func (c *webhookCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lagDesc
+	ch <- c.behindDesc
+	ch <- c.enabledDesc
+}
+
+func (c *webhookCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	lags, err := c.lags(ctx)
+	if err != nil {
+		return // the task collector's scrape error already says the database does not answer
+	}
+	for _, l := range lags {
+		id := strconv.FormatInt(l.ID, 10)
+		enabled := 0.0
+		if l.Enabled {
+			enabled = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.lagDesc, prometheus.GaugeValue, l.Lag.Seconds(), id)
+		ch <- prometheus.MustNewConstMetric(c.behindDesc, prometheus.GaugeValue, float64(l.Behind), id)
+		ch <- prometheus.MustNewConstMetric(c.enabledDesc, prometheus.GaugeValue, enabled, id)
+	}
 }
 
 // taskCollector reads the task gauges from the database at scrape time.

@@ -95,3 +95,32 @@ func TestInventedMethodsCountAsOther(t *testing.T) {
 		t.Error("an invented method became a label value")
 	}
 }
+
+// The webhook metrics: deliveries by outcome with the changes they carried, and the per-endpoint
+// gauges read at scrape time (registered once, however often WatchWebhooks is called).
+func TestWebhookMetrics(t *testing.T) {
+	r := New(fakeSource{})
+	r.WebhookDelivery("delivered", 100, 20*time.Millisecond)
+	r.WebhookDelivery("delivered", 3, time.Millisecond)
+	r.WebhookDelivery("failed", 100, 0)
+	lags := func(context.Context) ([]WebhookLag, error) {
+		return []WebhookLag{{ID: 7, Lag: 90 * time.Second, Behind: 40, Enabled: true}, {ID: 9, Enabled: false}}, nil
+	}
+	r.WatchWebhooks(lags)
+	r.WatchWebhooks(lags)
+	out := scrape(t, r)
+	for _, want := range []string{
+		`mailsync_webhook_deliveries_total{outcome="delivered"} 2`,
+		`mailsync_webhook_deliveries_total{outcome="failed"} 1`,
+		`mailsync_webhook_changes_total{outcome="delivered"} 103`,
+		`mailsync_webhook_delivery_duration_seconds_count 2`,
+		`mailsync_webhook_lag_seconds{webhook="7"} 90`,
+		`mailsync_webhook_behind_changes{webhook="7"} 40`,
+		`mailsync_webhook_enabled{webhook="7"} 1`,
+		`mailsync_webhook_enabled{webhook="9"} 0`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -128,4 +129,10 @@ func LoadKey(encoded, path string) ([]byte, error) {
 // that seals or opens an account password uses it, so the two sides cannot drift apart.
 func AccountContext(login, host string) []byte {
 	return []byte("account:" + login + "@" + host)
+}
+
+// WebhookContext is the associated data a webhook's signing secret is sealed with: the
+// endpoint's id, so a sealed secret copied onto another endpoint's row does not open there.
+func WebhookContext(id int64) []byte {
+	return []byte("webhook:" + strconv.FormatInt(id, 10))
 }

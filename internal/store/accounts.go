@@ -138,11 +138,12 @@ func (s *Store) DeleteAccount(ctx context.Context, id int64) error {
 	return nil
 }
 
-// SealedSecrets counts the values sealed under the server key (the accounts' IMAP passwords): a
-// server must not replace a lost key while any exist, for they would never open again.
+// SealedSecrets counts the values sealed under the server key (the accounts' IMAP passwords and
+// the webhooks' signing secrets): a server must not replace a lost key while any exist, for they
+// would never open again.
 func (s *Store) SealedSecrets(ctx context.Context) (int64, error) {
 	var n int64
-	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM webhooks)`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count sealed secrets: %w", err)
 	}
 	return n, nil

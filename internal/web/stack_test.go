@@ -164,19 +164,24 @@ func newStack(t *testing.T, body worker.Body, login httpapi.LoginChecker) *stack
 	return newStackWith(t, lifecycle(), body, login)
 }
 
-// newStackWith is newStack under the lifecycle c: the Instance serve builds, with test timings,
-// served behind a mux that lets a test count or break the task routes.
-func newStackWith(t *testing.T, c task.Config, body worker.Body, login httpapi.LoginChecker) *stack {
+// newStackWith is newStack under the lifecycle c: the Instance serve builds, with test timings
+// (and what tweak changes of them), served behind a mux that lets a test count or break the task
+// routes.
+func newStackWith(t *testing.T, c task.Config, body worker.Body, login httpapi.LoginChecker, tweak ...func(*instance.Config)) *stack {
 	t.Helper()
 	s := storetest.Open(t, "sqlite")
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	in, err := instance.New(instance.Config{
+	cfg := instance.Config{
 		Store: s, Key: bytes.Repeat([]byte{3}, secret.KeySize), Lifecycle: c, Login: login, Body: body, Log: log,
 		Workers: 2, WorkerPoll: 50 * time.Millisecond, ProgressEvery: 20 * time.Millisecond, ShutdownGrace: time.Second,
 		NoReaper: true, SessionTTL: time.Hour,
 		API: httpapi.Config{Version: "test", PasswordParams: instancetest.CheapParams,
 			PollInterval: 100 * time.Millisecond, MinEventInterval: 50 * time.Millisecond},
-	})
+	}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	in, err := instance.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

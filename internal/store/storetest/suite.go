@@ -67,6 +67,8 @@ var suite = []struct {
 	{"DeathsCounted", testDeathsCounted},
 	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
 	{"ChangeLog", testChangeLog},
+	{"Webhooks", testWebhooks},
+	{"WebhookClaimsAreDisjoint", testWebhookClaimsDisjoint},
 }
 
 // env is one test's database, lifecycle and clock.

@@ -6,6 +6,7 @@
 //   #/accounts/new               add an account
 //   #/accounts/{id}/messages     stored mail, ?folder=&q=
 //   #/messages/{id}              one message
+//   #/webhooks                   webhook endpoints, their deliveries and state
 //   #/health                     operators' health
 
 import {errorMessage, errorStatus, get, post} from './api.js';
@@ -15,6 +16,7 @@ import {addAccountView} from './addaccount.js';
 import {healthView} from './health.js';
 import {loginView} from './login.js';
 import {messageView, messagesView} from './messages.js';
+import {webhooksView} from './webhooks.js';
 
 // index.html has these.
 const view = /** @type {HTMLElement} */ (document.getElementById('view'));
@@ -67,6 +69,8 @@ async function route() {
       await messagesView(view, {accountID: Number(parts[1]), params, navigate});
     } else if (parts[0] === 'messages' && parts[1]) {
       await messageView(view, {messageID: Number(parts[1])});
+    } else if (parts[0] === 'webhooks') {
+      done = await webhooksView(view);
     } else if (parts[0] === 'health') {
       await healthView(view, {me, refresh: route});
     } else {
