@@ -1,14 +1,17 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"mailsync/internal/changes"
+	"mailsync/internal/task"
 )
 
 // changeColumns is what one change row binds, in insertChangesSQL's order.
@@ -240,4 +243,38 @@ func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time, max int) (in
 		}
 	}
 	return removed, nil
+}
+
+// tasksEnded writes, in tx (the transaction that ended them), the sync.* change of every task of
+// ts that is now terminal: one change per task end, whoever ended it. Tasks still active (a
+// reap that put one back in the queue) say nothing: their sync goes on.
+func (s *Store) tasksEnded(ctx context.Context, tx txn, ts []task.Task) error {
+	ended := make([]task.Task, 0, len(ts))
+	for _, t := range ts {
+		if !t.State.Active() {
+			ended = append(ended, t)
+		}
+	}
+	// In account order: a transaction that ends tasks of several accounts (a reap) takes their
+	// change heads in one order, whatever order the engine returned its rows in.
+	slices.SortFunc(ended, func(a, b task.Task) int {
+		return cmp.Or(cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.ID, b.ID))
+	})
+	for _, t := range ended {
+		if _, err := s.appendChanges(ctx, tx, t.AccountID, t.ID, []changes.Change{syncChange(t)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncChange is the change that says a task ended: sync.succeeded, or sync.failed for a failed or
+// cancelled task, with its counts and error.
+func syncChange(t task.Task) changes.Change {
+	kind := changes.SyncFailed
+	if t.State == task.Succeeded {
+		kind = changes.SyncSucceeded
+	}
+	return changes.New(kind, "", 0, changes.Sync{TaskID: t.ID, State: string(t.State), Attempt: t.Attempt,
+		New: int64(t.Progress.New), Updated: int64(t.Progress.Updated), Deleted: int64(t.Progress.Deleted), Error: t.Error})
 }

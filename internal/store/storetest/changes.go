@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -104,5 +105,117 @@ func testChangeLog(t *testing.T, dialect string) {
 	}
 	if rest, err := e.store.Changes(ctx, acct.ID, 4, 10); err != nil || len(rest) != 5 || rest[0].Seq != 5 {
 		t.Fatalf("cursor at the floor: %v %+v", err, rest)
+	}
+}
+
+// testTaskEndsInChangeLog ends tasks every way a task can end and checks that each end wrote
+// exactly one sync.* change in its own transaction: the worker's Finish (succeeded, failed,
+// cancelled), a reap that fails or cancels, a Start that fails a dead task, a cancel of a queued
+// task. A reap that re-queues, a cancel request to a running task and a zombie's Finish write
+// none.
+func testTaskEndsInChangeLog(t *testing.T, dialect string) {
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	log := func(acct int64) []string {
+		t.Helper()
+		got, err := e.store.Changes(ctx, acct, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for i, c := range got {
+			var p changes.Sync
+			if err := json.Unmarshal(c.Data, &p); err != nil {
+				t.Fatal(err)
+			}
+			if c.Seq != int64(i+1) || c.TaskID != p.TaskID {
+				t.Errorf("change %d: seq %d, task %q, payload's task %q", i, c.Seq, c.TaskID, p.TaskID)
+			}
+			lines = append(lines, fmt.Sprintf("%s %s %d/%d/%d %q", c.Kind, p.State, p.New, p.Updated, p.Deleted, p.Error))
+		}
+		return lines
+	}
+	want := func(acct int64, lines ...string) {
+		t.Helper()
+		if got := log(acct); strings.Join(got, "\n") != strings.Join(lines, "\n") {
+			t.Fatalf("change log of account %d:\n%s\nwant:\n%s", acct, strings.Join(got, "\n"), strings.Join(lines, "\n"))
+		}
+	}
+
+	// The worker's Finish, with its counts; a zombie's Finish is refused and says nothing.
+	a := SeedAccount(t, e.store).ID
+	e.start(t, a)
+	tk := e.claim(t, "w")
+	zombie := tk.Lease()
+	zombie.Epoch--
+	_, err := e.tasks.Finish(ctx, zombie, task.Failed, task.Progress{}, "zombie")
+	wantLeaseLost(t, "zombie finish", err)
+	if _, err := e.tasks.Finish(ctx, tk.Lease(), task.Succeeded, task.Progress{New: 3, Updated: 2, Deleted: 1}, ""); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.tasks.Finish(ctx, tk.Lease(), task.Failed, task.Progress{}, "twice")
+	wantLeaseLost(t, "second finish", err)
+	e.start(t, a)
+	tk = e.claim(t, "w")
+	if _, err := e.tasks.Finish(ctx, tk.Lease(), task.Failed, task.Progress{New: 1}, "auth error"); err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, a)
+	tk = e.claim(t, "w")
+	if _, err := e.tasks.Cancel(ctx, tk.ID); err != nil { // a running task: only asked to stop
+		t.Fatal(err)
+	}
+	want(a, `sync.succeeded succeeded 3/2/1 ""`, `sync.failed failed 1/0/0 "auth error"`)
+	if _, err := e.tasks.Finish(ctx, tk.Lease(), task.Cancelled, task.Progress{}, "cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	want(a, `sync.succeeded succeeded 3/2/1 ""`, `sync.failed failed 1/0/0 "auth error"`, `sync.failed cancelled 0/0/0 "cancelled"`)
+
+	// A queued task cancelled: ended, so said.
+	b := SeedAccount(t, e.store).ID
+	q := e.start(t, b)
+	if _, err := e.tasks.Cancel(ctx, q.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.tasks.Cancel(ctx, q.ID); err != nil { // already ended: nothing more
+		t.Fatal(err)
+	}
+	want(b, `sync.failed cancelled 0/0/0 "cancelled before it started"`)
+
+	// The reaper: a re-queue says nothing (the sync goes on); the last attempt's death fails the
+	// task, and a dead task that was asked to stop is cancelled.
+	c := SeedAccount(t, e.store).ID
+	ct := e.start(t, c)
+	for range e.tasks.Config().MaxAttempts {
+		e.claim(t, "doomed")
+		e.clock.Advance(61 * time.Second)
+		e.reap(t)
+		if got := log(c); len(got) > 0 && e.get(t, ct.ID).State.Active() {
+			t.Fatalf("a re-queue wrote %v", got)
+		}
+	}
+	if got := log(c); len(got) != 1 || !strings.HasPrefix(got[0], "sync.failed failed 0/0/0 \"the worker stopped sending heartbeats on every attempt") {
+		t.Fatalf("change log after the last death: %q", got)
+	}
+	d := SeedAccount(t, e.store).ID
+	e.start(t, d)
+	tk = e.claim(t, "w")
+	if _, err := e.tasks.Cancel(ctx, tk.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(61 * time.Second)
+	e.reap(t)
+	want(d, `sync.failed cancelled 0/0/0 "cancelled; the worker had stopped sending heartbeats"`)
+
+	// A Start that finds the account's task dead fails it in its own transaction, and says so.
+	f := SeedAccount(t, e.store).ID
+	e.start(t, f)
+	e.claim(t, "crashed")
+	e.clock.Advance(61 * time.Second)
+	if _, created, err := e.tasks.Start(ctx, f, false); err != nil || !created {
+		t.Fatalf("start over a dead task: created %v, %v", created, err)
+	}
+	if got := log(f); len(got) != 1 || !strings.HasPrefix(got[0], `sync.failed failed 0/0/0 "abandoned: the worker stopped sending heartbeats`) {
+		t.Fatalf("change log after Start replaced a dead task: %q", got)
 	}
 }

@@ -66,6 +66,7 @@ var suite = []struct {
 	{"DeathsCounted", testDeathsCounted},
 	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
 	{"ChangeLog", testChangeLog},
+	{"TaskEndsInChangeLog", testTaskEndsInChangeLog},
 }
 
 // env is one test's database, lifecycle and clock.
