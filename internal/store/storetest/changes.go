@@ -219,3 +219,76 @@ func testTaskEndsInChangeLog(t *testing.T, dialect string) {
 		t.Fatalf("change log after Start replaced a dead task: %q", got)
 	}
 }
+
+// testRenameChanges renames folders in the store and overwrites a stored UID with another
+// message, and checks the changes: folder.renamed keeping the messages, a rename onto a stored
+// name deleting that folder first, nothing for a zombie's rename or a folder not stored; and a
+// replaced message as a deletion then a creation.
+func testRenameChanges(t *testing.T, dialect string) {
+	ctx := context.Background()
+	e := newEnv(t, dialect)
+	acct := SeedAccount(t, e.store)
+	e.start(t, acct.ID)
+	tk := e.claim(t, "w")
+	msg := func(uid uint32, id string, size int64) store.Message {
+		return store.Message{UID: uid, MessageID: id, Size: size, Raw: []byte("raw")}
+	}
+	for _, b := range []store.Batch{
+		{Folder: store.Folder{AccountID: acct.ID, Name: "A", UIDValidity: 7, UIDNext: 3, MailboxID: "a1"},
+			Messages: []store.Message{msg(1, "<1@x>", 3), msg(2, "<2@x>", 3)}},
+		{Folder: store.Folder{AccountID: acct.ID, Name: "B", UIDValidity: 9, UIDNext: 2, MailboxID: "b2"},
+			Messages: []store.Message{msg(1, "<b@x>", 3)}},
+	} {
+		if _, err := e.store.CommitBatch(ctx, tk.Lease(), task.Progress{}, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rename := func(l task.Lease, from, to string) error {
+		return e.store.RenameFolder(ctx, l, task.Progress{}, acct.ID, from, to)
+	}
+	zombie := tk.Lease()
+	zombie.Epoch--
+	wantLeaseLost(t, "zombie rename", rename(zombie, "A", "Z"))
+	if err := rename(tk.Lease(), "Never", "Z"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rename of a folder not stored: %v, want ErrNotFound", err)
+	}
+	if err := rename(tk.Lease(), "A", "C"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rename(tk.Lease(), "C", "B"); err != nil { // B is another folder: deleted first
+		t.Fatal(err)
+	}
+	// force_full found another message under UID 2: it replaces the row.
+	if _, err := e.store.CommitBatch(ctx, tk.Lease(), task.Progress{}, store.Batch{
+		Folder:   store.Folder{AccountID: acct.ID, Name: "B", UIDValidity: 7, UIDNext: 3, MailboxID: "a1"},
+		Messages: []store.Message{msg(1, "<1@x>", 3), msg(2, "<other@x>", 5)}}); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := e.store.Changes(ctx, acct.ID, 4, 100) // after folder.created A, its 2 messages, folder.created B
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, c := range got {
+		lines = append(lines, fmt.Sprintf("%s %s %d %s", c.Kind, c.Folder, c.UID, c.Data))
+	}
+	want := []string{
+		"message.created B 1 " + `{"uidvalidity":9,"message_id":"\u003cb@x\u003e","flags":[],"size":3}`,
+		`folder.renamed C 0 {"uidvalidity":7,"old_name":"A"}`,
+		`folder.deleted B 0 {"dropped":1}`,
+		`folder.renamed B 0 {"uidvalidity":7,"old_name":"C"}`,
+		`message.deleted B 2 {"message_id":"\u003c2@x\u003e"}`,
+		"message.created B 2 " + `{"uidvalidity":7,"message_id":"\u003cother@x\u003e","flags":[],"size":5}`,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("changes after 4:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+	folders, err := e.store.Folders(ctx, acct.ID)
+	if err != nil || len(folders) != 1 || folders[0].Name != "B" || folders[0].UIDValidity != 7 {
+		t.Fatalf("folders after the renames: %+v %v", folders, err)
+	}
+	if uids, err := e.store.FolderUIDs(ctx, folders[0].ID); err != nil || len(uids) != 2 {
+		t.Fatalf("the renamed folder's messages: %+v %v", uids, err)
+	}
+}

@@ -67,6 +67,7 @@ var suite = []struct {
 	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
 	{"ChangeLog", testChangeLog},
 	{"TaskEndsInChangeLog", testTaskEndsInChangeLog},
+	{"RenameChanges", testRenameChanges},
 }
 
 // env is one test's database, lifecycle and clock.
