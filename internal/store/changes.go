@@ -36,6 +36,17 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 	if s.changed != nil {
 		tx.onCommit(func() { s.changed(accountID, last) })
 	}
+	if s.written != nil {
+		counts := map[changes.Kind]int{}
+		for _, c := range cs {
+			counts[c.Kind]++
+		}
+		tx.onCommit(func() {
+			for k, n := range counts {
+				s.written(k, n)
+			}
+		})
+	}
 	first := last - int64(len(cs)) + 1
 	out := make([]changes.Change, len(cs))
 	for i, c := range cs {
@@ -82,6 +93,10 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 // new last number. It is a hint for waiting readers (a stream, a webhook deliverer): the table
 // stays the truth, and fn must not block. Call it before the Store is used.
 func (s *Store) OnChanges(fn func(accountID, last int64)) { s.changed = fn }
+
+// OnChangesWritten sets fn to be told, after every commit that wrote changes, how many of each
+// kind it wrote (the changes-written metric). fn must not block. Call it before the Store is used.
+func (s *Store) OnChangesWritten(fn func(kind changes.Kind, n int)) { s.written = fn }
 
 // insertChangesSQL is the INSERT of n change rows; created_at is the database clock.
 func insertChangesSQL(n int) string {

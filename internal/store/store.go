@@ -9,6 +9,7 @@
 package store
 
 import (
+	"mailsync/internal/changes"
 	"mailsync/internal/task"
 
 	"context"
@@ -46,6 +47,8 @@ type Store struct {
 	checkpoints *checkpointer
 	// changed is told of every commit that wrote changes (OnChanges); nil: nobody listens.
 	changed func(accountID, last int64)
+	// written is told how many changes of each kind every commit wrote (OnChangesWritten).
+	written func(kind changes.Kind, n int)
 	// pgConfig is how PostgreSQL sessions are opened (with their limits); nil on SQLite.
 	pgConfig *pgx.ConnConfig
 }
