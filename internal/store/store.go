@@ -51,6 +51,18 @@ type Store struct {
 	written func(kind changes.Kind, n int)
 	// pgConfig is how PostgreSQL sessions are opened (with their limits); nil on SQLite.
 	pgConfig *pgx.ConnConfig
+	// hooks is nil in production: only this package's tests set it (export_test.go).
+	hooks *testHooks
+}
+
+// testHooks let this package's tests stop a writer between its statements and its commit, and
+// number changes the naive way (a PostgreSQL sequence), to show what the real numbering
+// prevents. Production code never sets them.
+type testHooks struct {
+	// beforeCommit is called by inTx after its statements, before COMMIT, with its context.
+	beforeCommit func(ctx context.Context)
+	// sequence numbers changes with nextval('naive_change_seq'), without the change head.
+	sequence bool
 }
 
 // Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also
@@ -127,6 +139,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx txn) error) error {
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
+	}
+	if s.hooks != nil && s.hooks.beforeCommit != nil {
+		s.hooks.beforeCommit(ctx)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
