@@ -33,7 +33,9 @@ const (
 	// FolderReset: the folder's UIDVALIDITY changed, so every message stored for it was dropped;
 	// message.created changes for the new UIDs follow. No message.deleted precedes it.
 	FolderReset Kind = "folder.reset"
-	// SyncSucceeded and SyncFailed: a sync task of the account ended (Sync holds its counts).
+	// SyncSucceeded and SyncFailed: a sync task of the account ended (Sync holds its counts),
+	// succeeded, or failed or cancelled (Sync.State says which). Every task that ends writes
+	// exactly one, whoever ended it.
 	SyncSucceeded Kind = "sync.succeeded"
 	SyncFailed    Kind = "sync.failed"
 )
