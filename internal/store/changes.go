@@ -26,6 +26,9 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 	if len(cs) == 0 {
 		return nil, nil
 	}
+	if s.hooks != nil && s.hooks.noChanges {
+		return nil, nil
+	}
 	if s.hooks != nil && s.hooks.sequence {
 		return s.appendNaively(ctx, tx, accountID, taskID, cs)
 	}
@@ -87,7 +90,7 @@ func (s *Store) appendNaively(ctx context.Context, tx txn, accountID int64, task
 
 // insertChanges writes numbered changes, as many rows per statement as the dialect prefers.
 func (s *Store) insertChanges(ctx context.Context, tx txn, out []changes.Change) error {
-	rows := s.dialect.insertRows
+	rows := s.dialect.changeRows
 	var (
 		full *sql.Stmt
 		args = make([]any, 0, rows*changeColumns)

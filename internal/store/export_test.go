@@ -26,3 +26,15 @@ func NumberChangesWithSequence(ctx context.Context, s *Store) error {
 	s.hooks.sequence = true
 	return nil
 }
+
+// SetChangeRows sets how many change rows one INSERT of s carries (the benchmark's knob).
+func SetChangeRows(s *Store, n int) { s.dialect.changeRows = n }
+
+// WriteNoChanges makes s write no change at all: the baseline the change log's cost is measured
+// against.
+func WriteNoChanges(s *Store) {
+	if s.hooks == nil {
+		s.hooks = &testHooks{}
+	}
+	s.hooks.noChanges = true
+}

@@ -110,9 +110,12 @@ func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, 
 					UIDValidity: b.Folder.UIDValidity, OldUIDValidity: before.UIDValidity, Dropped: int(dropped)}))
 			}
 		}
-		stored, err := storedFlags(ctx, tx, folderID, b.Messages, b.Flags)
-		if err != nil {
-			return err
+		// A folder just created, or just reset, holds nothing yet: a first sync reads nothing.
+		stored := map[uint32]storedMessage{}
+		if existed && !b.Reset {
+			if stored, err = storedFlags(ctx, tx, folderID, b.Messages, b.Flags); err != nil {
+				return err
+			}
 		}
 		if err := s.insertMessages(ctx, tx, b.Folder.AccountID, folderID, b.Messages); err != nil {
 			return err

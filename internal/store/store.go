@@ -63,6 +63,8 @@ type testHooks struct {
 	beforeCommit func(ctx context.Context)
 	// sequence numbers changes with nextval('naive_change_seq'), without the change head.
 	sequence bool
+	// noChanges writes no change at all: the benchmark's baseline.
+	noChanges bool
 }
 
 // Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also

@@ -291,4 +291,16 @@ func testRenameChanges(t *testing.T, dialect string) {
 	if uids, err := e.store.FolderUIDs(ctx, folders[0].ID); err != nil || len(uids) != 2 {
 		t.Fatalf("the renamed folder's messages: %+v %v", uids, err)
 	}
+
+	// One UID twice in a batch (the last word wins, lastPerUID): one change, the last's.
+	if _, err := e.store.CommitBatch(ctx, tk.Lease(), task.Progress{}, store.Batch{
+		Folder:   store.Folder{AccountID: acct.ID, Name: "B", UIDValidity: 7, UIDNext: 8, MailboxID: "a1"},
+		Messages: []store.Message{msg(7, "<7a@x>", 1), msg(7, "<7b@x>", 2)}}); err != nil {
+		t.Fatal(err)
+	}
+	last, err := e.store.Changes(ctx, acct.ID, 10, 100)
+	if err != nil || len(last) != 1 || last[0].Kind != changes.MessageCreated || last[0].UID != 7 ||
+		!strings.Contains(string(last[0].Data), "7b@x") {
+		t.Fatalf("a UID twice in a batch: %v %+v", err, last)
+	}
 }
