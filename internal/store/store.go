@@ -139,7 +139,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx txn) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
-		tx.Rollback()
+		_ = tx.Rollback()
 		return err
 	}
 	if s.hooks != nil && s.hooks.beforeCommit != nil {
