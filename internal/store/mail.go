@@ -77,8 +77,8 @@ type Batch struct {
 //
 // The same transaction appends the batch's changes to the account's change log (changes.go): a
 // change exists if and only if the data it describes was committed, and only for what really
-// changed: a message already stored with the same flags, or a deletion of a UID never stored,
-// says nothing.
+// changed: a message already stored with the same flags (a repeated batch, or a damaged copy
+// downloaded again), or a deletion of a UID never stored, says nothing.
 func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b Batch) (folderID int64, err error) {
 	err = s.inTx(ctx, func(tx txn) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
@@ -123,9 +123,10 @@ func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, 
 		for _, m := range lastPerUID(b.Messages) {
 			old, had := stored[m.UID]
 			switch {
-			case had && (old.messageID != m.MessageID || old.size != m.Size):
+			case had && old.messageID != m.MessageID:
 				// Another message under a stored UID (force_full found the stored copy is not
-				// the server's): the old one is gone and this one is new.
+				// the server's, and its Message-ID says it is another message, not a damaged
+				// copy of the same one): the old one is gone and this one is new.
 				log = append(log, changes.New(changes.MessageDeleted, b.Folder.Name, m.UID, changes.MessageGone{MessageID: old.messageID}))
 				fallthrough
 			case !had:
@@ -136,7 +137,7 @@ func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, 
 				log = append(log, changes.New(changes.MessageUpdated, b.Folder.Name, m.UID,
 					changes.FlagUpdate{OldFlags: flagList(old.flags), Flags: flagList(m.Flags)}))
 			}
-			stored[m.UID] = storedMessage{flags: m.Flags, messageID: m.MessageID, size: m.Size}
+			stored[m.UID] = storedMessage{flags: m.Flags, messageID: m.MessageID}
 		}
 		if err := updateFlags(ctx, tx, folderID, b.Flags); err != nil {
 			return err
@@ -184,11 +185,10 @@ func folderBefore(ctx context.Context, tx txn, accountID int64, name string) (Fo
 }
 
 // storedMessage is what the change log compares a batch's message with: its stored flags, and
-// what tells another message under the same UID.
+// the Message-ID that tells another message under the same UID.
 type storedMessage struct {
 	flags     []string
 	messageID string
-	size      int64
 }
 
 // storedFlags reads the stored flags of the UIDs a batch writes (new messages and flag changes)
@@ -207,7 +207,7 @@ func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, fl
 	for _, c := range flags {
 		lo, hi, want[c.UID] = min(lo, c.UID), max(hi, c.UID), true
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT uid, flags, message_id, size FROM messages WHERE folder_id = $1 AND uid BETWEEN $2 AND $3`,
+	rows, err := tx.QueryContext(ctx, `SELECT uid, flags, message_id FROM messages WHERE folder_id = $1 AND uid BETWEEN $2 AND $3`,
 		folderID, int64(lo), int64(hi))
 	if err != nil {
 		return nil, fmt.Errorf("read stored flags: %w", err)
@@ -219,7 +219,7 @@ func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, fl
 			joined string
 			m      storedMessage
 		)
-		if err := rows.Scan(&uid, &joined, &m.messageID, &m.size); err != nil {
+		if err := rows.Scan(&uid, &joined, &m.messageID); err != nil {
 			return nil, fmt.Errorf("read stored flags: %w", err)
 		}
 		if want[uint32(uid)] {

@@ -57,10 +57,11 @@ type env struct {
 	mu       sync.Mutex
 	progress []task.Progress // every report of every sync, in order
 
-	// seen is how many changes of the account's log earlier steps checked; lost are the
-	// messages the test removed from the store behind the syncer's back (changestest.Lost).
-	seen int
-	lost []changestest.Lost
+	// seen is how many changes of the account's log earlier steps checked; tampered are the
+	// messages the test changed or removed in the store behind the syncer's back
+	// (changestest.Tampered).
+	seen     int
+	tampered []changestest.Tampered
 	// fresh are the changes the last assertChanges checked.
 	fresh []changes.Change
 }
@@ -352,11 +353,11 @@ func sorted(flags []string) []string {
 
 // assertChanges replays the account's change log from the start and fails the test unless it
 // equals the store (changestest.Check), and checks that the changes since the last call say what
-// the sync tk did: its counters' worth of message.created, message.updated and message.deleted,
-// and its own sync.succeeded last. It returns those new changes.
+// the sync tk did: its counters' worth of message.created (at most that under force_full),
+// message.updated and message.deleted, and its own sync.succeeded last. It returns those new changes.
 func (e *env) assertChanges(t *testing.T, tk task.Task) []changes.Change {
 	t.Helper()
-	log := changestest.Check(t, e.store, e.acct.ID, e.lost...)
+	log := changestest.Check(t, e.store, e.acct.ID, e.tampered...)
 	fresh := log[e.seen:]
 	e.seen, e.fresh = len(log), fresh
 	count := map[changes.Kind]int{}
@@ -364,7 +365,10 @@ func (e *env) assertChanges(t *testing.T, tk task.Task) []changes.Change {
 		count[c.Kind]++
 	}
 	p := tk.Progress
-	if count[changes.MessageCreated] != p.New || count[changes.MessageUpdated] != p.Updated || count[changes.MessageDeleted] != p.Deleted {
+	// A force_full sync that downloads a damaged row again counts it new but changes nothing
+	// for a reader (the message is the one it was told of): there, at most New are created.
+	created := count[changes.MessageCreated] == p.New || tk.ForceFull && count[changes.MessageCreated] < p.New
+	if !created || count[changes.MessageUpdated] != p.Updated || count[changes.MessageDeleted] != p.Deleted {
 		t.Errorf("changes of task %s: %d created, %d updated, %d deleted; its counters say %d/%d/%d",
 			tk.ID, count[changes.MessageCreated], count[changes.MessageUpdated], count[changes.MessageDeleted], p.New, p.Updated, p.Deleted)
 	}

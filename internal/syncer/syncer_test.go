@@ -165,13 +165,13 @@ func scenario(t *testing.T, e *env, c *imaptest.Client) {
 
 	// A row lost behind the syncer's back (DB() exists for such tests): only force_full, which
 	// diffs every UID, finds it, and downloads it alone. No change can say it was lost; the
-	// replay is told (changestest.Lost).
-	var lost changestest.Lost
+	// replay is told (changestest.Tampered).
+	var lost changestest.Tampered
 	if err := e.store.DB().QueryRow(`DELETE FROM messages WHERE id = (SELECT MIN(id) FROM messages)
 		RETURNING (SELECT name FROM folders WHERE folders.id = messages.folder_id), uid`).Scan(&lost.Folder, &lost.UID); err != nil {
 		t.Fatal(err)
 	}
-	e.lost = append(e.lost, lost)
+	e.tampered = append(e.tampered, lost)
 	step(t, e, true, "force full", 1, 0, 0)
 	step(t, e, false, "no change after force", 0, 0, 0)
 }

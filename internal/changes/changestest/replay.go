@@ -28,20 +28,23 @@ type Folder struct {
 // Model is a mailbox as a change log describes it, by folder name.
 type Model map[string]*Folder
 
-// Lost is a message a test removed from the store behind the syncer's back (a row deleted by
-// hand): no change can say so. Replay accepts one message.created of it over the model's copy
-// (the repair that downloads it again), and the model drops it if it was not re-created.
-type Lost struct {
+// Tampered is a message a test changed or removed in the store behind the syncer's back (a row
+// updated or deleted by hand): no change can say so, and the repair that follows (force_full
+// downloading it again, or writing its flags back) is a change against the damaged row, not
+// against the model. Replay applies the first message.created or message.updated of a tampered
+// message that the model still holds without checking it against the model: the message takes
+// the flags the change gives.
+type Tampered struct {
 	Folder string
 	UID    uint32
 }
 
 // Replay applies cs, which must be an account's log from its first change on (seq 1, 2, 3, ...),
 // to an empty model, and returns the model or the first change that does not apply.
-func Replay(cs []changes.Change, lost ...Lost) (Model, error) {
+func Replay(cs []changes.Change, tampered ...Tampered) (Model, error) {
 	m := Model{}
-	excused := map[Lost]bool{}
-	for _, l := range lost {
+	excused := map[Tampered]bool{}
+	for _, l := range tampered {
 		excused[l] = true
 	}
 	ended := map[string]bool{} // tasks whose sync.* was seen
@@ -49,22 +52,47 @@ func Replay(cs []changes.Change, lost ...Lost) (Model, error) {
 		if c.Seq != int64(i+1) {
 			return nil, fmt.Errorf("change %d has seq %d: the log has a gap or does not start at 1", i+1, c.Seq)
 		}
-		if l := (Lost{c.Folder, c.UID}); c.Kind == changes.MessageCreated && excused[l] && m[c.Folder] != nil {
-			if _, ok := m[c.Folder].Messages[c.UID]; ok {
-				delete(excused, l)
-				delete(m[c.Folder].Messages, c.UID)
+		if repaired, err := m.repair(c, excused); err != nil || repaired {
+			if err != nil {
+				return nil, fmt.Errorf("change %d (%s %q uid %d, task %s): %w", c.Seq, c.Kind, c.Folder, c.UID, c.TaskID, err)
 			}
+			continue
 		}
 		if err := m.apply(c, ended); err != nil {
 			return nil, fmt.Errorf("change %d (%s %q uid %d, task %s): %w", c.Seq, c.Kind, c.Folder, c.UID, c.TaskID, err)
 		}
 	}
-	for l := range excused {
-		if f := m[l.Folder]; f != nil {
-			delete(f.Messages, l.UID)
-		}
-	}
 	return m, nil
+}
+
+// repair applies c leniently when it is the first creation or update of a tampered message the
+// model holds, and says whether it did.
+func (m Model) repair(c changes.Change, excused map[Tampered]bool) (bool, error) {
+	t := Tampered{c.Folder, c.UID}
+	f := m[c.Folder]
+	if !excused[t] || f == nil || (c.Kind != changes.MessageCreated && c.Kind != changes.MessageUpdated) {
+		return false, nil
+	}
+	if _, ok := f.Messages[c.UID]; !ok {
+		return false, nil
+	}
+	var flags []string
+	if c.Kind == changes.MessageCreated {
+		var p changes.Message
+		if err := decode(c, &p); err != nil {
+			return false, err
+		}
+		flags = p.Flags
+	} else {
+		var p changes.FlagUpdate
+		if err := decode(c, &p); err != nil {
+			return false, err
+		}
+		flags = p.Flags
+	}
+	delete(excused, t)
+	f.Messages[c.UID] = sorted(flags)
+	return true, nil
 }
 
 func (m Model) apply(c changes.Change, ended map[string]bool) error {
@@ -285,14 +313,14 @@ func Diff(want, got Model) string {
 
 // Check replays the account's whole change log and fails tb unless the log applies change by
 // change and its replay equals the store's folders, UIDs and flags. It returns the log.
-func Check(tb testing.TB, s Store, accountID int64, lost ...Lost) []changes.Change {
+func Check(tb testing.TB, s Store, accountID int64, tampered ...Tampered) []changes.Change {
 	tb.Helper()
 	ctx := context.Background()
 	log, err := ReadAll(ctx, s, accountID)
 	if err != nil {
 		tb.Fatalf("changestest: read the change log: %v", err)
 	}
-	replayed, err := Replay(log, lost...)
+	replayed, err := Replay(log, tampered...)
 	if err != nil {
 		tb.Fatalf("changestest: replay of account %d's change log: %v", accountID, err)
 	}

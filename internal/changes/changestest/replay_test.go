@@ -17,11 +17,11 @@ func TestReplayRefusesWhatDoesNotApply(t *testing.T) {
 	folder := changes.New(changes.FolderCreated, "INBOX", 0, changes.Folder{UIDValidity: 7})
 	truth := Model{"INBOX": {UIDValidity: 7, Messages: map[uint32][]string{1: {`\Seen`}, 2: {}}}}
 	for _, tc := range []struct {
-		name    string
-		log     []changes.Change
-		lost    []Lost
-		err     string // part of the replay's error; "" for a log that replays
-		matches bool   // the replay equals truth
+		name     string
+		log      []changes.Change
+		tampered []Tampered
+		err      string // part of the replay's error; "" for a log that replays
+		matches  bool   // the replay equals truth
 	}{
 		{name: "exact", matches: true, log: []changes.Change{folder, created(1), created(2),
 			changes.New(changes.MessageUpdated, "INBOX", 1, changes.FlagUpdate{OldFlags: []string{}, Flags: []string{`\Seen`}})}},
@@ -49,17 +49,20 @@ func TestReplayRefusesWhatDoesNotApply(t *testing.T) {
 			changes.New(changes.FolderRenamed, "INBOX", 0, changes.Folder{UIDValidity: 7, OldName: "Old"}),
 			changes.New(changes.FolderReset, "INBOX", 0, changes.Folder{UIDValidity: 7, OldUIDValidity: 7, Dropped: 1}),
 			created(1, `\Seen`), created(2)}},
-		{name: "a lost message downloaded again: excused once", matches: true, lost: []Lost{{"INBOX", 2}},
+		{name: "a lost message downloaded again: excused once", matches: true, tampered: []Tampered{{"INBOX", 2}},
 			log: []changes.Change{folder, created(1, `\Seen`), created(2), created(2)}},
-		{name: "a lost message not downloaded again: dropped from the model", lost: []Lost{{"INBOX", 2}},
-			log: []changes.Change{folder, created(1, `\Seen`), created(2)}},
+		{name: "a lost message downloaded twice: the second is a repeat", err: "created twice", tampered: []Tampered{{"INBOX", 2}},
+			log: []changes.Change{folder, created(1, `\Seen`), created(2), created(2), created(2)}},
+		{name: "tampered flags written back: the update is checked against the row, not the model", matches: true,
+			tampered: []Tampered{{"INBOX", 1}}, log: []changes.Change{folder, created(1, `\Seen`), created(2),
+				changes.New(changes.MessageUpdated, "INBOX", 1, changes.FlagUpdate{OldFlags: []string{`\Flagged`}, Flags: []string{`\Seen`}})}},
 		{name: "a task that ends twice", err: "ended twice", log: []changes.Change{
 			sync("t1", changes.SyncFailed, "failed"), sync("t1", changes.SyncSucceeded, "succeeded")}},
 	} {
 		for i := range tc.log {
 			tc.log[i].Seq = int64(i + 1)
 		}
-		got, err := Replay(tc.log, tc.lost...)
+		got, err := Replay(tc.log, tc.tampered...)
 		switch {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: replay error %v, want one saying %q", tc.name, err, tc.err)
