@@ -1,7 +1,7 @@
 // Command syncbench times mailsync's sync engine side by side with mbsync on one generated
 // mailbox served by a private Dovecot on loopback.
 //
-//	go run ./bench/syncbench [-messages 20000] [-seed 1] [-runs 3] [-dir DIR] [-only raw,mbsync,mailsync]
+//	go run ./bench/syncbench [-messages 20000] [-seed 1] [-runs 3] [-dir DIR] [-only raw,mbsync,mailsync] [-baseline BIN]
 //
 // It starts a private Dovecot (internal/dovecot, the tests' server; dovecot-imapd is installed
 // from Debian when missing), writes the corpus with mailgen into its Maildir (cached in DIR
@@ -13,6 +13,10 @@
 //	mbsync-nochange   mbsync again, nothing changed
 //	mailsync-full     a first sync into an empty SQLite database (the real worker and syncer)
 //	mailsync-nochange the same again, nothing changed
+//
+// With -baseline BIN (a syncbench binary built from another commit), baseline-full and
+// baseline-nochange run that build's mailsync rows in the same rounds, right after this build's,
+// and the ratios compare the two: a change is measured side by side, under the same load.
 //
 // Every row is the median of -runs runs after one warm-up run (the first run also builds
 // Dovecot's index). Needs root: Dovecot's mail processes run as a system user it creates.
@@ -64,6 +68,7 @@ type config struct {
 	runs     int
 	dir      string
 	only     map[string]bool
+	baseline string
 }
 
 func run() error {
@@ -74,6 +79,7 @@ func run() error {
 	flag.IntVar(&c.runs, "runs", 3, "measured runs per row (after one warm-up)")
 	flag.StringVar(&c.dir, "dir", filepath.Join(os.TempDir(), "mailsync-syncbench"), "work directory (the corpus is kept there)")
 	flag.StringVar(&only, "only", "raw,mbsync,mailsync", "rows to run")
+	flag.StringVar(&c.baseline, "baseline", "", "a syncbench binary built from another commit: its mailsync rows run beside this build's")
 	flag.Parse()
 	c.only = map[string]bool{}
 	for _, o := range strings.Split(only, ",") {
@@ -138,6 +144,13 @@ func run() error {
 		full = append(full, row{name: "mailsync-full", setup: fresh, argv: argv})
 		nochange = append(nochange, row{name: "mailsync-nochange", setup: nothing, argv: argv})
 	}
+	if c.baseline != "" {
+		db := filepath.Join(base, "baseline", "mailsync.db")
+		fresh := func() error { return os.RemoveAll(filepath.Dir(db)) }
+		argv := []string{c.baseline, "child-sync", "sqlite:" + db, "127.0.0.1", port}
+		full = append(full, row{name: "baseline-full", setup: fresh, argv: argv})
+		nochange = append(nochange, row{name: "baseline-nochange", setup: nothing, argv: argv})
+	}
 	results := map[string]result{}
 	for _, phase := range [][]row{full, nochange} {
 		if err := runRounds(c.runs, phase, results); err != nil {
@@ -163,6 +176,12 @@ func run() error {
 	}
 	fmt.Printf("ratios: mailsync-full/mbsync-full %s   mailsync-full/raw-floor %s   mailsync-nochange/mbsync-nochange %s\n",
 		ratio("mailsync-full", "mbsync-full"), ratio("mailsync-full", "raw-floor"), ratio("mailsync-nochange", "mbsync-nochange"))
+	if c.baseline != "" {
+		a, b := results["mailsync-full"], results["baseline-full"]
+		fmt.Printf("this build / baseline, first sync: wall %s   task %.3f   CPU %.3f;   no change: wall %s\n",
+			ratio("mailsync-full", "baseline-full"), a.task.Seconds()/b.task.Seconds(), a.cpu.Seconds()/b.cpu.Seconds(),
+			ratio("mailsync-nochange", "baseline-nochange"))
+	}
 	return nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/changes"
+	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/store/storetest"
@@ -183,6 +185,21 @@ func TestKilledServerIsRepairedAndResumed(t *testing.T) {
 		}
 		if stored != messages || distinct != messages {
 			t.Fatalf("the store holds %d messages (%d distinct), the server %d", stored, distinct, messages)
+		}
+		// The change log of the killed and resumed task replays to exactly the store: every
+		// message created once (none lost with the killed process, none repeated by the resume),
+		// and one end for the one task.
+		created, ends := 0, 0
+		for _, c := range changestest.Check(t, s, 1) {
+			switch c.Kind {
+			case changes.MessageCreated:
+				created++
+			case changes.SyncSucceeded, changes.SyncFailed:
+				ends++
+			}
+		}
+		if created != messages || ends != 1 {
+			t.Fatalf("change log: %d message.created (want %d), %d task ends (want 1)", created, messages, ends)
 		}
 	})
 }

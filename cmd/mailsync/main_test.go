@@ -43,6 +43,8 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 		{"bad duration", []string{"--heartbeat-timeout", "soon", "repair"}, "heartbeat-timeout"},
 		{"bad destination allow-list", []string{"--allow-destinations", "10.0.0.0/33", "migrate"}, "allow-destinations"},
 		{"zero IMAP timeout", []string{"--imap-command-timeout", "0s", "repair"}, "--imap-command-timeout must be positive"},
+		{"zero change retention", []string{"serve", "--change-retention", "0s"}, "--change-retention must be a positive duration"},
+		{"negative change retention", []string{"serve", "--change-retention=-1h"}, "--change-retention must be a positive duration"},
 		{"backoff max below base", []string{"--crash-backoff", "1h", "--crash-backoff-max", "1m", "repair"}, "crash backoff max"},
 	}
 	for _, tc := range cases {
@@ -59,6 +61,15 @@ func TestBadInputIsOneLineAndNonZero(t *testing.T) {
 				t.Fatalf("stderr shows a panic:\n%s", stderr)
 			}
 		})
+	}
+}
+
+// TestChangeRetentionFromTheEnvironment: MAILSYNC_CHANGE_RETENTION is validated like the flag.
+func TestChangeRetentionFromTheEnvironment(t *testing.T) {
+	t.Setenv("MAILSYNC_CHANGE_RETENTION", "0s")
+	code, _, stderr := mailsync(t, "serve")
+	if first, _, _ := strings.Cut(stderr, "\n"); code == 0 || !strings.Contains(first, "--change-retention must be a positive duration") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
 

@@ -20,6 +20,7 @@ type ServeCmd struct {
 	ScheduleInterval time.Duration `name:"schedule-interval" env:"MAILSYNC_SCHEDULE_INTERVAL" default:"30s" help:"How often to look for accounts whose scheduled sync is due."`
 	SecureCookies    bool          `name:"secure-cookies" env:"MAILSYNC_SECURE_COOKIES" help:"Mark the session cookie Secure (when served over HTTPS or behind a TLS proxy)."`
 	SessionTTL       time.Duration `name:"session-ttl" env:"MAILSYNC_SESSION_TTL" default:"720h" help:"How long a web login lasts."`
+	ChangeRetention  time.Duration `name:"change-retention" env:"MAILSYNC_CHANGE_RETENTION" default:"720h" help:"How long the change log keeps a change (any positive duration, e.g. 720h for 30 days, 2160h for 90); a reader whose cursor is older must re-read the folders."`
 	IDLE             bool          `name:"idle" env:"MAILSYNC_IDLE" help:"Hold an IMAP IDLE on every account's INBOX and sync as soon as the server reports new mail (one IMAP connection per account)."`
 	HTTP             HTTPFlags     `embed:"" group:"HTTP limits"`
 	Webhooks         WebhookFlags  `embed:"" group:"Webhooks"`
@@ -76,6 +77,14 @@ func (f HTTPFlags) limits() httpapi.ConnLimits {
 	return httpapi.ConnLimits{ReadHeaderTimeout: f.ReadHeaderTimeout, IdleTimeout: f.IdleTimeout, MaxConns: f.MaxConns}
 }
 
+// Validate refuses a change retention that is not a positive duration before anything is opened.
+func (c *ServeCmd) Validate() error {
+	if c.ChangeRetention <= 0 {
+		return fmt.Errorf("--change-retention must be a positive duration (such as 720h for 30 days), not %s", c.ChangeRetention)
+	}
+	return nil
+}
+
 // Run is flags → instance.Config → instance.Run.
 func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 	log := g.logger
@@ -108,7 +117,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		Webhooks: hooks, WebhookClient: hookClient,
 		Store: s, DSN: g.DB, Key: key, Lifecycle: g.Lifecycle.config(), Login: engine,
 		Body: syncBody(engine, reg), Metrics: reg, Log: log,
-		Workers: c.Workers, ScheduleInterval: c.ScheduleInterval,
+		Workers: c.Workers, ScheduleInterval: c.ScheduleInterval, ChangeRetention: c.ChangeRetention,
 		Addr: c.Addr, MetricsAddr: c.HTTP.MetricsAddr, Limits: c.HTTP.limits(), SessionTTL: c.SessionTTL,
 		API: httpapi.Config{
 			Version: version, DataDir: g.DataDir, SecureCookies: c.SecureCookies,

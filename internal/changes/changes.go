@@ -33,7 +33,9 @@ const (
 	// FolderReset: the folder's UIDVALIDITY changed, so every message stored for it was dropped;
 	// message.created changes for the new UIDs follow. No message.deleted precedes it.
 	FolderReset Kind = "folder.reset"
-	// SyncSucceeded and SyncFailed: a sync task of the account ended (Sync holds its counts).
+	// SyncSucceeded and SyncFailed: a sync task of the account ended (Sync holds its counts),
+	// succeeded, or failed or cancelled (Sync.State says which). Every task that ends writes
+	// exactly one, whoever ended it.
 	SyncSucceeded Kind = "sync.succeeded"
 	SyncFailed    Kind = "sync.failed"
 )
@@ -106,9 +108,14 @@ type Folder struct {
 	Dropped int `json:"dropped,omitempty"`
 }
 
-// Sync is the payload of sync.succeeded and sync.failed.
+// Sync is the payload of sync.succeeded and sync.failed. Every sync task that ends writes exactly
+// one of them, in the transaction that ends it: sync.succeeded for a succeeded task, sync.failed
+// for a failed or a cancelled one (State tells which), whoever ended it (its worker, a reaper, a
+// Start that replaced a dead task, a cancel of a queued task).
 type Sync struct {
-	TaskID  string `json:"task_id"`
+	TaskID string `json:"task_id"`
+	// State is the task's final state: succeeded, failed or cancelled.
+	State   string `json:"state"`
 	Attempt int    `json:"attempt"`
 	New     int64  `json:"new_messages"`
 	Updated int64  `json:"updated_messages"`

@@ -228,7 +228,7 @@ func TestWebhookHealth(t *testing.T) {
 		}
 		var got httpapi.WebhookJSON
 		e.request(e.alice, "GET", fmt.Sprintf("/api/webhooks/%d", w.ID), nil).want(t, 200).json(t, &got)
-		if got.State.Behind != 3 || got.State.LagS <= 0 || got.State.OldestUndelivered == nil {
+		if got.State.Behind != 4 || got.State.LagS <= 0 || got.State.OldestUndelivered == nil {
 			t.Fatalf("state %+v", got.State)
 		}
 		e.request(e.alice, "PATCH", fmt.Sprintf("/api/webhooks/%d", w.ID), map[string]any{"enabled": false}).want(t, 200)

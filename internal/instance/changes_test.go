@@ -173,7 +173,7 @@ func TestChangeStreamResumesAcrossARestart(t *testing.T) {
 		if ev := next(t, evs, 5*time.Second); ev.Name != "ready" {
 			t.Fatalf("first event %+v, want ready", ev)
 		}
-		addMessages(t, first, a.ID, 1, 3) // folder.created and 3 message.created: 1-4
+		addMessages(t, first, a.ID, 1, 3) // folder.created, 3 message.created and sync.succeeded: 1-5
 		wantSeqs(t, evs, a.ID, 1, 2)
 		ev := next(t, evs, 5*time.Second) // change 3: the client stops here
 		if ev.Change.Seq != 3 {
@@ -184,18 +184,18 @@ func TestChangeStreamResumesAcrossARestart(t *testing.T) {
 
 		// Written while no instance serves: the store of the next one is the same database.
 		s := storetest.OpenDSN(t, dsn, false)
-		if log, err := s.Changes(context.Background(), a.ID, 0, 100); err != nil || len(log) != 4 {
+		if log, err := s.Changes(context.Background(), a.ID, 0, 100); err != nil || len(log) != 5 {
 			t.Fatalf("log after the first instance: %d changes, %v", len(log), err)
 		}
 		second, _ := start(t, dsn)
-		addMessages(t, second, a.ID, 4, 2) // 5-6
+		addMessages(t, second, a.ID, 4, 2) // 6-8
 		resumed := stream(t, second, tok, lastID)
-		wantSeqs(t, resumed, a.ID, 4, 5, 6)
+		wantSeqs(t, resumed, a.ID, 4, 5, 6, 7, 8)
 		if ev := next(t, resumed, 5*time.Second); ev.Name != "ready" {
 			t.Fatalf("after the backlog: %+v, want ready", ev)
 		}
-		addMessages(t, second, a.ID, 6, 1) // 7, woken by the bus (the poll is a minute away)
-		wantSeqs(t, resumed, a.ID, 7)
+		addMessages(t, second, a.ID, 6, 1) // 9-10, woken by the bus (the poll is a minute away)
+		wantSeqs(t, resumed, a.ID, 9, 10)
 	})
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	ScheduleInterval time.Duration
 	// NoReaper leaves dead tasks dead until a Start replaces them (tests that play the reaper).
 	NoReaper bool
+	// ChangeRetention is how long the change log keeps a change (zero: 720h, 30 days); a
+	// pruner removes older ones every PruneInterval (zero: 10 minutes).
+	ChangeRetention time.Duration
+	PruneInterval   time.Duration
 
 	// Addr, when set, is where Run serves Handler (":0" picks a port; URL says which). Empty:
 	// the caller serves Handler itself.
@@ -83,6 +87,9 @@ type Config struct {
 	// NoWebhooks runs no deliverer on this instance (the API still manages endpoints).
 	NoWebhooks bool
 }
+
+// DefaultChangeRetention is how long the change log keeps a change unless configured: 30 days.
+const DefaultChangeRetention = 720 * time.Hour
 
 // Instance is one running mailsync. Build it with New, serve Handler (or let Run serve Addr),
 // Run it until its context ends, then Close it.
@@ -121,6 +128,9 @@ func New(cfg Config) (*Instance, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
 	}
+	if cfg.ChangeRetention <= 0 {
+		cfg.ChangeRetention = DefaultChangeRetention
+	}
 	s := cfg.Store
 	tasks, err := task.NewManager(s, cfg.Lifecycle)
 	if err != nil {
@@ -135,6 +145,7 @@ func New(cfg Config) (*Instance, error) {
 		reg = metrics.New(s)
 	}
 	in := &Instance{cfg: cfg, log: cfg.Log, Store: s, Tasks: tasks, Bus: events.NewBus(), Box: box, Metrics: reg}
+	s.OnChangesWritten(reg.ChangesWritten)
 
 	// Task changes reach SSE streams through the bus; on PostgreSQL the bridge carries them to
 	// every other instance too. They are hints: streams re-read the row.
@@ -224,7 +235,7 @@ func (in *Instance) URL() string { return in.url }
 // MetricsURL is where Run serves /metrics on its own ("" when Config.MetricsAddr was empty).
 func (in *Instance) MetricsURL() string { return in.metricsURL }
 
-// Run serves the listeners and runs the bridge, workers, reaper, scheduler and watchers until
+// Run serves the listeners and runs the bridge, workers, reaper, change-log pruner, scheduler and watchers until
 // ctx ends or a listener fails, then stops them in order: HTTP first (event streams are told to
 // end, requests get ShutdownTimeout to finish), then the background loops (the workers hand
 // running syncs back to the queue). Without listeners Run may be called again after it returns,
@@ -254,6 +265,9 @@ func (in *Instance) Run(ctx context.Context) error {
 			Reaped: func(ts []task.Task) { in.Metrics.ZombiesReaped(len(ts)) }}
 		wg.Go(func() { _ = reaper.Run(ctx) })
 	}
+	pruner := &worker.Pruner{Changes: in.Store, Retention: in.cfg.ChangeRetention, Interval: in.cfg.PruneInterval,
+		Logger: in.log, Pruned: in.Metrics.ChangesPruned}
+	wg.Go(func() { _ = pruner.Run(ctx) })
 	if in.cfg.ScheduleInterval > 0 {
 		scheduler := &worker.Scheduler{Accounts: in.Store, Tasks: in.Tasks, Interval: in.cfg.ScheduleInterval, Logger: in.log}
 		wg.Go(func() { _ = scheduler.Run(ctx) })

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"mailsync/internal/changes"
 	"mailsync/internal/task"
 )
 
@@ -30,6 +31,8 @@ type Registry struct {
 	bytesFetched    prometheus.Counter
 	imapErrors      *prometheus.CounterVec
 	zombiesReaped   prometheus.Counter
+	changesWritten  *prometheus.CounterVec
+	changesPruned   prometheus.Counter
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
 	webhookPosts    *prometheus.CounterVec
@@ -59,6 +62,12 @@ func New(src TaskSource) *Registry {
 		zombiesReaped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mailsync_zombie_tasks_reaped_total", Help: "Tasks whose worker went silent, re-queued or ended by a reaper.",
 		}),
+		changesWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailsync_changes_written_total", Help: "Changes committed to the change log by this instance, by kind (message.created, folder.renamed, sync.failed, ...).",
+		}, []string{"kind"}),
+		changesPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailsync_changes_pruned_total", Help: "Changes removed from the change log by this instance's pruner, past the retention window.",
+		}),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mailsync_http_requests_total", Help: "HTTP requests, by method, route pattern and status code.",
 		}, []string{"method", "route", "code"}),
@@ -80,8 +89,11 @@ func New(src TaskSource) *Registry {
 			Buckets: prometheus.ExponentialBuckets(0.005, 4, 8),
 		}),
 	}
+	for _, k := range changes.Kinds {
+		r.changesWritten.WithLabelValues(string(k)) // every kind shows from the start, at 0
+	}
 	r.reg.MustRegister(r.taskDuration, r.messagesFetched, r.bytesFetched, r.imapErrors, r.zombiesReaped,
-		r.httpRequests, r.httpDuration, r.webhookPosts, r.webhookChanges, r.webhookLatency, newTaskCollector(src),
+		r.changesWritten, r.changesPruned, r.httpRequests, r.httpDuration, r.webhookPosts, r.webhookChanges, r.webhookLatency, newTaskCollector(src),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
@@ -115,6 +127,15 @@ func (r *Registry) IMAPError(class string) { r.imapErrors.WithLabelValues(class)
 
 // ZombiesReaped counts n tasks a reaper changed.
 func (r *Registry) ZombiesReaped(n int) { r.zombiesReaped.Add(float64(n)) }
+
+// ChangesWritten counts n committed changes of kind. The kinds are a closed set
+// (changes.Kinds), so the label stays small.
+func (r *Registry) ChangesWritten(kind changes.Kind, n int) {
+	r.changesWritten.WithLabelValues(string(kind)).Add(float64(n))
+}
+
+// ChangesPruned counts n changes a pruner removed.
+func (r *Registry) ChangesPruned(n int) { r.changesPruned.Add(float64(n)) }
 
 // HTTPRequest counts one request. route is the mux pattern ("GET /api/sync/tasks/{id}"), never
 // the raw path, and a method outside the standard ones counts as "other", so the label set stays

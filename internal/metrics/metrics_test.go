@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"mailsync/internal/changes"
 	"mailsync/internal/task"
 	"net/http/httptest"
 	"strings"
@@ -44,6 +45,10 @@ func TestRegistry(t *testing.T) {
 	r.MessagesFetched(10, 2048)
 	r.IMAPError("auth")
 	r.ZombiesReaped(2)
+	r.ChangesWritten(changes.MessageCreated, 40)
+	r.ChangesWritten(changes.MessageCreated, 2)
+	r.ChangesWritten(changes.SyncSucceeded, 1)
+	r.ChangesPruned(7)
 	r.HTTPRequest("GET", "GET /api/sync/tasks/{id}", 200, time.Millisecond)
 	out := scrape(t, r)
 	for _, want := range []string{
@@ -57,6 +62,10 @@ func TestRegistry(t *testing.T) {
 		`mailsync_bytes_fetched_total 2048`,
 		`mailsync_imap_errors_total{class="auth"} 1`,
 		`mailsync_zombie_tasks_reaped_total 2`,
+		`mailsync_changes_written_total{kind="message.created"} 42`,
+		`mailsync_changes_written_total{kind="sync.succeeded"} 1`,
+		`mailsync_changes_written_total{kind="folder.renamed"} 0`,
+		`mailsync_changes_pruned_total 7`,
 		`mailsync_http_requests_total{code="200",method="GET",route="GET /api/sync/tasks/{id}"} 1`,
 		`mailsync_task_scrape_error 0`,
 		`go_goroutines`,

@@ -1,14 +1,17 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"mailsync/internal/changes"
+	"mailsync/internal/task"
 )
 
 // changeColumns is what one change row binds, in insertChangesSQL's order.
@@ -23,6 +26,12 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 	if len(cs) == 0 {
 		return nil, nil
 	}
+	if s.hooks != nil && s.hooks.noChanges {
+		return nil, nil
+	}
+	if s.hooks != nil && s.hooks.sequence {
+		return s.appendNaively(ctx, tx, accountID, taskID, cs)
+	}
 	var last int64
 	if err := tx.QueryRowContext(ctx, `
 		INSERT INTO change_heads (account_id, last_seq) VALUES ($1, $2)
@@ -33,14 +42,55 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 	if s.changed != nil {
 		tx.onCommit(func() { s.changed(accountID, last) })
 	}
+	if s.written != nil {
+		counts := map[changes.Kind]int{}
+		for _, c := range cs {
+			counts[c.Kind]++
+		}
+		tx.onCommit(func() {
+			for k, n := range counts {
+				s.written(k, n)
+			}
+		})
+	}
 	first := last - int64(len(cs)) + 1
 	out := make([]changes.Change, len(cs))
 	for i, c := range cs {
 		c.AccountID, c.Seq, c.TaskID = accountID, first+int64(i), taskID
 		out[i] = c
 	}
+	return out, s.insertChanges(ctx, tx, out)
+}
 
-	rows := s.dialect.insertRows
+// appendNaively is the numbering this package does not use, kept for the test that shows why
+// (cursor_test.go): numbers from a PostgreSQL sequence are handed out at nextval, not at commit,
+// so a transaction holding a low number can commit after one holding a higher number, and a
+// reader that has already passed the higher one never sees the lower.
+func (s *Store) appendNaively(ctx context.Context, tx txn, accountID int64, taskID string, cs []changes.Change) ([]changes.Change, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT nextval('naive_change_seq') FROM generate_series(1, $1)`, len(cs))
+	if err != nil {
+		return nil, fmt.Errorf("number changes: %w", err)
+	}
+	out := make([]changes.Change, 0, len(cs))
+	for rows.Next() {
+		c := cs[len(out)]
+		if err := rows.Scan(&c.Seq); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("number changes: %w", err)
+		}
+		c.AccountID, c.TaskID = accountID, taskID
+		out = append(out, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("number changes: %w", err)
+	}
+	return out, s.insertChanges(ctx, tx, out)
+}
+
+// insertChanges writes numbered changes, as many rows per statement as the dialect prefers.
+func (s *Store) insertChanges(ctx context.Context, tx txn, out []changes.Change) error {
+	rows := s.dialect.changeRows
 	var (
 		full *sql.Stmt
 		args = make([]any, 0, rows*changeColumns)
@@ -61,7 +111,7 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 		if len(chunk) == rows {
 			if full == nil {
 				if full, err = tx.PrepareContext(ctx, insertChangesSQL(rows)); err != nil {
-					return nil, fmt.Errorf("prepare change insert: %w", err)
+					return fmt.Errorf("prepare change insert: %w", err)
 				}
 			}
 			_, err = full.ExecContext(ctx, args...)
@@ -69,16 +119,20 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 			_, err = tx.ExecContext(ctx, insertChangesSQL(len(chunk)), args...)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("write changes %d to %d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, err)
+			return fmt.Errorf("write changes %d to %d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, err)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // OnChanges sets fn to be called after every commit that wrote changes, with the account and its
 // new last number. It is a hint for waiting readers (a stream, a webhook deliverer): the table
 // stays the truth, and fn must not block. Call it before the Store is used.
 func (s *Store) OnChanges(fn func(accountID, last int64)) { s.changed = fn }
+
+// OnChangesWritten sets fn to be told, after every commit that wrote changes, how many of each
+// kind it wrote (the changes-written metric). fn must not block. Call it before the Store is used.
+func (s *Store) OnChangesWritten(fn func(kind changes.Kind, n int)) { s.written = fn }
 
 // insertChangesSQL is the INSERT of n change rows; created_at is the database clock.
 func insertChangesSQL(n int) string {
@@ -138,7 +192,7 @@ func (s *Store) Changes(ctx context.Context, accountID, after int64, limit int) 
 	}
 	// The floor is read before the rows: a prune between the two can only have removed rows the
 	// reader asked for, which shows as a first row past after+1 on a log that has no gaps.
-	if len(out) > 0 && out[0].Seq != after+1 {
+	if len(out) > 0 && out[0].Seq != after+1 && (s.hooks == nil || !s.hooks.sequence) {
 		return nil, fmt.Errorf("store: changes of account %d after %d (pruned meanwhile): %w", accountID, after, changes.ErrGone)
 	}
 	return out, nil
@@ -240,4 +294,38 @@ func (s *Store) PruneChanges(ctx context.Context, cutoff time.Time, max int) (in
 		}
 	}
 	return removed, nil
+}
+
+// tasksEnded writes, in tx (the transaction that ended them), the sync.* change of every task of
+// ts that is now terminal: one change per task end, whoever ended it. Tasks still active (a
+// reap that put one back in the queue) say nothing: their sync goes on.
+func (s *Store) tasksEnded(ctx context.Context, tx txn, ts []task.Task) error {
+	ended := make([]task.Task, 0, len(ts))
+	for _, t := range ts {
+		if !t.State.Active() {
+			ended = append(ended, t)
+		}
+	}
+	// In account order: a transaction that ends tasks of several accounts (a reap) takes their
+	// change heads in one order, whatever order the engine returned its rows in.
+	slices.SortFunc(ended, func(a, b task.Task) int {
+		return cmp.Or(cmp.Compare(a.AccountID, b.AccountID), cmp.Compare(a.ID, b.ID))
+	})
+	for _, t := range ended {
+		if _, err := s.appendChanges(ctx, tx, t.AccountID, t.ID, []changes.Change{syncChange(t)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncChange is the change that says a task ended: sync.succeeded, or sync.failed for a failed or
+// cancelled task, with its counts and error.
+func syncChange(t task.Task) changes.Change {
+	kind := changes.SyncFailed
+	if t.State == task.Succeeded {
+		kind = changes.SyncSucceeded
+	}
+	return changes.New(kind, "", 0, changes.Sync{TaskID: t.ID, State: string(t.State), Attempt: t.Attempt,
+		New: int64(t.Progress.New), Updated: int64(t.Progress.Updated), Deleted: int64(t.Progress.Deleted), Error: t.Error})
 }

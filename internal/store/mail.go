@@ -77,8 +77,8 @@ type Batch struct {
 //
 // The same transaction appends the batch's changes to the account's change log (changes.go): a
 // change exists if and only if the data it describes was committed, and only for what really
-// changed: a message already stored with the same flags, or a deletion of a UID never stored,
-// says nothing.
+// changed: a message already stored with the same flags (a repeated batch, or a damaged copy
+// downloaded again), or a deletion of a UID never stored, says nothing.
 func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b Batch) (folderID int64, err error) {
 	err = s.inTx(ctx, func(tx txn) error {
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
@@ -110,9 +110,12 @@ func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, 
 					UIDValidity: b.Folder.UIDValidity, OldUIDValidity: before.UIDValidity, Dropped: int(dropped)}))
 			}
 		}
-		stored, err := storedFlags(ctx, tx, folderID, b.Messages, b.Flags)
-		if err != nil {
-			return err
+		// A folder just created, or just reset, holds nothing yet: a first sync reads nothing.
+		stored := map[uint32]storedMessage{}
+		if existed && !b.Reset {
+			if stored, err = storedFlags(ctx, tx, folderID, b.Messages, b.Flags); err != nil {
+				return err
+			}
 		}
 		if err := s.insertMessages(ctx, tx, b.Folder.AccountID, folderID, b.Messages); err != nil {
 			return err
@@ -120,24 +123,31 @@ func (s *Store) CommitBatch(ctx context.Context, l task.Lease, p task.Progress, 
 		for _, m := range lastPerUID(b.Messages) {
 			old, had := stored[m.UID]
 			switch {
+			case had && old.messageID != m.MessageID:
+				// Another message under a stored UID (force_full found the stored copy is not
+				// the server's, and its Message-ID says it is another message, not a damaged
+				// copy of the same one): the old one is gone and this one is new.
+				log = append(log, changes.New(changes.MessageDeleted, b.Folder.Name, m.UID, changes.MessageGone{MessageID: old.messageID}))
+				fallthrough
 			case !had:
 				log = append(log, changes.New(changes.MessageCreated, b.Folder.Name, m.UID, changes.Message{
 					UIDValidity: b.Folder.UIDValidity, MessageID: m.MessageID, Subject: m.Subject, From: m.From,
 					Date: m.Date, Flags: flagList(m.Flags), Size: m.Size}))
-			case !sameFlags(old, m.Flags):
+			case !sameFlags(old.flags, m.Flags):
 				log = append(log, changes.New(changes.MessageUpdated, b.Folder.Name, m.UID,
-					changes.FlagUpdate{OldFlags: flagList(old), Flags: flagList(m.Flags)}))
+					changes.FlagUpdate{OldFlags: flagList(old.flags), Flags: flagList(m.Flags)}))
 			}
-			stored[m.UID] = m.Flags
+			stored[m.UID] = storedMessage{flags: m.Flags, messageID: m.MessageID}
 		}
 		if err := updateFlags(ctx, tx, folderID, b.Flags); err != nil {
 			return err
 		}
 		for _, c := range lastFlagPerUID(b.Flags) {
-			if old, had := stored[c.UID]; had && !sameFlags(old, c.Flags) {
+			if old, had := stored[c.UID]; had && !sameFlags(old.flags, c.Flags) {
 				log = append(log, changes.New(changes.MessageUpdated, b.Folder.Name, c.UID,
-					changes.FlagUpdate{OldFlags: flagList(old), Flags: flagList(c.Flags)}))
-				stored[c.UID] = c.Flags
+					changes.FlagUpdate{OldFlags: flagList(old.flags), Flags: flagList(c.Flags)}))
+				old.flags = c.Flags
+				stored[c.UID] = old
 			}
 		}
 		gone, err := deleteUIDs(ctx, tx, folderID, b.Deleted)
@@ -174,11 +184,18 @@ func folderBefore(ctx context.Context, tx txn, accountID int64, name string) (Fo
 	return f, true, nil
 }
 
+// storedMessage is what the change log compares a batch's message with: its stored flags, and
+// the Message-ID that tells another message under the same UID.
+type storedMessage struct {
+	flags     []string
+	messageID string
+}
+
 // storedFlags reads the stored flags of the UIDs a batch writes (new messages and flag changes)
 // before it writes them, with one range read: what the change log compares against. A UID that is
 // not stored is absent from the map.
-func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, flags []FlagChange) (map[uint32][]string, error) {
-	out := map[uint32][]string{}
+func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, flags []FlagChange) (map[uint32]storedMessage, error) {
+	out := map[uint32]storedMessage{}
 	if len(msgs) == 0 && len(flags) == 0 {
 		return out, nil
 	}
@@ -190,7 +207,7 @@ func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, fl
 	for _, c := range flags {
 		lo, hi, want[c.UID] = min(lo, c.UID), max(hi, c.UID), true
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT uid, flags FROM messages WHERE folder_id = $1 AND uid BETWEEN $2 AND $3`,
+	rows, err := tx.QueryContext(ctx, `SELECT uid, flags, message_id FROM messages WHERE folder_id = $1 AND uid BETWEEN $2 AND $3`,
 		folderID, int64(lo), int64(hi))
 	if err != nil {
 		return nil, fmt.Errorf("read stored flags: %w", err)
@@ -200,12 +217,14 @@ func storedFlags(ctx context.Context, tx txn, folderID int64, msgs []Message, fl
 		var (
 			uid    int64
 			joined string
+			m      storedMessage
 		)
-		if err := rows.Scan(&uid, &joined); err != nil {
+		if err := rows.Scan(&uid, &joined, &m.messageID); err != nil {
 			return nil, fmt.Errorf("read stored flags: %w", err)
 		}
 		if want[uint32(uid)] {
-			out[uint32(uid)] = strings.Fields(joined)
+			m.flags = strings.Fields(joined)
+			out[uint32(uid)] = m
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -475,16 +494,8 @@ func (s *Store) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress,
 		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
 			return err
 		}
-		var dropped int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages m JOIN folders f ON f.id = m.folder_id
-			WHERE f.account_id = $1 AND f.name = $2`, accountID, name).Scan(&dropped); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `DELETE FROM folders WHERE account_id = $1 AND name = $2`, accountID, name)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
+		dropped, gone, err := deleteFolder(ctx, tx, accountID, name)
+		if err != nil || !gone {
 			return err // a folder never stored: nothing changed
 		}
 		_, err = s.appendChanges(ctx, tx, accountID, l.TaskID,
@@ -495,6 +506,66 @@ func (s *Store) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress,
 		return fmt.Errorf("store: delete folder %q: %w", name, err)
 	}
 	return nil
+}
+
+// RenameFolder gives the stored folder from the name to, keeping its id, checkpoint and messages,
+// fenced like a batch: the syncer calls it when a folder gone from the server under one name
+// appears under another with the same RFC 8474 MAILBOXID and UIDVALIDITY, so that its messages
+// are not downloaded again. A folder still stored under to (another folder, which the server no
+// longer has under that name) is deleted first, as DeleteFolder would. The changes are that
+// folder.deleted, if any, then one folder.renamed (OldName from); the messages are not listed.
+// Renaming a folder that is not stored is ErrNotFound, and writes nothing.
+func (s *Store) RenameFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, from, to string) error {
+	err := s.inTx(ctx, func(tx txn) error {
+		if _, err := s.heartbeat(ctx, tx, l, p, time.Time{}); err != nil {
+			return err
+		}
+		var log []changes.Change
+		src, ok, err := folderBefore(ctx, tx, accountID, from)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("folder %q: %w", from, ErrNotFound)
+		}
+		if from == to {
+			return nil
+		}
+		if dropped, gone, err := deleteFolder(ctx, tx, accountID, to); err != nil {
+			return err
+		} else if gone {
+			log = append(log, changes.New(changes.FolderDeleted, to, 0, changes.Folder{Dropped: dropped}))
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE folders SET name = $3 WHERE account_id = $1 AND name = $2`,
+			accountID, from, to); err != nil {
+			return fmt.Errorf("rename: %w", err)
+		}
+		log = append(log, changes.New(changes.FolderRenamed, to, 0, changes.Folder{UIDValidity: src.UIDValidity, OldName: from}))
+		_, err = s.appendChanges(ctx, tx, accountID, l.TaskID, log)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: rename folder %q to %q: %w", from, to, err)
+	}
+	return nil
+}
+
+// deleteFolder deletes a stored folder with its messages and says how many messages it held, and
+// whether there was such a folder.
+func deleteFolder(ctx context.Context, tx txn, accountID int64, name string) (dropped int, gone bool, err error) {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM messages m JOIN folders f ON f.id = m.folder_id
+		WHERE f.account_id = $1 AND f.name = $2`, accountID, name).Scan(&dropped); err != nil {
+		return 0, false, fmt.Errorf("count messages: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM folders WHERE account_id = $1 AND name = $2`, accountID, name)
+	if err != nil {
+		return 0, false, fmt.Errorf("delete: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, false, fmt.Errorf("delete: %w", err)
+	}
+	return dropped, n > 0, nil
 }
 
 // Folders lists an account's folders by name.

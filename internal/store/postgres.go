@@ -21,6 +21,7 @@ var postgresDialect = dialect{
 	now:        "(extract(epoch FROM statement_timestamp()) * 1000)::bigint",
 	skipLocked: "FOR UPDATE SKIP LOCKED",
 	insertRows: 32,
+	changeRows: 256,
 	lockTimeout: func(d time.Duration) string {
 		return "SET LOCAL lock_timeout = " + strconv.FormatInt(max(d.Milliseconds(), 1), 10)
 	},

@@ -21,6 +21,7 @@ var sqliteDialect = dialect{
 	goose:      goose.DialectSQLite3,
 	now:        "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
 	insertRows: 1,
+	changeRows: 1,
 	isUniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)

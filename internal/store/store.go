@@ -9,6 +9,7 @@
 package store
 
 import (
+	"mailsync/internal/changes"
 	"mailsync/internal/task"
 
 	"context"
@@ -46,8 +47,24 @@ type Store struct {
 	checkpoints *checkpointer
 	// changed is told of every commit that wrote changes (OnChanges); nil: nobody listens.
 	changed func(accountID, last int64)
+	// written is told how many changes of each kind every commit wrote (OnChangesWritten).
+	written func(kind changes.Kind, n int)
 	// pgConfig is how PostgreSQL sessions are opened (with their limits); nil on SQLite.
 	pgConfig *pgx.ConnConfig
+	// hooks is nil in production: only this package's tests set it (export_test.go).
+	hooks *testHooks
+}
+
+// testHooks let this package's tests stop a writer between its statements and its commit, and
+// number changes the naive way (a PostgreSQL sequence), to show what the real numbering
+// prevents. Production code never sets them.
+type testHooks struct {
+	// beforeCommit is called by inTx after its statements, before COMMIT, with its context.
+	beforeCommit func(ctx context.Context)
+	// sequence numbers changes with nextval('naive_change_seq'), without the change head.
+	sequence bool
+	// noChanges writes no change at all: the benchmark's baseline.
+	noChanges bool
 }
 
 // Open connects to the database named by dsn: "sqlite:PATH" or "postgres://..." (also
@@ -124,6 +141,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx txn) error) error {
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback() // fn's error is the one to report; a failed rollback ends with the connection
 		return err
+	}
+	if s.hooks != nil && s.hooks.beforeCommit != nil {
+		s.hooks.beforeCommit(ctx)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)

@@ -102,7 +102,7 @@ func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task,
 		if err := s.limitLockWait(ctx, tx, startLockWait); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `
+		rows, err := tx.QueryContext(ctx, `
 			UPDATE sync_tasks SET finished_at = COALESCE($2, {{now}}),
 				state = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled' ELSE 'failed' END,
 				deaths = CASE WHEN state = 'running' AND cancel_requested_at IS NULL THEN deaths + 1 ELSE deaths END,
@@ -112,8 +112,17 @@ func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task,
 					ELSE 'abandoned: no worker picked the task up in time' END
 			WHERE account_id = $1 AND (
 				(state = 'running' AND heartbeat_at < COALESCE($2, {{now}}) - $3)
-				OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($2, {{now}}) - $4))`,
-			p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout)); err != nil {
+				OR (state = 'queued' AND COALESCE(heartbeat_at, created_at) < COALESCE($2, {{now}}) - $4))
+			RETURNING `+taskColumns,
+			p.AccountID, at(p.Now), millis(p.DeadAfter), millis(p.QueuedTimeout))
+		if err != nil {
+			return fmt.Errorf("fail dead task: %w", err)
+		}
+		dead, err := scanTasks(rows)
+		if err != nil {
+			return fmt.Errorf("fail dead task: %w", err)
+		}
+		if err := s.tasksEnded(ctx, tx, dead); err != nil {
 			return fmt.Errorf("fail dead task: %w", err)
 		}
 		row := tx.QueryRowContext(ctx, `
@@ -123,7 +132,6 @@ func (s *Store) StartTask(ctx context.Context, p task.StartParams) (t task.Task,
 			DO UPDATE SET account_id = excluded.account_id
 			RETURNING `+taskColumns+`, id = $1`,
 			id, p.AccountID, p.ForceFull, p.MaxAttempts, at(p.Now))
-		var err error
 		t, err = scanTask(row, &created)
 		return err
 	})
@@ -299,6 +307,9 @@ func (s *Store) heartbeat(ctx context.Context, q querier, l task.Lease, p task.P
 
 // FinishTask ends a running task in a terminal state with its final counters. A succeeded task
 // has done all it counted: its total is set to what was done (messages can vanish mid-sync).
+//
+// It is one short transaction: the fenced UPDATE, then, only when it matched, the task's sync.*
+// change. A refused finish (a stale epoch) writes nothing, change included.
 func (s *Store) FinishTask(ctx context.Context, l task.Lease, state task.State, p task.Progress, errMsg string, now time.Time) (task.Task, error) {
 	if state.Active() {
 		return task.Task{}, fmt.Errorf("store: finish task %s: %q is not a terminal state", l.TaskID, state)
@@ -308,15 +319,22 @@ func (s *Store) FinishTask(ctx context.Context, l task.Lease, state task.State, 
 		p.MessagesTotal = p.MessagesDone
 		p.FoldersDone = p.FoldersTotal
 	}
-	row := s.write.QueryRowContext(ctx, `
-		UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = CASE WHEN heartbeat_at > COALESCE($4, {{now}}) THEN heartbeat_at ELSE COALESCE($4, {{now}}) END,
-			phase = $5, folders_total = $6, folders_done = $7, messages_total = $8, messages_done = $9,
-			bytes_done = $10, new_messages = $11, updated_messages = $12, deleted_messages = $13, error = $14
-		WHERE id = $1 AND epoch = $2 AND state = 'running'
-		RETURNING `+taskColumns,
-		l.TaskID, l.Epoch, state, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
-		p.BytesDone, p.New, p.Updated, p.Deleted, errMsg)
-	t, err := scanTask(row)
+	var t task.Task
+	err := s.inTx(ctx, func(tx txn) error {
+		var err error
+		t, err = scanTask(tx.QueryRowContext(ctx, `
+			UPDATE sync_tasks SET state = $3, finished_at = COALESCE($4, {{now}}), heartbeat_at = CASE WHEN heartbeat_at > COALESCE($4, {{now}}) THEN heartbeat_at ELSE COALESCE($4, {{now}}) END,
+				phase = $5, folders_total = $6, folders_done = $7, messages_total = $8, messages_done = $9,
+				bytes_done = $10, new_messages = $11, updated_messages = $12, deleted_messages = $13, error = $14
+			WHERE id = $1 AND epoch = $2 AND state = 'running'
+			RETURNING `+taskColumns,
+			l.TaskID, l.Epoch, state, at(now), p.Phase, p.FoldersTotal, p.FoldersDone, p.MessagesTotal, p.MessagesDone,
+			p.BytesDone, p.New, p.Updated, p.Deleted, errMsg))
+		if err != nil {
+			return err
+		}
+		return s.tasksEnded(ctx, tx, []task.Task{t})
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return task.Task{}, fmt.Errorf("store: finish task %s: %w", l.TaskID, task.ErrLeaseLost)
 	}
@@ -358,10 +376,17 @@ func (s *Store) InterruptTask(ctx context.Context, l task.Lease, p task.Progress
 // next heartbeat. It returns the task as it now is; cancelling a finished task changes nothing.
 // Like StartTask it waits at most startLockWait for a row another session holds, then answers
 // task.ErrBusy, having changed nothing.
+//
+// Cancelling a queued task ends it, so the same transaction writes its sync.failed change.
 func (s *Store) CancelTask(ctx context.Context, id string, now time.Time) (t task.Task, err error) {
-	err = s.withLockWait(ctx, startLockWait, func(q querier) error {
-		t, err = s.cancelTask(ctx, q, id, now)
-		return err
+	err = s.inTx(ctx, func(tx txn) error {
+		if err := s.limitLockWait(ctx, tx, startLockWait); err != nil {
+			return err
+		}
+		if t, err = s.cancelTask(ctx, tx, id, now); err != nil {
+			return err
+		}
+		return s.tasksEnded(ctx, tx, []task.Task{t}) // nothing when the task runs on (still active)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return s.Task(ctx, id)
@@ -403,6 +428,9 @@ const lastHeard = `'; its last heartbeat was in phase "' || phase || '", ' ||
 // Each statement re-checks the death in its own WHERE, under the row lock: a task that heartbeats
 // between a reaper's look and its write is left alone, and several reapers at once change each
 // dead task exactly once.
+//
+// A task a statement ends (failed, or cancelled) gets its sync.failed change in the same
+// transaction (tasksEnded); a re-queued one gets none, since its sync is not over.
 //
 // A row another session holds locked is skipped, not waited for (FOR UPDATE SKIP LOCKED on
 // PostgreSQL): one frozen transaction must not stop reaping for every other task. A skipped dead
@@ -460,6 +488,11 @@ func (s *Store) ReapTasks(ctx context.Context, p task.ReapParams) ([]task.Task, 
 			}
 			tasks, err := scanTasks(rows)
 			if err != nil {
+				return err
+			}
+			// A task this statement ended (failed, or cancelled) says so in this transaction;
+			// one it put back in the queue says nothing: its sync goes on.
+			if err := s.tasksEnded(ctx, tx, tasks); err != nil {
 				return err
 			}
 			reaped = append(reaped, tasks...)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/changes"
+	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imapconn"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
@@ -54,6 +56,14 @@ type env struct {
 
 	mu       sync.Mutex
 	progress []task.Progress // every report of every sync, in order
+
+	// seen is how many changes of the account's log earlier steps checked; tampered are the
+	// messages the test changed or removed in the store behind the syncer's back
+	// (changestest.Tampered).
+	seen     int
+	tampered []changestest.Tampered
+	// fresh are the changes the last assertChanges checked.
+	fresh []changes.Change
 }
 
 // reports returns the progress reported so far.
@@ -77,6 +87,11 @@ func (c *countingStore) CommitBatch(ctx context.Context, l task.Lease, p task.Pr
 func (c *countingStore) DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error {
 	c.writes.Add(1)
 	return c.Store.DeleteFolder(ctx, l, p, accountID, name)
+}
+
+func (c *countingStore) RenameFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, from, to string) error {
+	c.writes.Add(1)
+	return c.Store.RenameFolder(ctx, l, p, accountID, from, to)
 }
 
 func (c *countingStore) FolderUIDs(ctx context.Context, folderID int64) ([]store.FlagChange, error) {
@@ -332,6 +347,57 @@ func sorted(flags []string) []string {
 	slices.Sort(out)
 	if out == nil {
 		out = []string{}
+	}
+	return out
+}
+
+// assertChanges replays the account's change log from the start and fails the test unless it
+// equals the store (changestest.Check), and checks that the changes since the last call say what
+// the sync tk did: its counters' worth of message.created (at most that under force_full),
+// message.updated and message.deleted, and its own sync.succeeded last. It returns those new changes.
+func (e *env) assertChanges(t *testing.T, tk task.Task) []changes.Change {
+	t.Helper()
+	log := changestest.Check(t, e.store, e.acct.ID, e.tampered...)
+	fresh := log[e.seen:]
+	e.seen, e.fresh = len(log), fresh
+	count := map[changes.Kind]int{}
+	for _, c := range fresh {
+		count[c.Kind]++
+	}
+	p := tk.Progress
+	// A force_full sync that downloads a damaged row again counts it new but changes nothing
+	// for a reader (the message is the one it was told of): there, at most New are created.
+	created := count[changes.MessageCreated] == p.New || tk.ForceFull && count[changes.MessageCreated] < p.New
+	if !created || count[changes.MessageUpdated] != p.Updated || count[changes.MessageDeleted] != p.Deleted {
+		t.Errorf("changes of task %s: %d created, %d updated, %d deleted; its counters say %d/%d/%d",
+			tk.ID, count[changes.MessageCreated], count[changes.MessageUpdated], count[changes.MessageDeleted], p.New, p.Updated, p.Deleted)
+	}
+	if n := len(fresh); n == 0 || fresh[n-1].Kind != changes.SyncSucceeded || fresh[n-1].TaskID != tk.ID || count[changes.SyncSucceeded] != 1 {
+		t.Errorf("changes of task %s do not end with its one sync.succeeded: %v", tk.ID, kinds(fresh))
+	}
+	return fresh
+}
+
+// assertFolderChanges fails the test unless the folder changes of the last step are want
+// ("kind folder", in order).
+func (e *env) assertFolderChanges(t *testing.T, step string, want ...string) {
+	t.Helper()
+	var got []string
+	for _, c := range e.fresh {
+		if strings.HasPrefix(string(c.Kind), "folder.") {
+			got = append(got, fmt.Sprintf("%s %s", c.Kind, c.Folder))
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: folder changes %q, want %q", step, got, want)
+	}
+}
+
+// kinds lists changes as "kind folder uid", for messages.
+func kinds(cs []changes.Change) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = fmt.Sprintf("%s %q %d", c.Kind, c.Folder, c.UID)
 	}
 	return out
 }

@@ -2,16 +2,20 @@ package syncer_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"mailsync/internal/changes"
+	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/syncer"
@@ -95,6 +99,26 @@ func TestServerDiesMidFetch(t *testing.T) {
 	if again := e.fetched.Load() - before; again != int64(total-stored) {
 		t.Errorf("the resumed sync downloaded %d bodies; %d were missing", again, total-stored)
 	}
+	// The failed run's batches are in the log once each, then its sync.failed, then the rest.
+	log := changestest.Check(t, e.store, e.acct.ID)
+	if got := syncEnds(log); !slices.Equal(got, []string{"sync.failed failed", "sync.succeeded succeeded"}) {
+		t.Errorf("task ends in the change log: %q", got)
+	}
+}
+
+// syncEnds lists the sync.* changes of a log as "kind state".
+func syncEnds(log []changes.Change) []string {
+	var out []string
+	for _, c := range log {
+		if c.Kind == changes.SyncSucceeded || c.Kind == changes.SyncFailed {
+			var p changes.Sync
+			if err := json.Unmarshal(c.Data, &p); err != nil {
+				panic(err)
+			}
+			out = append(out, string(c.Kind)+" "+p.State)
+		}
+	}
+	return out
 }
 
 func pick(msgs []serverMessage, uid uint32) []serverMessage {
@@ -172,6 +196,9 @@ func TestCancelStopsSync(t *testing.T) {
 	if n := e.storedCount(t); n == 0 || n >= 1000 {
 		t.Errorf("%d messages stored by the cancelled sync; want the batches before the cancel", n)
 	}
+	if got := syncEnds(changestest.Check(t, e.store, e.acct.ID)); !slices.Equal(got, []string{"sync.failed cancelled"}) {
+		t.Errorf("task ends in the change log: %q", got)
+	}
 }
 
 // TestPoisonMessageIsSkipped serves one message whose FETCH response go-imap cannot parse (it
@@ -241,4 +268,5 @@ func TestBrokenConnectionIsResumedInRun(t *testing.T) {
 	}
 	e.srv = direct
 	e.assertMirrors(t)
+	changestest.Check(t, e.store, e.acct.ID)
 }

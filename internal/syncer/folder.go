@@ -44,6 +44,19 @@ func (a *accountSync) syncFolder(ctx context.Context, fp folderPlan) error {
 	if err != nil || !ok {
 		return err
 	}
+	if src := renamedFrom(sel, cp, a.gone); src != nil {
+		began := time.Now()
+		if err := a.s.store.RenameFolder(ctx, a.run.Lease(), a.p, a.acct.ID, src.Name, name); err != nil {
+			return a.storeFailed(ctx, err)
+		}
+		a.run.Beat(began)
+		delete(a.gone, src.MailboxID)
+		a.log.Info("folder renamed on the server: renamed in the store, messages kept", "from", src.Name, "to", name,
+			"mailboxid", sel.MailboxID)
+		renamed := *src
+		renamed.Name = name
+		cp = &renamed
+	}
 	plan := decide(fp.server.Status, &sel, cp, caps, force)
 	if plan.Reset {
 		a.log.Info("folder reset: another folder under this name (UIDVALIDITY or MAILBOXID changed)", "folder", name,

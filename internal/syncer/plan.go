@@ -107,3 +107,22 @@ func decide(st imapconn.Status, sel *imapconn.Status, cp *store.Folder, caps ima
 	}
 	return p
 }
+
+// renamedFrom returns the stored folder that the folder selected under its name (cp: what the
+// store holds under that name, nil for nothing) really is, when the server names folders by RFC
+// 8474 MAILBOXID: one gone from the server under its stored name, with the same MAILBOXID and
+// UIDVALIDITY. The syncer then renames that folder in the store, messages and all, instead of
+// deleting it and downloading its messages again. It returns nil when the selected folder is the
+// one stored under its name, when the server gave no MAILBOXID, or when nothing gone matches;
+// without MAILBOXID a rename stays a deletion and a new folder (UIDVALIDITY alone names no folder:
+// Cyrus gives folders created in the same second the same one).
+func renamedFrom(sel imapconn.Status, cp *store.Folder, gone map[string]*store.Folder) *store.Folder {
+	if sel.MailboxID == "" || (cp != nil && sameFolder(cp, sel)) {
+		return nil
+	}
+	src := gone[sel.MailboxID]
+	if src == nil || src.UIDValidity != sel.UIDValidity {
+		return nil
+	}
+	return src
+}

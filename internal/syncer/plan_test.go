@@ -94,3 +94,41 @@ func TestDecide(t *testing.T) {
 		}
 	}
 }
+
+// TestRenamedFrom is every case of telling a rename from a deletion and a new folder: only a
+// folder gone from the server, with the MAILBOXID and UIDVALIDITY of the one selected, is it.
+func TestRenamedFrom(t *testing.T) {
+	gone := map[string]*store.Folder{
+		"a1": {Name: "Old", UIDValidity: 7, MailboxID: "a1"},
+		"b2": {Name: "Other", UIDValidity: 9, MailboxID: "b2"},
+	}
+	sel := func(uv uint32, id string) imapconn.Status { return imapconn.Status{UIDValidity: uv, MailboxID: id} }
+	for _, tc := range []struct {
+		name string
+		sel  imapconn.Status
+		cp   *store.Folder
+		want string // the name of the folder renamed from, "" for none
+	}{
+		{name: "new name, same id and UIDVALIDITY as a gone folder: renamed", sel: sel(7, "a1"), want: "Old"},
+		{name: "same id, other UIDVALIDITY: a new folder (the server reset it)", sel: sel(8, "a1")},
+		{name: "an id nothing gone has: a new folder", sel: sel(7, "c3")},
+		{name: "no MAILBOXID (no OBJECTID): a new folder", sel: sel(7, "")},
+		{name: "the folder stored under this name: no rename", sel: sel(7, "d4"),
+			cp: &store.Folder{Name: "Here", UIDValidity: 7, MailboxID: "d4"}},
+		{name: "stored under this name without an id, same UIDVALIDITY: the same folder", sel: sel(7, "a1"),
+			cp: &store.Folder{Name: "Here", UIDValidity: 7}},
+		{name: "another folder stored under this name (deleted, and a gone one renamed onto it): renamed", sel: sel(9, "b2"),
+			cp: &store.Folder{Name: "Here", UIDValidity: 9, MailboxID: "d4"}, want: "Other"},
+		{name: "the name's stored folder reset (UIDVALIDITY), nothing gone matches: no rename", sel: sel(8, "d4"),
+			cp: &store.Folder{Name: "Here", UIDValidity: 7, MailboxID: "d4"}},
+	} {
+		got := renamedFrom(tc.sel, tc.cp, gone)
+		name := ""
+		if got != nil {
+			name = got.Name
+		}
+		if name != tc.want {
+			t.Errorf("%s: renamed from %q, want %q", tc.name, name, tc.want)
+		}
+	}
+}

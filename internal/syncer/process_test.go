@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/changes"
+	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imapconn"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
@@ -255,6 +258,18 @@ func TestKilledSyncResumes(t *testing.T) {
 	}
 	if twice := fetched1 + fetched2 - total; twice > batch {
 		t.Errorf("%d bodies downloaded twice; at most one batch (%d) may be", twice, batch)
+	}
+	// The killed run's committed batches are in the change log once each, the batch it lost
+	// is not, the Start that replaced it says it failed, and the resumed run adds exactly the rest.
+	log := changestest.Check(t, e.store, e.acct.ID)
+	created := 0
+	for _, c := range log {
+		if c.Kind == changes.MessageCreated {
+			created++
+		}
+	}
+	if got := syncEnds(log); created != total || !slices.Equal(got, []string{"sync.failed failed", "sync.succeeded succeeded"}) {
+		t.Errorf("change log: %d message.created (want %d), task ends %q", created, total, got)
 	}
 	if limit := int64(100<<20) * memoryFactor; rss > limit {
 		t.Errorf("peak RSS of the resumed sync %d MiB, want < %d MiB", rss>>20, limit>>20)

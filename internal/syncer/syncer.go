@@ -15,8 +15,10 @@
 //   - flags come from CHANGEDSINCE with CONDSTORE, else from a FLAGS scan diffed with the store;
 //   - deletions come from UID SEARCH ALL diffed with the store, asked only when the counts say
 //     something is gone (never QRESYNC: go-imap v2 beta.8 cannot take an unsolicited VANISHED);
-//   - folders gone from the server are deleted from the store; a rename is a deletion and a new
-//     folder.
+//   - folders gone from the server are deleted from the store. A rename is a deletion and a new
+//     folder, unless the server names folders by RFC 8474 MAILBOXID: a folder that is gone under
+//     its stored name and selected under another with the same MAILBOXID and UIDVALIDITY is
+//     renamed in the store, and its messages are kept, not downloaded again.
 //
 // Bad mail is one message's problem: a message that does not parse is stored raw with its
 // parse_error. A folder that cannot be selected is skipped and named in the task's final phase.
@@ -34,6 +36,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +56,7 @@ type Store interface {
 	FolderSummaries(ctx context.Context, folderID int64) ([]store.StoredSummary, error)
 	CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b store.Batch) (int64, error)
 	DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error
+	RenameFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, from, to string) error
 }
 
 // Options tunes a Syncer. The zero value is usable.
@@ -191,6 +195,10 @@ type accountSync struct {
 	p task.Progress
 	// skipped names the folders and messages given up on, for the task's final phase.
 	skipped []string
+	// gone holds the stored folders the server no longer lists under their names but may list
+	// under another (a rename), by MAILBOXID, until every folder has been selected; the rest are
+	// then deleted.
+	gone map[string]*store.Folder
 }
 
 // folderPlan is what one folder needs, decided from LIST-STATUS and its checkpoint.
@@ -239,19 +247,22 @@ func (a *accountSync) sync(ctx context.Context) error {
 	a.p.FoldersTotal = len(plans)
 	a.run.Report(a.p)
 
-	for _, f := range storedList {
-		if onServer[f.Name] {
-			continue
+	// A gone folder with a MAILBOXID, on a server that reports them, may be renamed rather than
+	// gone: it waits until every listed folder has been selected (syncFolder renames it when one
+	// has its id). The others go now.
+	a.gone = map[string]*store.Folder{}
+	var goneNow []string
+	for i, f := range storedList {
+		switch {
+		case onServer[f.Name]:
+		case a.conn.Caps().ObjectID && f.MailboxID != "" && a.gone[f.MailboxID] == nil:
+			a.gone[f.MailboxID] = &storedList[i]
+		default:
+			goneNow = append(goneNow, f.Name)
 		}
-		if err := ctx.Err(); err != nil {
-			return context.Cause(ctx)
-		}
-		began := time.Now()
-		if err := a.s.store.DeleteFolder(ctx, a.run.Lease(), a.p, a.acct.ID, f.Name); err != nil {
-			return a.storeFailed(ctx, err)
-		}
-		a.run.Beat(began)
-		a.log.Info("folder gone from the server: deleted", "folder", f.Name)
+	}
+	if err := a.deleteFolders(ctx, goneNow); err != nil {
+		return err
 	}
 
 	for _, plan := range plans {
@@ -264,11 +275,35 @@ func (a *accountSync) sync(ctx context.Context) error {
 		a.p.FoldersDone++
 		a.run.Report(a.p)
 	}
+	var notRenamed []string
+	for _, f := range a.gone {
+		notRenamed = append(notRenamed, f.Name)
+	}
+	slices.Sort(notRenamed)
+	if err := a.deleteFolders(ctx, notRenamed); err != nil {
+		return err
+	}
 	a.p.Phase = "done"
 	if len(a.skipped) > 0 {
 		a.p.Phase = fmt.Sprintf("done; skipped: %s", strings.Join(a.skipped, "; "))
 	}
 	a.run.Report(a.p)
+	return nil
+}
+
+// deleteFolders deletes the stored folders the server no longer has.
+func (a *accountSync) deleteFolders(ctx context.Context, names []string) error {
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		began := time.Now()
+		if err := a.s.store.DeleteFolder(ctx, a.run.Lease(), a.p, a.acct.ID, name); err != nil {
+			return a.storeFailed(ctx, err)
+		}
+		a.run.Beat(began)
+		a.log.Info("folder gone from the server: deleted", "folder", name)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/memimap"
@@ -76,6 +77,7 @@ func step(t *testing.T, e *env, force bool, name string, wantNew, wantUpdated, w
 		t.Errorf("%s: progress not complete: %+v", name, p)
 	}
 	e.assertMirrors(t)
+	e.assertChanges(t, tk)
 	return tk
 }
 
@@ -133,6 +135,7 @@ func scenario(t *testing.T, e *env, c *imaptest.Client) {
 	c.AddMessage(donnees, []byte(mailgen.Message(2, 1)))
 	c.AddMessage(donnees, []byte(mailgen.Message(2, 2)))
 	step(t, e, false, "folder deleted and recreated", 2, 0, 0)
+	e.assertFolderChanges(t, "folder deleted and recreated", "folder.reset "+donnees)
 
 	sent := len(e.serverState(t)["Sent"])
 	// Dovecot drops a session whose selected folder is renamed under it.
@@ -140,7 +143,17 @@ func scenario(t *testing.T, e *env, c *imaptest.Client) {
 		t.Fatal(err)
 	}
 	c.RenameFolder("Sent", "Sent Items")
+	if e.srv.objectID {
+		// The server names its folders (MAILBOXID): the store renames the folder, messages and
+		// all, and downloads nothing.
+		sent = 0
+	}
 	step(t, e, false, "folder renamed", sent, 0, 0)
+	if e.srv.objectID {
+		e.assertFolderChanges(t, "folder renamed", "folder.renamed Sent Items")
+	} else {
+		e.assertFolderChanges(t, "folder renamed", "folder.deleted Sent", "folder.created Sent Items")
+	}
 
 	nonASCII := "Entwürfe" + d + "日本語"
 	c.CreateFolder(nonASCII)
@@ -151,10 +164,14 @@ func scenario(t *testing.T, e *env, c *imaptest.Client) {
 	}
 
 	// A row lost behind the syncer's back (DB() exists for such tests): only force_full, which
-	// diffs every UID, finds it, and downloads it alone.
-	if _, err := e.store.DB().Exec(`DELETE FROM messages WHERE id = (SELECT MIN(id) FROM messages)`); err != nil {
+	// diffs every UID, finds it, and downloads it alone. No change can say it was lost; the
+	// replay is told (changestest.Tampered).
+	var lost changestest.Tampered
+	if err := e.store.DB().QueryRow(`DELETE FROM messages WHERE id = (SELECT MIN(id) FROM messages)
+		RETURNING (SELECT name FROM folders WHERE folders.id = messages.folder_id), uid`).Scan(&lost.Folder, &lost.UID); err != nil {
 		t.Fatal(err)
 	}
+	e.tampered = append(e.tampered, lost)
 	step(t, e, true, "force full", 1, 0, 0)
 	step(t, e, false, "no change after force", 0, 0, 0)
 }

@@ -3,6 +3,7 @@ package syncer_test
 import (
 	"testing"
 
+	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/syncer"
@@ -63,4 +64,5 @@ func (e *env) tamper(t *testing.T, folder string, uid uint32, set string) {
 	if n, _ := res.RowsAffected(); n != 1 {
 		t.Fatalf("tamper %s UID %d: %d rows changed, want 1", folder, uid, n)
 	}
+	e.tampered = append(e.tampered, changestest.Tampered{Folder: folder, UID: uid})
 }

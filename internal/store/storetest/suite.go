@@ -69,6 +69,8 @@ var suite = []struct {
 	{"ChangeLog", testChangeLog},
 	{"Webhooks", testWebhooks},
 	{"WebhookClaimsAreDisjoint", testWebhookClaimsDisjoint},
+	{"TaskEndsInChangeLog", testTaskEndsInChangeLog},
+	{"RenameChanges", testRenameChanges},
 }
 
 // env is one test's database, lifecycle and clock.
