@@ -42,7 +42,7 @@ type HTTPFlags struct {
 	MetricsToken        string        `name:"metrics-token" env:"MAILSYNC_METRICS_TOKEN" help:"Require this bearer token for /metrics (set it in the environment, not on the command line)."`
 }
 
-// WebhookFlags are the webhook deliverer's settings (docs/changes-webhooks.md).
+// WebhookFlags are the webhook deliverer's settings (docs/changes.md#webhooks).
 type WebhookFlags struct {
 	AllowPrivate   bool          `name:"webhook-allow-private" env:"MAILSYNC_WEBHOOK_ALLOW_PRIVATE" help:"Let webhooks go to loopback, private and link-local addresses (refused otherwise, at registration and at every connect)."`
 	Timeout        time.Duration `name:"webhook-timeout" env:"MAILSYNC_WEBHOOK_TIMEOUT" default:"15s" help:"A webhook POST must be answered, body included, within this."`

@@ -18,7 +18,7 @@ import (
 )
 
 // The webhook routes: a user's endpoints, which the deliverers of every instance send the change
-// log of the user's accounts to (package webhook; docs/changes-webhooks.md). The signing secret
+// log of the user's accounts to (package webhook; docs/changes.md#webhooks). The signing secret
 // is shown once, when it is made (create, rotate), and never again.
 
 // WebhookJSON is an endpoint as its owner sees it.
