@@ -171,7 +171,7 @@ class EndpointCard {
       await this.update();
     });
     const toggle = this.button(w.enabled ? 'Disable' : 'Enable', 'toggle', async () => {
-      this.w = await request('PATCH', `/api/webhooks/${w.id}`, {enabled: !w.enabled});
+      this.w = /** @type {Webhook} */ (await request('PATCH', `/api/webhooks/${w.id}`, {enabled: !w.enabled}));
       replace(this.result);
       this.render();
       this.changed();
@@ -248,8 +248,10 @@ function addForm(accounts, onCreated) {
  * @returns {Promise<() => void>}
  */
 export async function webhooksView(root) {
-  /** @type {[Webhook[], Account[]]} */
-  const [hooks, accounts] = await Promise.all([request('GET', '/api/webhooks'), request('GET', '/api/accounts')]);
+  const [hooks, accounts] = await Promise.all([
+    /** @type {Promise<Webhook[]>} */ (request('GET', '/api/webhooks')),
+    /** @type {Promise<Account[]>} */ (request('GET', '/api/accounts')),
+  ]);
   const names = new Map(accounts.map((a) => [a.id, a.name]));
   const list = h('div', {class: 'webhooks'});
   const secretBox = h('div', {'aria-live': 'polite'});
