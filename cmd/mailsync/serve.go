@@ -67,6 +67,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		defer demoRun.Close()
 	}
 	reg := metrics.New(s)
+	if err := g.setupOAuth(ctx, s, box, reg); err != nil {
+		_ = s.Close()
+		return err
+	}
 	engine := g.syncEngine(s, box)
 	cfg := instance.Config{
 		Store: s, DSN: g.DB, Key: key, Lifecycle: g.Lifecycle.config(), Login: engine,

@@ -127,13 +127,24 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 	if oldest > cfg.HeartbeatTimeout {
 		oldestState = "warn"
 	}
+	// Accounts waiting for their owner to sign in again sync no more: a warning until they do.
+	reauth, err := s.store.ReauthRequired(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	reauthState, reauthOut := "pass", ""
+	if reauth > 0 {
+		reauthState = "warn"
+		reauthOut = "OAuth2 accounts whose provider refused their authorization: they do not sync until their owner signs in again"
+	}
 	// Everyone may read this endpoint: it names no account, folder or server.
 	waitingOn := ""
 	if waiting > 0 {
 		waitingOn = fmt.Sprintf("running syncs whose IMAP server has sent nothing for the stall threshold; the longest for %s",
 			longestWait.Round(time.Second))
 	}
-	h := Health{Status: worst(deadState, oldestState, waitingState), Description: "sync tasks", Checks: map[string][]HealthCheck{
+	h := Health{Status: worst(deadState, oldestState, waitingState, reauthState), Description: "sync tasks", Checks: map[string][]HealthCheck{
+		"sync:reauthRequired":     {{ComponentType: "component", ObservedValue: reauth, Status: reauthState, Time: now, Output: reauthOut}},
 		"sync:waitingOnServer":    {{ComponentType: "component", ObservedValue: waiting, Status: waitingState, Time: now, Output: waitingOn}},
 		"sync:active":             {{ComponentType: "component", ObservedValue: len(active), Status: "pass", Time: now}},
 		"sync:dead":               {{ComponentType: "component", ObservedValue: dead, Status: deadState, Time: now}},

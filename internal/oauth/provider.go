@@ -34,11 +34,11 @@ type Provider struct {
 
 	// Issuer, when set and an endpoint is missing, is asked for its metadata (RFC 8414, then
 	// OpenID Connect discovery).
-	Issuer        string `json:"issuer,omitempty"`
-	AuthURL       string `json:"auth_url,omitempty"`
-	TokenURL      string `json:"token_url,omitempty"`
-	DeviceAuthURL string `json:"device_auth_url,omitempty"`
-	RevokeURL     string `json:"revocation_url,omitempty"`
+	Issuer        string   `json:"issuer,omitempty"`
+	AuthURL       string   `json:"auth_url,omitempty"`
+	TokenURL      string   `json:"token_url,omitempty"`
+	DeviceAuthURL string   `json:"device_auth_url,omitempty"`
+	RevokeURL     string   `json:"revocation_url,omitempty"`
 	Scopes        []string `json:"scopes,omitempty"`
 	// AuthParams are extra parameters of the authorization request (Google needs
 	// access_type=offline and prompt=consent to hand out a refresh token).

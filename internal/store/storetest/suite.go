@@ -67,6 +67,7 @@ var suite = []struct {
 	{"DeathsCounted", testDeathsCounted},
 	{"MigrationCountsOldDeaths", testMigrationCountsOldDeaths},
 	{"ChangeLog", testChangeLog},
+	{"OAuthRefreshIsFenced", testOAuthRefreshFence},
 }
 
 // env is one test's database, lifecycle and clock.
