@@ -44,6 +44,12 @@ type Provider struct {
 	// access_type=offline and prompt=consent to hand out a refresh token).
 	AuthParams map[string]string `json:"auth_params,omitempty"`
 
+	// ClientAuth is how the client authenticates at the token endpoint: "basic" (HTTP Basic,
+	// RFC 6749's default, used when empty) or "post" (client_id and client_secret in the form,
+	// as the Google and Microsoft presets do). Never guessed: golang.org/x/oauth2's guessing sends
+	// every failing request twice, which a refresh-token rotation cannot afford.
+	ClientAuth string `json:"client_auth,omitempty"`
+
 	// DeviceGrant says the provider allows the device authorization grant (RFC 8628) for these
 	// scopes: the CLI then uses it, else the loopback redirect (RFC 8252). Google does not allow
 	// it for mail; Microsoft does.
@@ -58,7 +64,7 @@ type Provider struct {
 // Google is the preset for Gmail and Google Workspace.
 func Google() Provider {
 	return Provider{
-		Name: "google", Label: "Google",
+		Name: "google", Label: "Google", ClientAuth: "post",
 		AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", TokenURL: "https://oauth2.googleapis.com/token",
 		RevokeURL:  "https://oauth2.googleapis.com/revoke",
 		Scopes:     []string{"https://mail.google.com/"},
@@ -76,7 +82,7 @@ func Microsoft(tenant string) Provider {
 	}
 	base := "https://login.microsoftonline.com/" + tenant + "/oauth2/v2.0/"
 	return Provider{
-		Name: "microsoft", Label: "Microsoft",
+		Name: "microsoft", Label: "Microsoft", ClientAuth: "post",
 		AuthURL: base + "authorize", TokenURL: base + "token", DeviceAuthURL: base + "devicecode",
 		Scopes:      []string{"https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"},
 		DeviceGrant: true,
@@ -147,6 +153,12 @@ func New(ctx context.Context, client *http.Client, providers ...Provider) (*Prov
 		}
 		if p.IMAPTLS == "" {
 			p.IMAPTLS = "tls"
+		}
+		if p.ClientAuth == "" {
+			p.ClientAuth = "basic"
+		}
+		if p.ClientAuth != "basic" && p.ClientAuth != "post" {
+			return nil, fmt.Errorf("oauth: provider %q: client_auth %q: want basic or post", p.Name, p.ClientAuth)
 		}
 		if (p.AuthURL == "" || p.TokenURL == "") && p.Issuer != "" {
 			if err := p.discover(ctx, client); err != nil {
@@ -257,8 +269,15 @@ func fetchMetadata(ctx context.Context, client *http.Client, url string) (metada
 func (p *Provider) OAuth2(redirectURL string) *oauth2.Config {
 	return &oauth2.Config{
 		ClientID: p.ClientID, ClientSecret: p.ClientSecret, Scopes: p.Scopes, RedirectURL: redirectURL,
-		Endpoint: oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL},
+		Endpoint: oauth2.Endpoint{AuthURL: p.AuthURL, TokenURL: p.TokenURL, DeviceAuthURL: p.DeviceAuthURL, AuthStyle: p.authStyle()},
 	}
+}
+
+func (p *Provider) authStyle() oauth2.AuthStyle {
+	if p.ClientAuth == "post" {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
 }
 
 // AuthCodeURL is the address of the provider's consent page for state, with the PKCE challenge
