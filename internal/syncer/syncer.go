@@ -380,7 +380,10 @@ func (a *accountSync) storeFailed(ctx context.Context, err error) error {
 // that ended it (ctx's cause when stopped); the caller waits and watches again.
 //
 // An OAuth2 account's connection is replaced by one signed in with a fresh token before the
-// token it was opened with expires: providers end sessions whose token has expired.
+// token it was opened with expires: providers end sessions whose token has expired. A change
+// the old connection had not reported yet (Dovecot notices some a second or more late) would be
+// lost with it, so the INBOX's status on the new connection is compared with the one the old
+// connection began with; a difference counts as a change (at worst one sync too many).
 func (s *Syncer) Watch(ctx context.Context, acct store.Account, changed func()) error {
 	cfg, err := s.accountConfig(acct)
 	if err != nil {
@@ -392,18 +395,29 @@ func (s *Syncer) Watch(ctx context.Context, acct store.Account, changed func()) 
 			conn.Close()
 		}
 	}()
-	var renewAt time.Time // zero: no token to renew
+	var (
+		renewAt time.Time // zero: no token to renew
+		began   imapconn.Status
+	)
 	for {
 		if conn == nil || (!renewAt.IsZero() && !time.Now().Before(renewAt)) {
 			next, err := imapconn.Dial(ctx, cfg)
 			if err != nil {
 				return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
 			}
+			st, err := next.Status(ctx, "INBOX")
+			if err != nil {
+				next.Close()
+				return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
+			}
 			if conn != nil {
 				conn.Close()
 				s.opts.Logger.Debug("watch: signed in again with a fresh token", "account", acct.ID)
+				if st != began {
+					changed()
+				}
 			}
-			conn = next
+			conn, began = next, st
 			if acct.IsOAuth2() {
 				// The token the dial used: Tokens hands out the stored one until it is due.
 				a, err := s.opts.Tokens.Token(ctx, acct.ID, "")
