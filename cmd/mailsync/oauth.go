@@ -20,6 +20,7 @@ type OAuthFlags struct {
 	MicrosoftClientSecret string        `name:"oauth-microsoft-client-secret" env:"MAILSYNC_OAUTH_MICROSOFT_CLIENT_SECRET" help:"Its client secret (empty for a public client; set it in the environment)."`
 	MicrosoftTenant       string        `name:"oauth-microsoft-tenant" env:"MAILSYNC_OAUTH_MICROSOFT_TENANT" default:"common" help:"common, organizations, consumers, or a tenant id or domain."`
 	ProvidersFile         string        `name:"oauth-providers" env:"MAILSYNC_OAUTH_PROVIDERS" type:"path" help:"A JSON file of further OAuth2 providers (docs/oauth.md)."`
+	RedirectURL           string        `name:"oauth-redirect-url" env:"MAILSYNC_OAUTH_REDIRECT_URL" placeholder:"https://HOST/oauth/callback" help:"The redirect URI registered with the providers (default: this server's /oauth/callback as the browser reaches it)."`
 	RefreshMargin         time.Duration `name:"oauth-refresh-margin" env:"MAILSYNC_OAUTH_REFRESH_MARGIN" default:"2m" help:"Refresh an access token this long before it expires (at most a quarter of its lifetime)."`
 }
 

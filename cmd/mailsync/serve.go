@@ -82,6 +82,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			LoginConcurrency: c.HTTP.LoginConcurrency, LoginWait: c.HTTP.LoginWait,
 			MaxStreamsPerUser: c.HTTP.StreamsPerUser, MaxStreamsPerTask: c.HTTP.StreamsPerTask,
 			MetricsToken: c.HTTP.MetricsToken,
+			OAuth:        g.tokens, OAuthRedirectURL: g.OAuth.RedirectURL,
 		},
 	}
 	if c.IDLE {

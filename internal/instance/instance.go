@@ -174,7 +174,7 @@ func New(cfg Config) (*Instance, error) {
 // the web UI.
 func handler(api *httpapi.Server) http.Handler {
 	mux := http.NewServeMux()
-	for _, p := range []string{"/api/", "/livez", "/readyz", "/metrics"} {
+	for _, p := range []string{"/api/", "/livez", "/readyz", "/metrics", "/oauth/"} {
 		mux.Handle(p, api.Handler())
 	}
 	mux.Handle("/", web.Handler())

@@ -315,7 +315,7 @@ func (p *Provider) codeGrant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	access, refresh, expiry := p.issueLocked(g.user, newID("fam"))
-	writeTokens(w, access, refresh, expiry)
+	writeTokens(w, g.user, access, refresh, expiry)
 }
 
 func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request) {
@@ -355,11 +355,12 @@ func (p *Provider) refreshGrant(w http.ResponseWriter, r *http.Request) {
 	}
 	ti.rotated = true // rotation: the old refresh token is spent
 	access, refresh, expiry := p.issueLocked(user, ti.family)
-	writeTokens(w, access, refresh, expiry)
+	writeTokens(w, user, access, refresh, expiry)
 }
 
 func (p *Provider) deviceAuth(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil || !p.clientOK(r) {
+	// A public client's request (RFC 8628 §3.1): the client id alone.
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("client_id") != p.ClientID {
 		oauthError(w, http.StatusUnauthorized, "invalid_client")
 		return
 	}
@@ -424,7 +425,7 @@ func (p *Provider) deviceGrant(w http.ResponseWriter, r *http.Request) {
 	default:
 		d.done = true
 		access, refresh, expiry := p.issueLocked(d.user, newID("fam"))
-		writeTokens(w, access, refresh, expiry)
+		writeTokens(w, d.user, access, refresh, expiry)
 	}
 }
 
@@ -478,10 +479,14 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func writeTokens(w http.ResponseWriter, access, refresh string, expiry time.Time) {
+// writeTokens answers a token request, with an (unsigned) OpenID Connect id_token naming the
+// user's mailbox address as its email.
+func writeTokens(w http.ResponseWriter, user, access, refresh string, expiry time.Time) {
 	w.Header().Set("Cache-Control", "no-store")
+	claims, _ := json.Marshal(map[string]string{"email": user, "sub": user})
+	idToken := "eyJhbGciOiJub25lIn0." + base64.RawURLEncoding.EncodeToString(claims) + ".x"
 	writeJSON(w, http.StatusOK, map[string]any{
-		"access_token": access, "token_type": "Bearer", "refresh_token": refresh,
+		"access_token": access, "token_type": "Bearer", "refresh_token": refresh, "id_token": idToken,
 		"expires_in": max(1, int(time.Until(expiry).Round(time.Second).Seconds())),
 	})
 }

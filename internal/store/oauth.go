@@ -112,3 +112,65 @@ func expiryMillis(t time.Time) int64 {
 	}
 	return t.UnixMilli()
 }
+
+// OAuthFlow is a web sign-in under way: what the callback needs to finish it.
+type OAuthFlow struct {
+	State     string
+	SessionID string
+	UserID    int64
+	Provider  string
+	// AccountID is the account signing in again, 0 for a new one; Name the new one's name.
+	AccountID   int64
+	Name        string
+	LoginHint   string
+	VerifierEnc []byte
+	RedirectURI string
+	Expires     time.Time
+}
+
+// CreateOAuthFlow stores a sign-in under way, and forgets those that expired.
+func (s *Store) CreateOAuthFlow(ctx context.Context, f OAuthFlow) error {
+	var account sql.NullInt64
+	if f.AccountID != 0 {
+		account = sql.NullInt64{Int64: f.AccountID, Valid: true}
+	}
+	return s.inTx(ctx, func(tx txn) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM oauth_flows WHERE expires_at <= {{now}}`); err != nil {
+			return fmt.Errorf("store: create oauth flow: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO oauth_flows (state, session_id, user_id, provider, account_id, name, login_hint, verifier_enc, redirect_uri, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			f.State, f.SessionID, f.UserID, f.Provider, account, f.Name, f.LoginHint, f.VerifierEnc, f.RedirectURI, f.Expires.UnixMilli()); err != nil {
+			return fmt.Errorf("store: create oauth flow: %w", err)
+		}
+		return nil
+	})
+}
+
+// TakeOAuthFlow returns the unexpired sign-in of state and deletes it, so that a state is used
+// once whatever happens next. ErrNotFound: unknown, expired or already taken.
+func (s *Store) TakeOAuthFlow(ctx context.Context, state string) (OAuthFlow, error) {
+	var (
+		f       OAuthFlow
+		account sql.NullInt64
+		expires int64
+		live    bool
+	)
+	err := s.write.QueryRowContext(ctx, `
+		DELETE FROM oauth_flows WHERE state = $1
+		RETURNING state, session_id, user_id, provider, account_id, name, login_hint, verifier_enc, redirect_uri, expires_at,
+			expires_at > {{now}}`, state).
+		Scan(&f.State, &f.SessionID, &f.UserID, &f.Provider, &account, &f.Name, &f.LoginHint, &f.VerifierEnc, &f.RedirectURI, &expires, &live)
+	if errors.Is(err, sql.ErrNoRows) {
+		return OAuthFlow{}, fmt.Errorf("store: oauth flow: %w", ErrNotFound)
+	}
+	if err != nil {
+		return OAuthFlow{}, fmt.Errorf("store: oauth flow: %w", err)
+	}
+	if !live {
+		return OAuthFlow{}, fmt.Errorf("store: oauth flow: expired: %w", ErrNotFound)
+	}
+	f.AccountID, f.Expires = account.Int64, fromMillis(expires)
+	return f, nil
+}

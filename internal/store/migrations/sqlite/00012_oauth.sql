@@ -13,6 +13,10 @@
 --
 -- auth_state 'reauth_required': the provider refused the refresh token (invalid_grant, revoked
 -- consent). Nothing syncs the account until its owner signs in again.
+--
+-- oauth_flows: the web sign-ins under way, one row per one-time state, bound to the browser
+-- session that started it and taken (deleted) by the callback, on whichever instance it lands;
+-- verifier_enc is the PKCE code verifier, sealed under the server key.
 
 -- +goose Up
 ALTER TABLE accounts ADD COLUMN auth_kind TEXT NOT NULL DEFAULT 'password' CHECK (auth_kind IN ('password', 'oauth2'));
@@ -23,7 +27,22 @@ ALTER TABLE accounts ADD COLUMN refresh_owner TEXT NOT NULL DEFAULT '';
 ALTER TABLE accounts ADD COLUMN refresh_lease_until INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN auth_state TEXT NOT NULL DEFAULT 'ok' CHECK (auth_state IN ('ok', 'reauth_required'));
 
+CREATE TABLE oauth_flows (
+    state        TEXT    PRIMARY KEY,
+    session_id   TEXT    NOT NULL,
+    user_id      INTEGER  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    provider     TEXT    NOT NULL,
+    account_id   INTEGER  REFERENCES accounts (id) ON DELETE CASCADE,
+    name         TEXT    NOT NULL DEFAULT '',
+    login_hint   TEXT    NOT NULL DEFAULT '',
+    verifier_enc BLOB   NOT NULL,
+    redirect_uri TEXT    NOT NULL,
+    expires_at   INTEGER  NOT NULL
+);
+CREATE INDEX oauth_flows_expires ON oauth_flows (expires_at);
+
 -- +goose Down
+DROP TABLE oauth_flows;
 ALTER TABLE accounts DROP COLUMN auth_state;
 ALTER TABLE accounts DROP COLUMN refresh_lease_until;
 ALTER TABLE accounts DROP COLUMN refresh_owner;
