@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/imaptest"
 	"mailsync/internal/mailgen"
 	"mailsync/internal/oauth"
 	"mailsync/internal/oauthtest"
-	"mailsync/internal/imaptest"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
