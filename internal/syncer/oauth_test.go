@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -299,6 +301,40 @@ func TestOAuthConcurrentSyncsTwoInstances(t *testing.T) {
 	if m, r := w.prov.MaxConcurrentRefreshes(), w.prov.Reused(); m > 1 || r != 0 {
 		t.Errorf("refreshes of one token in flight at once %d (want 1), rotated refresh tokens spent again %d (want 0)", m, r)
 	}
+
+	// The database holds the tokens sealed only: a dump has none of those the provider issued.
+	dump := pgDump(t, dsn)
+	issued := w.prov.Issued()
+	for _, tok := range issued {
+		if strings.Contains(dump, tok) {
+			t.Fatalf("the PostgreSQL dump holds a token the provider issued")
+		}
+	}
+	t.Logf("none of the %d tokens issued is in the %d-byte dump", len(issued), len(dump))
+}
+
+// pgDump returns a plain dump of the test schema dsn names.
+func pgDump(t *testing.T, dsn string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	schema := q.Get("search_path")
+	q.Del("search_path")
+	u.RawQuery = q.Encode()
+	if _, err := exec.LookPath("pg_dump"); err != nil {
+		t.Skip("no pg_dump on PATH (Debian's postgresql-client)")
+	}
+	out, err := exec.Command("pg_dump", "--schema="+schema, "--data-only", u.String()).Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	if !strings.Contains(string(out), "accounts") {
+		t.Fatalf("the dump has no accounts table: %.300s", out)
+	}
+	return string(out)
 }
 
 // TestOAuthIdleReauthenticates holds an IDLE with 2-second tokens for several lifetimes: the

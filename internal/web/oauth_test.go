@@ -23,6 +23,7 @@ import (
 	"mailsync/internal/instance"
 	"mailsync/internal/instance/instancetest"
 	"mailsync/internal/mailgen"
+	"mailsync/internal/metrics"
 	"mailsync/internal/oauth"
 	"mailsync/internal/oauthtest"
 	"mailsync/internal/secret"
@@ -48,12 +49,13 @@ func oauthStack(t *testing.T, prov *oauthtest.Provider, d *imaptest.Dovecot, dir
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := oauth.NewTokens(s, box, ps, oauth.Options{Logger: log})
+	reg := metrics.New(s)
+	tokens := oauth.NewTokens(s, box, ps, oauth.Options{Logger: log, Refreshed: reg.OAuthRefresh, ReauthRequired: reg.ReauthRequired})
 	engine := syncer.New(s, box, syncer.Options{Tokens: tokens, Logger: log})
 	c := lifecycle()
 	c.HeartbeatInterval, c.HeartbeatTimeout, c.SelfFence = 300*time.Millisecond, 10*time.Second, 6*time.Second
 	in, err := instance.New(instance.Config{
-		Store: s, Key: key, Lifecycle: c, Login: engine, Body: engine.Run, Log: log,
+		Store: s, Key: key, Lifecycle: c, Login: engine, Body: engine.Run, Log: log, Metrics: reg,
 		Workers: 2, WorkerPoll: 50 * time.Millisecond, ProgressEvery: 20 * time.Millisecond, ShutdownGrace: time.Second,
 		NoReaper: true, SessionTTL: time.Hour,
 		API: httpapi.Config{Version: "test", PasswordParams: instancetest.CheapParams, OAuth: tokens,
@@ -170,6 +172,13 @@ func TestBrowserOAuthSignIn(t *testing.T) {
 	if !eval[bool](p, fmt.Sprintf(`document.querySelector('%s [data-action=sync]').disabled`, card(a.ID))) {
 		t.Error("Sync now is enabled on a reauth_required account")
 	}
+	if m := apiGet(t, p, st.url+"/metrics", "GET").body; !strings.Contains(m, "mailsync_oauth_reauth_required_total 1") ||
+		!strings.Contains(m, `mailsync_oauth_refreshes_total{result="auth"} 1`) {
+		t.Errorf("metrics do not count the reauth_required account:\n%s", grepLines(m, "mailsync_oauth"))
+	}
+	if h := apiGet(t, p, st.url+"/api/health/sync", "GET").body; !strings.Contains(h, `"sync:reauthRequired":[{"componentType":"component","observedValue":1,"status":"warn"`) {
+		t.Errorf("health/sync does not warn of the reauth_required account: %s", h)
+	}
 	resp2 := apiGet(t, p, st.url+fmt.Sprintf("/api/accounts/%d/sync", a.ID), "POST")
 	if resp2.status != http.StatusConflict || !strings.Contains(resp2.body, "sign in again") {
 		t.Errorf("Sync now on a reauth_required account: %d %s", resp2.status, resp2.body)
@@ -239,6 +248,16 @@ func evalAsync[T any](p *page, expr string) T {
 		p.t.Fatalf("browser: evaluate %s: %v", expr, err)
 	}
 	return v
+}
+
+func grepLines(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 type apiAnswer struct {
