@@ -54,6 +54,7 @@ type OAuthAddFlags struct {
 	Login    string        `name:"login" placeholder:"ADDRESS" help:"With --oauth: the mailbox address (default: the one the provider names)."`
 	Timeout  time.Duration `name:"oauth-timeout" default:"10m" help:"With --oauth: how long to wait for the sign-in."`
 	Loopback bool          `name:"oauth-loopback" help:"With --oauth: use the browser redirect even where the device code is allowed."`
+	Port     int           `name:"oauth-loopback-port" default:"0" help:"With the browser redirect: the listener's port on 127.0.0.1 (0: any free one; set one for a client that registers exact redirect URIs, or to forward it with ssh -L)."`
 }
 
 // addOAuth is account add --oauth: sign in, test the IMAP login with the token, then save.
@@ -96,6 +97,7 @@ type AccountReauthCmd struct {
 	Account  string        `arg:"" help:"Account id or name."`
 	Timeout  time.Duration `name:"oauth-timeout" default:"10m" help:"How long to wait for the sign-in."`
 	Loopback bool          `name:"oauth-loopback" help:"Use the browser redirect even where the device code is allowed."`
+	Port     int           `name:"oauth-loopback-port" default:"0" help:"The browser redirect's listener port on 127.0.0.1 (0: any free one)."`
 }
 
 func (c *AccountReauthCmd) Run(ctx context.Context, g *Globals) error {
@@ -115,7 +117,7 @@ func (c *AccountReauthCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	flags := OAuthAddFlags{Provider: a.OAuthProvider, Login: a.Login, Timeout: c.Timeout, Loopback: c.Loopback}
+	flags := OAuthAddFlags{Provider: a.OAuthProvider, Login: a.Login, Timeout: c.Timeout, Loopback: c.Loopback, Port: c.Port}
 	signed, ts, err := g.signIn(ctx, s, box, flags, a.Login)
 	if err != nil {
 		return err
@@ -155,7 +157,7 @@ func (g *Globals) signIn(ctx context.Context, s *store.Store, box *secret.Box, f
 			fmt.Fprintf(g.stdout, "To sign in to %s, open %s and enter the code %s\nwaiting up to %s…\n", p.Label, uri, code, f.Timeout)
 		})
 	} else {
-		ts, tok, err = p.LoopbackFlow(ctx, client, f.Login, func(url string) {
+		ts, tok, err = p.LoopbackFlow(ctx, client, f.Port, f.Login, func(url string) {
 			fmt.Fprintf(g.stdout, "To sign in to %s, open this address in a browser on this machine:\n%s\nwaiting up to %s…\n", p.Label, url, f.Timeout)
 		})
 	}

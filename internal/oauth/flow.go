@@ -10,6 +10,7 @@ import (
 	"html"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,10 +99,12 @@ func (p *Provider) DeviceFlow(ctx context.Context, client *http.Client, show fun
 }
 
 // LoopbackFlow is the redirect flow of native apps (RFC 8252 §7.3): a one-shot listener on
-// 127.0.0.1 takes the redirect. show is given the consent page's address to open; the flow waits
-// for the one redirect carrying its state, or ctx's end, and answers the browser in words.
-func (p *Provider) LoopbackFlow(ctx context.Context, client *http.Client, loginHint string, show func(url string)) (TokenSet, *oauth2.Token, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// 127.0.0.1 takes the redirect, on port (0: any free one, as RFC 8252 wants; a fixed one for
+// clients that register exact redirect URIs, or to forward it over SSH). show is given the
+// consent page's address to open; the flow waits for the one redirect carrying its state, or
+// ctx's end, and answers the browser in words.
+func (p *Provider) LoopbackFlow(ctx context.Context, client *http.Client, port int, loginHint string, show func(url string)) (TokenSet, *oauth2.Token, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return TokenSet{}, nil, fmt.Errorf("oauth: loopback listener: %w", err)
 	}

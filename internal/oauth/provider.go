@@ -66,8 +66,9 @@ func Google() Provider {
 	return Provider{
 		Name: "google", Label: "Google", ClientAuth: "post",
 		AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", TokenURL: "https://oauth2.googleapis.com/token",
-		RevokeURL:  "https://oauth2.googleapis.com/revoke",
-		Scopes:     []string{"https://mail.google.com/"},
+		RevokeURL: "https://oauth2.googleapis.com/revoke",
+		// openid email: the id_token names the mailbox signed in to.
+		Scopes:     []string{"https://mail.google.com/", "openid", "email"},
 		AuthParams: map[string]string{"access_type": "offline", "prompt": "consent"},
 		IMAPHost:   "imap.gmail.com", IMAPPort: 993, IMAPTLS: "tls",
 	}
@@ -84,7 +85,7 @@ func Microsoft(tenant string) Provider {
 	return Provider{
 		Name: "microsoft", Label: "Microsoft", ClientAuth: "post",
 		AuthURL: base + "authorize", TokenURL: base + "token", DeviceAuthURL: base + "devicecode",
-		Scopes:      []string{"https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"},
+		Scopes:      []string{"https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access", "openid", "email"},
 		DeviceGrant: true,
 		IMAPHost:    "outlook.office365.com", IMAPPort: 993, IMAPTLS: "tls",
 	}
