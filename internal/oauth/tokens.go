@@ -154,6 +154,14 @@ func (t *Tokens) Token(ctx context.Context, accountID int64, refused string) (Ac
 		if errors.Is(err, store.ErrConflict) {
 			continue // our lease expired under us and someone else stored: read theirs
 		}
+		var e *Error
+		if errors.As(err, &e) && e.Class == "transient" && refused == "" && ts.Access != "" && t.now().Before(ts.Expiry) {
+			// The provider is away, but the token it gave last still works: use it until it
+			// expires rather than fail what it is needed for. The next call tries again.
+			t.opts.Logger.Warn("oauth: token refresh failed; using the current token until it expires",
+				"account", acct.ID, "expiry", ts.Expiry, "err", err)
+			return Access{Token: ts.Access, Expiry: ts.Expiry, RefreshAt: due}, nil
+		}
 		return a, err
 	}
 }
@@ -250,33 +258,31 @@ func (t *Tokens) count(result string) {
 // revoked authorization is noticed within one token lifetime instead of at the next sync. It
 // returns nil when ctx ends, or the error that should end the sync: the account became
 // reauth_required, or refreshes kept failing until the token expired.
+//
+// While the provider is away, Token hands out the current token until it expires; Keep then
+// asks again with a growing backoff instead of at once.
 func (t *Tokens) Keep(ctx context.Context, accountID int64) error {
-	var expiry time.Time
 	wait := t.opts.Backoff
 	for {
 		a, err := t.Token(ctx, accountID, "")
 		if ctx.Err() != nil {
 			return nil
 		}
-		var e *Error
-		switch {
-		case err == nil:
-			expiry, wait = a.Expiry, t.opts.Backoff
-			if a.RefreshAt.IsZero() {
-				<-ctx.Done()
-				return nil
-			}
-			if err := sleep(ctx, time.Until(a.RefreshAt)); err != nil {
-				return nil
-			}
-		case errors.As(err, &e) && e.Class == "transient" && t.now().Before(expiry):
-			// The token still works: try again before it expires.
-			if err := sleep(ctx, min(wait, time.Until(expiry))); err != nil {
-				return nil
-			}
-			wait = min(2*wait, 30*time.Second)
-		default:
+		if err != nil {
 			return err
+		}
+		if a.RefreshAt.IsZero() {
+			<-ctx.Done()
+			return nil
+		}
+		next := time.Until(a.RefreshAt)
+		if next <= 0 { // due, and not refreshed: the provider failed; the token still works
+			next, wait = min(wait, max(time.Until(a.Expiry), time.Millisecond)), min(2*wait, 30*time.Second)
+		} else {
+			wait = t.opts.Backoff
+		}
+		if err := sleep(ctx, next); err != nil {
+			return nil
 		}
 	}
 }

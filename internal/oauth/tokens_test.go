@@ -254,4 +254,15 @@ func TestTransientRefreshFailures(t *testing.T) {
 	if _, err := tok.Token(ctx, a.ID, acc.Token); err != nil {
 		t.Fatalf("Token once the provider is back = %v (was the lease left held?)", err)
 	}
+
+	// Due for refresh but not expired: while the provider fails, the current token is used.
+	access, refresh, _ := prov.Issue("dave")
+	now := time.Now()
+	ts := oauth.TokenSet{Access: access, Refresh: refresh, Issued: now.Add(-time.Hour), Expiry: now.Add(30 * time.Second)}
+	due := storetest.SeedOAuthAccount(t, s, "dave", "127.0.0.1", 143, ts.Seal(box, "dave", "127.0.0.1"), ts.Expiry)
+	prov.FailRefreshes(3)
+	got, err := tok.Token(ctx, due.ID, "")
+	if err != nil || got.Token != access {
+		t.Fatalf("Token of a due token while the provider fails = %v, %v; want the current token", got.Token == access, err)
+	}
 }

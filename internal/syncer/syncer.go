@@ -398,7 +398,15 @@ func (s *Syncer) Watch(ctx context.Context, acct store.Account, changed func()) 
 	var (
 		renewAt time.Time // zero: no token to renew
 		began   imapconn.Status
+		used    oauth.Access // the token the last dial signed in with
 	)
+	if acct.IsOAuth2() {
+		cfg.OAuthToken = func(ctx context.Context, refused string) (string, error) {
+			a, err := s.opts.Tokens.Token(ctx, acct.ID, refused)
+			used = a
+			return a.Token, err
+		}
+	}
 	for {
 		if conn == nil || (!renewAt.IsZero() && !time.Now().Before(renewAt)) {
 			next, err := imapconn.Dial(ctx, cfg)
@@ -419,12 +427,13 @@ func (s *Syncer) Watch(ctx context.Context, acct store.Account, changed func()) 
 			}
 			conn, began = next, st
 			if acct.IsOAuth2() {
-				// The token the dial used: Tokens hands out the stored one until it is due.
-				a, err := s.opts.Tokens.Token(ctx, acct.ID, "")
-				if err != nil {
-					return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
+				// Before the token the dial signed in with is due; a provider that is away
+				// (Token handed out the current token past its refresh time) is asked again
+				// within a minute, while the token still works.
+				renewAt = used.RefreshAt
+				if !renewAt.After(time.Now()) {
+					renewAt = time.Now().Add(min(time.Minute, max(time.Until(used.Expiry)/2, time.Second)))
 				}
-				renewAt = a.RefreshAt
 			}
 		}
 		// RFC 2177: renew an IDLE at least every 29 minutes.
