@@ -18,9 +18,10 @@ import (
 
 // AccountCmd manages IMAP accounts.
 type AccountCmd struct {
-	Add  AccountAddCmd  `cmd:"" help:"Add an IMAP account (the login is tested before anything is saved)."`
-	Edit AccountEditCmd `cmd:"" help:"Change an account. A new server, port, TLS mode or certificate check needs the password again."`
-	List AccountListCmd `cmd:"" help:"List accounts."`
+	Add    AccountAddCmd    `cmd:"" help:"Add an IMAP account (the login is tested before anything is saved); --oauth signs in with a provider instead of a password."`
+	Reauth AccountReauthCmd `cmd:"" help:"Sign an OAuth2 account in again (after its provider refused its authorization) and resume its syncs."`
+	Edit   AccountEditCmd   `cmd:"" help:"Change an account. A new server, port, TLS mode or certificate check needs the password again."`
+	List   AccountListCmd   `cmd:"" help:"List accounts."`
 }
 
 // AccountAddCmd adds an account. The password comes from stdin or MAILSYNC_IMAP_PASSWORD, never
@@ -28,14 +29,24 @@ type AccountCmd struct {
 type AccountAddCmd struct {
 	User          string        `required:"" help:"Email of the mailsync user who owns the account."`
 	Name          string        `required:"" help:"A name for the account."`
-	IMAPURL       string        `name:"imap-url" required:"" placeholder:"imap[s]://LOGIN@HOST[:PORT]" help:"Where and as whom to log in."`
+	IMAPURL       string        `name:"imap-url" placeholder:"imap[s]://LOGIN@HOST[:PORT]" help:"Where and as whom to log in (required without --oauth)."`
 	TLS           string        `name:"tls" enum:",none,starttls,tls" default:"" help:"none, starttls or tls (default: tls for imaps://, starttls for imap://)."`
 	TLSSkipVerify bool          `name:"tls-skip-verify" help:"Accept any server certificate (self-signed test servers only)."`
 	PasswordStdin bool          `name:"password-stdin" help:"Read the IMAP password from the first line of stdin (else MAILSYNC_IMAP_PASSWORD)."`
 	SyncInterval  time.Duration `name:"sync-interval" default:"0s" help:"Sync on a schedule this often (0: only when asked)."`
+	OAuthFlags    OAuthAddFlags `embed:""`
 }
 
 func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) error {
+	if c.OAuthFlags.Provider != "" {
+		if c.IMAPURL != "" || c.PasswordStdin {
+			return errors.New("--oauth signs in with the provider: give neither --imap-url nor --password-stdin")
+		}
+		return c.addOAuth(ctx, g)
+	}
+	if c.IMAPURL == "" {
+		return errors.New("--imap-url is required (or --oauth PROVIDER to sign in with Google, Microsoft or another provider)")
+	}
 	a, err := parseIMAPURL(c.IMAPURL, c.TLS)
 	if err != nil {
 		return err
@@ -98,6 +109,9 @@ func (c *AccountEditCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) e
 	before, err := findAccount(ctx, s, c.Account)
 	if err != nil {
 		return err
+	}
+	if before.IsOAuth2() && (c.IMAPURL != nil || c.TLS != nil || c.TLSSkipVerify != nil || c.PasswordStdin) {
+		return errors.New("nothing saved: an OAuth2 account's server and address come from its provider; only --name and --sync-interval change (mailsync account reauth signs it in again)")
 	}
 	a := before
 	if c.IMAPURL != nil {

@@ -6,6 +6,7 @@ import (
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/metrics"
+	"mailsync/internal/oauth"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/syncer"
@@ -20,6 +21,7 @@ func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
 	if g.destinations != nil {
 		opts.Destinations = g.destinations
 	}
+	opts.Tokens = g.tokens
 	return syncer.New(s, box, opts)
 }
 
@@ -30,9 +32,16 @@ func syncBody(engine *syncer.Syncer, reg *metrics.Registry) worker.Body {
 		err := engine.Run(ctx, run)
 		p := run.Progress()
 		reg.MessagesFetched(p.New, p.BytesDone)
-		var ierr *imapconn.Error
-		if errors.As(err, &ierr) {
+		var (
+			ierr *imapconn.Error
+			oerr *oauth.Error
+		)
+		switch {
+		case errors.As(err, &ierr):
 			reg.IMAPError(string(imapconn.Classify(err)))
+		case errors.As(err, &oerr):
+			// A token that could not be had fails the sync like the login it stands for.
+			reg.IMAPError(oerr.Class)
 		}
 		return err
 	}

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"mailsync/internal/oauth"
+
 	"context"
 	"fmt"
 	"io"
@@ -53,11 +55,14 @@ type Globals struct {
 	Lifecycle LifecycleFlags `embed:"" group:"Sync task lifecycle"`
 	Limits    LimitFlags     `embed:"" group:"Limits on IMAP servers"`
 	IMAP      IMAPFlags      `embed:"" group:"IMAP"`
+	OAuth     OAuthFlags     `embed:"" group:"OAuth2 providers"`
 
 	// Set by run, not by flags.
 	stdout, stderr io.Writer
 	logger         *slog.Logger
 	destinations   *netpolicy.Policy
+	// tokens is the OAuth2 token keeper, once setupOAuth made it (nil: no provider configured).
+	tokens *oauth.Tokens
 }
 
 // LifecycleFlags are the timings of the task lifecycle (task.Config; docs/lifecycle.md#time-bounds).

@@ -111,6 +111,10 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		defer demoRun.Close()
 	}
 	reg := metrics.New(s)
+	if err := g.setupOAuth(ctx, s, box, reg); err != nil {
+		_ = s.Close()
+		return err
+	}
 	engine := g.syncEngine(s, box)
 	hooks, hookClient := c.Webhooks.config()
 	cfg := instance.Config{
@@ -125,6 +129,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 			MaxStreamsPerUser: c.HTTP.StreamsPerUser, MaxStreamsPerTask: c.HTTP.StreamsPerTask,
 			StreamWriteTimeout: c.HTTP.ChangesWriteTimeout, StreamMaxLag: c.HTTP.ChangesMaxLag,
 			MetricsToken: c.HTTP.MetricsToken, WebhookLagWarn: c.Webhooks.LagWarn,
+			OAuth: g.tokens, OAuthRedirectURL: g.OAuth.RedirectURL,
 		},
 	}
 	if c.IDLE {

@@ -43,7 +43,14 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	body := syncBody(g.syncEngine(s, box), metrics.New(s))
+	if a.ReauthRequired() {
+		return fmt.Errorf("account %q must sign in again: its provider no longer accepts its authorization (mailsync account reauth %s)", a.Name, c.Account)
+	}
+	reg := metrics.New(s)
+	if err := g.setupOAuth(ctx, s, box, reg); err != nil {
+		return err
+	}
+	body := syncBody(g.syncEngine(s, box), reg)
 	t, created, err := tasks.Start(ctx, a.ID, c.Full)
 	if err != nil {
 		return err

@@ -5,6 +5,11 @@ import "fmt"
 // config is the whole dovecot.conf: nothing comes from /etc/dovecot, so the machine's own
 // Dovecot setup, if any, changes nothing.
 func (s *Server) config() string {
+	mechs, oauthPassdb := "", ""
+	if s.oauth != "" {
+		mechs = " xoauth2 oauthbearer"
+		oauthPassdb = fmt.Sprintf("passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = %s\n}\n", s.oauthConfPath())
+	}
 	return fmt.Sprintf(`# Written by mailsync: a private, plain-text, loopback-only IMAP server.
 protocols = imap
 listen = 127.0.0.1
@@ -13,7 +18,7 @@ state_dir = %[2]s/state
 log_path = %[2]s/dovecot.log
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login%[7]s
 auth_failure_delay = 0
 mail_uid = %[3]d
 mail_gid = %[4]d
@@ -48,7 +53,7 @@ service stats {
     mode = 0666
   }
 }
-passdb {
+%[8]spassdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%%u %[2]s/passwd
 }
@@ -56,5 +61,17 @@ userdb {
   driver = passwd-file
   args = username_format=%%u %[2]s/passwd
 }
-`, s.runDir, s.dir, s.uid, s.gid, s.port, s.conns)
+`, s.runDir, s.dir, s.uid, s.gid, s.port, s.conns, mechs, oauthPassdb)
+}
+
+// oauthConfig is the oauth2 passdb's settings: every token is introspected (no local
+// validation, no cache), so a revoked one is refused at the next login.
+func (s *Server) oauthConfig() string {
+	return fmt.Sprintf(`introspection_mode = post
+introspection_url = %s
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
+`, s.oauth)
 }

@@ -43,6 +43,11 @@ type Options struct {
 	// MaxUserConnections is mail_max_userip_connections; 0 means 100, more than any client of
 	// ours opens, so that only a test that sets it low sees connections turned away.
 	MaxUserConnections int
+	// OAuth2IntrospectionURL, when set, adds XOAUTH2 and OAUTHBEARER logins validated by an
+	// oauth2 passdb that POSTs every token to this RFC 7662 introspection endpoint (the answer's
+	// "username" must be the login, "active" "true"). Users still come from AddUser: their
+	// password-file entry gives the home, and LOGIN keeps working.
+	OAuth2IntrospectionURL string
 }
 
 // Server is a private Dovecot process. Its methods are safe for concurrent use.
@@ -54,6 +59,7 @@ type Server struct {
 	uid    int
 	gid    int
 	conns  int
+	oauth  string // the introspection URL, or ""
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -82,7 +88,7 @@ func Start(dir string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir, uid: uid, gid: gid, conns: opts.MaxUserConnections, users: map[string]bool{}}
+	s := &Server{bin: bin, dir: dir, uid: uid, gid: gid, conns: opts.MaxUserConnections, users: map[string]bool{}, oauth: opts.OAuth2IntrospectionURL}
 	if s.conns == 0 {
 		s.conns = 100
 	}
@@ -133,6 +139,9 @@ func (s *Server) passwdPath() string { return filepath.Join(s.dir, "passwd") }
 func (s *Server) confPath() string   { return filepath.Join(s.dir, "dovecot.conf") }
 func (s *Server) stderrPath() string { return filepath.Join(s.dir, "dovecot.stderr") }
 func (s *Server) homes() string      { return filepath.Join(s.dir, "home") }
+func (s *Server) oauthConfPath() string {
+	return filepath.Join(s.dir, "oauth2.conf.ext")
+}
 
 // MaildirPath returns the root of login's Maildir++: the INBOX, with every other folder in a
 // ".Name" subdirectory. Files written there directly must be handed over with Own.
@@ -225,6 +234,11 @@ func (s *Server) start() error {
 	}
 	if err := os.WriteFile(s.confPath(), []byte(s.config()), 0o644); err != nil {
 		return err
+	}
+	if s.oauth != "" {
+		if err := os.WriteFile(s.oauthConfPath(), []byte(s.oauthConfig()), 0o644); err != nil {
+			return err
+		}
 	}
 	logStart := fileSize(s.LogPath())
 	// -F keeps the master in the foreground as our child, so we own its lifetime. Its own

@@ -163,6 +163,10 @@ func (s *Server) patchAccount(ctx context.Context, in *accountPatchInput) (*acco
 		return nil, err
 	}
 	b := in.Body
+	if a.IsOAuth2() && (b.IMAPHost != nil || b.IMAPPort != nil || b.TLSMode != nil || b.TLSSkipVerify != nil || b.Login != nil || b.Password != nil) {
+		return nil, huma.Error422UnprocessableEntity("an OAuth2 account's server and address come from its provider and its sign-in: " +
+			"only its name and sync interval can change (sign in again to change the mailbox)")
+	}
 	set := func(dst *string, src *string) {
 		if src != nil {
 			*dst = strings.TrimSpace(*src)

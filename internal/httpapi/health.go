@@ -127,6 +127,16 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 	if oldest > cfg.HeartbeatTimeout {
 		oldestState = "warn"
 	}
+	// Accounts waiting for their owner to sign in again sync no more: a warning until they do.
+	reauth, err := s.store.ReauthRequired(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	reauthState, reauthOut := "pass", ""
+	if reauth > 0 {
+		reauthState = "warn"
+		reauthOut = "OAuth2 accounts whose provider refused their authorization: they do not sync until their owner signs in again"
+	}
 	// Everyone may read this endpoint: it names no account, folder or server.
 	waitingOn := ""
 	if waiting > 0 {
@@ -139,9 +149,10 @@ func (s *Server) syncHealth(ctx context.Context, _ *struct{}) (*healthOutput, er
 		unknown := HealthCheck{ComponentType: "component", ObservedValue: nil, Status: "warn", Time: now, Output: "cannot read the webhook endpoints"}
 		hooks = [2]HealthCheck{unknown, unknown}
 	}
-	h := Health{Status: worst(deadState, oldestState, waitingState, hooks[0].Status, hooks[1].Status), Description: "sync tasks", Checks: map[string][]HealthCheck{
+	h := Health{Status: worst(deadState, oldestState, waitingState, reauthState, hooks[0].Status, hooks[1].Status), Description: "sync tasks", Checks: map[string][]HealthCheck{
 		"webhooks:maxLag":         {hooks[0]},
 		"webhooks:disabled":       {hooks[1]},
+		"sync:reauthRequired":     {{ComponentType: "component", ObservedValue: reauth, Status: reauthState, Time: now, Output: reauthOut}},
 		"sync:waitingOnServer":    {{ComponentType: "component", ObservedValue: waiting, Status: waitingState, Time: now, Output: waitingOn}},
 		"sync:active":             {{ComponentType: "component", ObservedValue: len(active), Status: "pass", Time: now}},
 		"sync:dead":               {{ComponentType: "component", ObservedValue: dead, Status: deadState, Time: now}},

@@ -33,12 +33,16 @@ type AccountJSON struct {
 	CreatedAt     time.Time `json:"created_at"`
 	LastError     string    `json:"last_error"`
 	LastTask      *TaskJSON `json:"last_task" doc:"The live task, else the most recent one; null before the first sync."`
+	AuthKind      string    `json:"auth_kind" enum:"password,oauth2" doc:"How mailsync signs in: the IMAP password, or an OAuth2 token (login is then the mailbox address the token is for)."`
+	OAuthProvider string    `json:"oauth_provider,omitempty" doc:"The OAuth2 provider the account's token comes from."`
+	AuthState     string    `json:"auth_state" enum:"ok,reauth_required" doc:"reauth_required: the provider refused the account's authorization; nothing syncs until its owner signs in again."`
 }
 
 func accountJSON(a store.Account, last *TaskJSON) AccountJSON {
 	return AccountJSON{ID: a.ID, Name: a.Name, IMAPHost: a.IMAPHost, IMAPPort: a.IMAPPort, TLSMode: a.TLSMode,
 		TLSSkipVerify: a.TLSSkipVerify, Login: a.Login, SyncIntervalS: int64(a.SyncInterval / time.Second),
-		CreatedAt: a.CreatedAt, LastError: a.LastError, LastTask: last}
+		CreatedAt: a.CreatedAt, LastError: a.LastError, LastTask: last,
+		AuthKind: a.AuthKind, OAuthProvider: a.OAuthProvider, AuthState: a.AuthState}
 }
 
 // FolderJSON is a folder and its sync checkpoint.

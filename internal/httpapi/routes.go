@@ -26,8 +26,13 @@ func (s *Server) routes() {
 	register(s, member, op(patch, "/api/accounts/{id}", "update-account", "Change an account; a new server, login or password is tested first"), s.patchAccount)
 	register(s, member, op(del, "/api/accounts/{id}", "delete-account", "Remove an account and everything stored for it").status(204), s.deleteAccount)
 
+	// OAuth2 sign-in (Google, Microsoft, the operator's providers).
+	register(s, member, op(get, "/api/oauth/providers", "list-oauth-providers", "The OAuth2 providers accounts can sign in with"), s.listProviders)
+	s.mux.HandleFunc("POST /api/oauth/start", s.requirePlain(member, s.oauthStart)) // needs the session cookie itself
+	s.mux.HandleFunc("GET /oauth/callback", s.oauthCallback)
+
 	// Sync tasks.
-	register(s, member, op(post, "/api/accounts/{id}/sync", "start-sync", "Sync now: the live task of the account, or a new one").status(202).errors(http.StatusServiceUnavailable), s.startSync)
+	register(s, member, op(post, "/api/accounts/{id}/sync", "start-sync", "Sync now: the live task of the account, or a new one").status(202).errors(http.StatusConflict, http.StatusServiceUnavailable), s.startSync)
 	register(s, member, op(get, "/api/accounts/{id}/sync", "account-sync", "The account's live task, else its latest"), s.accountSync)
 	register(s, member, op(get, "/api/sync/tasks/{id}", "get-task", "One sync task"), s.getTask)
 	register(s, member, op(post, "/api/sync/tasks/{id}/cancel", "cancel-task", "Cancel a task: at once when queued, at its next heartbeat when running").errors(http.StatusServiceUnavailable), s.cancelTask)

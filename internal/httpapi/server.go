@@ -22,6 +22,7 @@ import (
 
 	"mailsync/internal/auth"
 	"mailsync/internal/metrics"
+	"mailsync/internal/oauth"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
@@ -51,6 +52,12 @@ type Config struct {
 	Metrics  *metrics.Registry
 	Log      *slog.Logger
 	Version  string
+	// OAuth is the token keeper with the configured OAuth2 providers; nil: no provider, and no
+	// OAuth2 sign-in is offered.
+	OAuth *oauth.Tokens
+	// OAuthRedirectURL is the redirect URI registered with the providers; empty: this server's
+	// /oauth/callback as each request reached it.
+	OAuthRedirectURL string
 	// DataDir is the directory whose disk /api/health/system reports ("" for none).
 	DataDir string
 	// SecureCookies marks the session cookie Secure (serve over HTTPS, or behind a TLS proxy).

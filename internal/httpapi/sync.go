@@ -48,8 +48,12 @@ type startSyncOutput struct {
 // yet committed) and so can be neither joined nor replaced until the lock goes, with a 503 and
 // Retry-After. The database ends a frozen mailsync session's locks within seconds.
 func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncOutput, error) {
-	if _, err := s.ownAccount(ctx, in.ID); err != nil {
+	acct, err := s.ownAccount(ctx, in.ID)
+	if err != nil {
 		return nil, err
+	}
+	if acct.ReauthRequired() {
+		return nil, reauthProblem(acct)
 	}
 	force := in.Body != nil && in.Body.ForceFull
 	t, created, err := s.tasks.Start(ctx, in.ID, force)
@@ -62,6 +66,13 @@ func (s *Server) startSync(ctx context.Context, in *startSyncInput) (*startSyncO
 	out := &startSyncOutput{Status: 202}
 	out.Body.Task, out.Body.Reused = s.taskJSON(t), !created
 	return out, nil
+}
+
+// reauthProblem is the answer to Sync now on an account waiting for its owner to sign in again:
+// no sync is attempted, for none could sign in.
+func reauthProblem(a store.Account) error {
+	return huma.Error409Conflict(fmt.Sprintf("account %q must sign in again: its provider (%s) no longer accepts its authorization "+
+		"(revoked, expired or its password changed). Use \"Sign in again\" on its card, then sync.", a.Name, a.OAuthProvider))
 }
 
 // busyProblem is the answer to a task change that met a row another database session holds:

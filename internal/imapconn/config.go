@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -50,6 +51,16 @@ type Config struct {
 
 	Login    string
 	Password string
+	// OAuthToken, when set, makes the login an AUTHENTICATE with an OAuth2 bearer token for
+	// Login (the mailbox address the token is for) instead of LOGIN with Password: OAUTHBEARER
+	// (RFC 7628) or XOAUTH2, whichever the server advertises (OAUTHBEARER first). It returns the
+	// token to use; refused is the token the server has just refused, empty on the first call.
+	// When the server refuses a token, OAuthToken is asked once more with it, and a different
+	// token is tried (the caller refreshes a stale one; see oauth.Tokens.Token).
+	OAuthToken func(ctx context.Context, refused string) (string, error)
+	// OAuthMechanism forces "XOAUTH2" or "OAUTHBEARER" instead of choosing by the server's
+	// capabilities (tests exercise both on one server).
+	OAuthMechanism string
 
 	// Destinations, when set, is asked about every address the connection is about to reach,
 	// after DNS resolution; a refused address is never connected to (see control).

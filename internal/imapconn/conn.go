@@ -87,6 +87,10 @@ type Conn struct {
 
 	// frames is what go-imap reads the server through: it enforces Limits.MaxResponseSize.
 	frames *frameReader
+	// blobs are the SASL initial responses sent, redacted from errors like the password.
+	blobs []string
+	// lastRefusal is the server's NO to the previous OAuth2 token.
+	lastRefusal error
 }
 
 // Dial connects to the server, secures the connection as cfg.TLS says, and logs in. ctx bounds
@@ -189,7 +193,18 @@ func (c *Conn) login(ctx context.Context) error {
 	g := c.arm(ctx, c.cfg.CommandTimeout, commandTimeout(c.cfg.CommandTimeout))
 	defer g.disarm()
 
-	if err := c.client.Login(c.cfg.Login, c.cfg.Password).Wait(); err != nil {
+	var err error
+	if c.cfg.OAuthToken != nil {
+		op = fmt.Sprintf("OAuth2 login to %s as %s", c.addr, c.cfg.Login)
+		err = c.authenticate(ctx, g)
+	} else {
+		err = c.client.Login(c.cfg.Login, c.cfg.Password).Wait()
+	}
+	var te *tokenError
+	if errors.As(err, &te) {
+		return te.err // the token source's own error, as it made it
+	}
+	if err != nil {
 		var se *imap.Error
 		if errors.As(err, &se) {
 			class := ClassAuth

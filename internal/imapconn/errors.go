@@ -54,12 +54,23 @@ type Error struct {
 
 	// login and password are redacted from the message, whatever the cause says (see seal).
 	login, password string
+	// blobs are further secrets to redact: the SASL initial responses of an OAuth2 login, whose
+	// base64 does not contain the token's.
+	blobs []string
 	// unreached: the failure came before the server could be asked to log in (see Unreached).
 	unreached bool
 }
 
 func (e *Error) Error() string {
-	return secret.RedactPlain("imap: "+e.Op+": "+describe(e.Class, e.Err), e.login, e.password)
+	return redactAll("imap: "+e.Op+": "+describe(e.Class, e.Err), e.login, e.password, e.blobs)
+}
+
+func redactAll(text, login, password string, blobs []string) string {
+	text = secret.RedactPlain(text, login, password)
+	for _, b := range blobs {
+		text = secret.Redact(text, b)
+	}
+	return text
 }
 
 // Unreached reports whether the failure came before the server was asked to log in: the TCP
@@ -95,14 +106,14 @@ func (c *Conn) seal(err error) error {
 	if !errors.As(err, &e) {
 		return err
 	}
-	e.login, e.password = c.cfg.Login, c.cfg.Password
+	e.login, e.password, e.blobs = c.cfg.Login, c.cfg.Password, c.blobs
 	if se, ok := e.Err.(*imap.Error); ok {
 		redacted := *se
-		redacted.Text = secret.RedactPlain(se.Text, e.login, e.password)
+		redacted.Text = redactAll(se.Text, e.login, e.password, e.blobs)
 		e.Err = &redacted
 	} else if e.Err != nil {
-		if text := e.Err.Error(); secret.RedactPlain(text, e.login, e.password) != text {
-			e.Err = errors.New(secret.RedactPlain(text, e.login, e.password))
+		if text := e.Err.Error(); redactAll(text, e.login, e.password, e.blobs) != text {
+			e.Err = errors.New(redactAll(text, e.login, e.password, e.blobs))
 		}
 	}
 	return err

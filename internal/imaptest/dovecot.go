@@ -43,6 +43,12 @@ func WithMaxUserConnections(n int) DovecotOption {
 	return func(o *dovecot.Options) { o.MaxUserConnections = n }
 }
 
+// WithOAuth2 makes the server take XOAUTH2 and OAUTHBEARER logins, validating every token at
+// introspectionURL (oauthtest.Provider.IntrospectionURL).
+func WithOAuth2(introspectionURL string) DovecotOption {
+	return func(o *dovecot.Options) { o.OAuth2IntrospectionURL = introspectionURL }
+}
+
 // StartDovecot starts a private Dovecot and stops it when the test ends. When Dovecot cannot run
 // here (not installed, its system user missing, not root: scripts/provision.sh provides them) the
 // test is skipped with one line, or fails under MAILSYNC_TEST_STRICT (see package testenv).

@@ -219,7 +219,7 @@ func (in *Instance) changed(accountID, _ int64) {
 // the web UI.
 func handler(api *httpapi.Server) http.Handler {
 	mux := http.NewServeMux()
-	for _, p := range []string{"/api/", "/livez", "/readyz", "/metrics"} {
+	for _, p := range []string{"/api/", "/livez", "/readyz", "/metrics", "/oauth/"} {
 		mux.Handle(p, api.Handler())
 	}
 	mux.Handle("/", web.Handler())

@@ -38,6 +38,8 @@ type Registry struct {
 	webhookPosts    *prometheus.CounterVec
 	webhookChanges  *prometheus.CounterVec
 	webhookLatency  prometheus.Histogram
+	oauthRefreshes  *prometheus.CounterVec
+	reauthRequired  prometheus.Counter
 }
 
 // New returns a Registry whose task gauges read src at every scrape (the database is the truth;
@@ -92,6 +94,13 @@ func New(src TaskSource) *Registry {
 	for _, k := range changes.Kinds {
 		r.changesWritten.WithLabelValues(string(k)) // every kind shows from the start, at 0
 	}
+	r.oauthRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailsync_oauth_refreshes_total", Help: "OAuth2 access-token refreshes asked of providers, by result (ok, auth, transient, permanent).",
+	}, []string{"result"})
+	r.reauthRequired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mailsync_oauth_reauth_required_total", Help: "OAuth2 accounts put in the reauth_required state (their provider refused the refresh token).",
+	})
+	r.reg.MustRegister(r.oauthRefreshes, r.reauthRequired)
 	r.reg.MustRegister(r.taskDuration, r.messagesFetched, r.bytesFetched, r.imapErrors, r.zombiesReaped,
 		r.changesWritten, r.changesPruned, r.httpRequests, r.httpDuration, r.webhookPosts, r.webhookChanges, r.webhookLatency, newTaskCollector(src),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -124,6 +133,12 @@ func (r *Registry) MessagesFetched(n int, bytes int64) {
 
 // IMAPError counts one IMAP error of the class.
 func (r *Registry) IMAPError(class string) { r.imapErrors.WithLabelValues(class).Inc() }
+
+// OAuthRefresh counts one token refresh asked of a provider, by result.
+func (r *Registry) OAuthRefresh(result string) { r.oauthRefreshes.WithLabelValues(result).Inc() }
+
+// ReauthRequired counts one account put in the reauth_required state.
+func (r *Registry) ReauthRequired() { r.reauthRequired.Inc() }
 
 // ZombiesReaped counts n tasks a reaper changed.
 func (r *Registry) ZombiesReaped(n int) { r.zombiesReaped.Add(float64(n)) }

@@ -27,19 +27,54 @@ type Account struct {
 	// a new host or port, by a non-admin user through the API. The operator's own accounts (the
 	// CLI, administrators) may point anywhere, a LAN or loopback server included.
 	Restricted bool
+
+	// AuthKind is AuthPassword (SecretEnc is the IMAP password) or AuthOAuth2 (SecretEnc is the
+	// sealed token set, Login the mailbox address the token is for, OAuthProvider the provider
+	// configuration it came from). An OAuth2 account's SecretEnc changes only through the token
+	// methods (StoreRefreshedToken, ReplaceOAuthToken), never UpdateAccount: a rewrite from an
+	// older read would put back a refresh token the provider has rotated away.
+	AuthKind      string
+	OAuthProvider string
+	// TokenExpiry is when the stored access token expires (zero: unknown); TokenVersion counts
+	// the token sets stored, the fence of a refresh.
+	TokenExpiry  time.Time
+	TokenVersion int64
+	// AuthState is AuthOK or AuthReauthRequired: the provider refused the refresh token, and
+	// nothing syncs the account until its owner signs in again.
+	AuthState string
 }
 
+// Authentication kinds and states of an account.
+const (
+	AuthPassword       = "password"
+	AuthOAuth2         = "oauth2"
+	AuthOK             = "ok"
+	AuthReauthRequired = "reauth_required"
+)
+
+// IsOAuth2 reports whether the account signs in with an OAuth2 token.
+func (a Account) IsOAuth2() bool { return a.AuthKind == AuthOAuth2 }
+
+// ReauthRequired reports whether the account waits for its owner to sign in again.
+func (a Account) ReauthRequired() bool { return a.AuthState == AuthReauthRequired }
+
 const accountColumns = `id, user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
-	secret_enc, sync_interval_s, created_at, last_error, restricted`
+	secret_enc, sync_interval_s, created_at, last_error, restricted, auth_kind, oauth_provider,
+	token_expires_at, token_version, auth_state`
 
 func scanAccount(row rowScanner) (Account, error) {
 	var (
 		a                  Account
 		intervalS, created int64
+		expires            int64
 	)
 	if err := row.Scan(&a.ID, &a.UserID, &a.Name, &a.IMAPHost, &a.IMAPPort, &a.TLSMode, &a.TLSSkipVerify,
-		&a.Login, &a.SecretEnc, &intervalS, &created, &a.LastError, &a.Restricted); err != nil {
+		&a.Login, &a.SecretEnc, &intervalS, &created, &a.LastError, &a.Restricted, &a.AuthKind, &a.OAuthProvider,
+		&expires, &a.TokenVersion, &a.AuthState); err != nil {
 		return Account{}, err
+	}
+	if expires != 0 {
+		a.TokenExpiry = fromMillis(expires)
 	}
 	a.SyncInterval = time.Duration(intervalS) * time.Second
 	a.CreatedAt = fromMillis(created)
@@ -49,13 +84,20 @@ func scanAccount(row rowScanner) (Account, error) {
 // CreateAccount adds an account; ErrConflict if the user already has one with that name. Its
 // creation time is a.CreatedAt when set (tests with a hand-moved clock), else the database clock.
 func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
+	if a.AuthKind == "" {
+		a.AuthKind = AuthPassword
+	}
+	var expires int64
+	if !a.TokenExpiry.IsZero() {
+		expires = a.TokenExpiry.UnixMilli()
+	}
 	out, err := scanAccount(s.write.QueryRowContext(ctx, `
 		INSERT INTO accounts (user_id, name, imap_host, imap_port, tls_mode, tls_skip_verify, login,
-			secret_enc, sync_interval_s, created_at, restricted)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, {{now}}), $11)
+			secret_enc, sync_interval_s, created_at, restricted, auth_kind, oauth_provider, token_expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, {{now}}), $11, $12, $13, $14)
 		RETURNING `+accountColumns,
 		a.UserID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,
-		int64(a.SyncInterval/time.Second), at(a.CreatedAt), a.Restricted))
+		int64(a.SyncInterval/time.Second), at(a.CreatedAt), a.Restricted, a.AuthKind, a.OAuthProvider, expires))
 	if s.dialect.isUniqueViolation(err) {
 		return Account{}, fmt.Errorf("store: create account %q: %w", a.Name, ErrConflict)
 	}
@@ -104,11 +146,12 @@ func (s *Store) Accounts(ctx context.Context, userID int64) ([]Account, error) {
 }
 
 // UpdateAccount rewrites the editable fields of an account (everything but its owner and creation
-// time); ErrNotFound if it is gone, ErrConflict if the new name is taken.
+// time); ErrNotFound if it is gone, ErrConflict if the new name is taken. An OAuth2 account's
+// sealed token set and authentication state are left as they are (see Account.AuthKind).
 func (s *Store) UpdateAccount(ctx context.Context, a Account) (Account, error) {
 	out, err := scanAccount(s.write.QueryRowContext(ctx, `
 		UPDATE accounts SET name = $2, imap_host = $3, imap_port = $4, tls_mode = $5, tls_skip_verify = $6,
-			login = $7, secret_enc = $8, sync_interval_s = $9, last_error = $10, restricted = $11
+			login = $7, secret_enc = CASE WHEN auth_kind = 'oauth2' THEN secret_enc ELSE $8 END, sync_interval_s = $9, last_error = $10, restricted = $11
 		WHERE id = $1
 		RETURNING `+accountColumns,
 		a.ID, a.Name, a.IMAPHost, a.IMAPPort, a.TLSMode, a.TLSSkipVerify, a.Login, a.SecretEnc,

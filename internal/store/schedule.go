@@ -16,7 +16,8 @@ type Schedule struct {
 	LastTask  time.Time // creation of its latest task of any kind; zero if it never had one
 }
 
-// Schedules returns every account that syncs on a schedule and has no active task, with the
+// Schedules returns every account that syncs on a schedule, has no active task and does not wait
+// for its owner to sign in again (reauth_required), with the
 // times its next scheduled sync depends on, and the time they were read at: now, or the
 // database clock when now is zero.
 func (s *Store) Schedules(ctx context.Context, now time.Time) (time.Time, []Schedule, error) {
@@ -25,7 +26,7 @@ func (s *Store) Schedules(ctx context.Context, now time.Time) (time.Time, []Sche
 		       (SELECT max(t.created_at) FROM sync_tasks t WHERE t.account_id = a.id),
 		       COALESCE($1, {{now}})
 		FROM accounts a
-		WHERE a.sync_interval_s > 0
+		WHERE a.sync_interval_s > 0 AND a.auth_state = 'ok'
 		  AND NOT EXISTS (SELECT 1 FROM sync_tasks t WHERE t.account_id = a.id AND t.state IN ('queued', 'running'))
 		ORDER BY a.id`, at(now))
 	if err != nil {

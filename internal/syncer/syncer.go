@@ -42,6 +42,7 @@ import (
 
 	"mailsync/internal/imapconn"
 	"mailsync/internal/netpolicy"
+	"mailsync/internal/oauth"
 	"mailsync/internal/secret"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
@@ -86,6 +87,9 @@ type Options struct {
 	// every sync, every redial, every IDLE. Nil: netpolicy's default (no loopback, private or
 	// link-local address).
 	Destinations imapconn.DestinationPolicy
+	// Tokens hands out the access tokens of OAuth2 accounts and refreshes them; nil: such
+	// accounts cannot sync (their tasks fail saying so).
+	Tokens *oauth.Tokens
 }
 
 func (o *Options) setDefaults() {
@@ -125,9 +129,21 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 	if err != nil {
 		return fmt.Errorf("syncer: %w", err)
 	}
-	password, err := s.box.Open(acct.SecretEnc, secret.AccountContext(acct.Login, acct.IMAPHost))
+	cfg, err := s.accountConfig(acct)
 	if err != nil {
-		return fmt.Errorf("syncer: password of account %d: %w", acct.ID, err)
+		return err
+	}
+	if acct.IsOAuth2() {
+		// The token is kept fresh for the whole run: a redial always has a current one, and a
+		// revoked authorization ends the run within one token lifetime, not at its end.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			if err := s.opts.Tokens.Keep(ctx, acct.ID); err != nil {
+				cancel(tokenFailed(err))
+			}
+		}()
 	}
 	a := &accountSync{
 		s:    s,
@@ -137,7 +153,7 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 		p:    task.Progress{Phase: "connecting"},
 	}
 	run.Report(a.p)
-	a.cfg = s.imapConfig(acct, string(password))
+	a.cfg = cfg
 	a.cfg.Stalled = run.Waiting
 	if a.conn, err = imapconn.Dial(ctx, a.cfg); err != nil {
 		return a.fail(ctx, "", a.public(err))
@@ -154,6 +170,52 @@ func (s *Syncer) CheckLogin(ctx context.Context, acct store.Account, password st
 		return err
 	}
 	return conn.Close()
+}
+
+// CheckOAuthLogin logs in to the account's server with an OAuth2 access token for acct.Login and
+// logs out: an OAuth2 account (or its new sign-in) is saved only once this has worked.
+func (s *Syncer) CheckOAuthLogin(ctx context.Context, acct store.Account, token string) error {
+	cfg := s.imapConfig(acct, "")
+	cfg.OAuthToken = func(context.Context, string) (string, error) { return token, nil }
+	conn, err := imapconn.Dial(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+// accountConfig is how an account is reached and signed in to: with its password, or with the
+// access tokens of Tokens. An account waiting for its owner to sign in again is not dialled.
+func (s *Syncer) accountConfig(acct store.Account) (imapconn.Config, error) {
+	if !acct.IsOAuth2() {
+		password, err := s.box.Open(acct.SecretEnc, secret.AccountContext(acct.Login, acct.IMAPHost))
+		if err != nil {
+			return imapconn.Config{}, fmt.Errorf("syncer: password of account %d: %w", acct.ID, err)
+		}
+		return s.imapConfig(acct, string(password)), nil
+	}
+	if acct.ReauthRequired() {
+		return imapconn.Config{}, tokenFailed(&oauth.Error{Class: "auth", Op: "token", Err: oauth.ErrReauthRequired})
+	}
+	if s.opts.Tokens == nil {
+		return imapconn.Config{}, fmt.Errorf("syncer: account %d signs in with OAuth2, and this process has no OAuth2 providers configured", acct.ID)
+	}
+	cfg := s.imapConfig(acct, "")
+	cfg.OAuthToken = func(ctx context.Context, refused string) (string, error) {
+		a, err := s.opts.Tokens.Token(ctx, acct.ID, refused)
+		return a.Token, err
+	}
+	return cfg, nil
+}
+
+// tokenFailed is the run's error for a token that could not be had: its class leads, as for
+// IMAP errors.
+func tokenFailed(err error) error {
+	var e *oauth.Error
+	if errors.As(err, &e) {
+		return fmt.Errorf("syncer: %s error: %w", e.Class, err)
+	}
+	return fmt.Errorf("syncer: %w", err)
 }
 
 // imapConfig is how an account is reached.
@@ -325,6 +387,10 @@ func (a *accountSync) fail(ctx context.Context, folder string, err error) error 
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
+	var oe *oauth.Error
+	if errors.As(err, &oe) {
+		return tokenFailed(err)
+	}
 	where := "syncer"
 	if folder != "" {
 		where = fmt.Sprintf("syncer: folder %q", folder)
@@ -347,19 +413,70 @@ func (a *accountSync) storeFailed(ctx context.Context, err error) error {
 // change there (new mail, expunge, flags), until ctx is done or the connection fails: IMAP push,
 // so new mail is copied within seconds instead of at the next scheduled sync. It returns the error
 // that ended it (ctx's cause when stopped); the caller waits and watches again.
+//
+// An OAuth2 account's connection is replaced by one signed in with a fresh token before the
+// token it was opened with expires: providers end sessions whose token has expired. A change
+// the old connection had not reported yet (Dovecot notices some a second or more late) would be
+// lost with it, so the INBOX's status on the new connection is compared with the one the old
+// connection began with; a difference counts as a change (at worst one sync too many).
 func (s *Syncer) Watch(ctx context.Context, acct store.Account, changed func()) error {
-	password, err := s.box.Open(acct.SecretEnc, secret.AccountContext(acct.Login, acct.IMAPHost))
-	if err != nil {
-		return fmt.Errorf("syncer: watch: password of account %d: %w", acct.ID, err)
-	}
-	conn, err := imapconn.Dial(ctx, s.imapConfig(acct, string(password)))
+	cfg, err := s.accountConfig(acct)
 	if err != nil {
 		return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
 	}
-	defer conn.Close()
+	var conn *imapconn.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	var (
+		renewAt time.Time // zero: no token to renew
+		began   imapconn.Status
+		used    oauth.Access // the token the last dial signed in with
+	)
+	if acct.IsOAuth2() {
+		cfg.OAuthToken = func(ctx context.Context, refused string) (string, error) {
+			a, err := s.opts.Tokens.Token(ctx, acct.ID, refused)
+			used = a
+			return a.Token, err
+		}
+	}
 	for {
+		if conn == nil || (!renewAt.IsZero() && !time.Now().Before(renewAt)) {
+			next, err := imapconn.Dial(ctx, cfg)
+			if err != nil {
+				return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
+			}
+			st, err := next.Status(ctx, "INBOX")
+			if err != nil {
+				next.Close()
+				return fmt.Errorf("syncer: watch account %d: %w", acct.ID, err)
+			}
+			if conn != nil {
+				conn.Close()
+				s.opts.Logger.Debug("watch: signed in again with a fresh token", "account", acct.ID)
+				if st != began {
+					changed()
+				}
+			}
+			conn, began = next, st
+			if acct.IsOAuth2() {
+				// Before the token the dial signed in with is due; a provider that is away
+				// (Token handed out the current token past its refresh time) is asked again
+				// within a minute, while the token still works.
+				renewAt = used.RefreshAt
+				if !renewAt.After(time.Now()) {
+					renewAt = time.Now().Add(min(time.Minute, max(time.Until(used.Expiry)/2, time.Second)))
+				}
+			}
+		}
 		// RFC 2177: renew an IDLE at least every 29 minutes.
-		seen, err := conn.Idle(ctx, "INBOX", 25*time.Minute)
+		wait := 25 * time.Minute
+		if !renewAt.IsZero() {
+			wait = max(min(wait, time.Until(renewAt)), 0)
+		}
+		seen, err := conn.Idle(ctx, "INBOX", wait)
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}

@@ -61,6 +61,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if err == nil {
 			current := make(map[int64]bool, len(accounts))
 			for _, a := range accounts {
+				if a.ReauthRequired() {
+					continue // nothing to sign in with until its owner does again: stop watching it
+				}
 				current[a.ID] = true
 				if _, ok := watching[a.ID]; !ok {
 					actx, stop := context.WithCancel(ctx)

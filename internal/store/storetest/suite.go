@@ -71,6 +71,7 @@ var suite = []struct {
 	{"WebhookClaimsAreDisjoint", testWebhookClaimsDisjoint},
 	{"TaskEndsInChangeLog", testTaskEndsInChangeLog},
 	{"RenameChanges", testRenameChanges},
+	{"OAuthRefreshIsFenced", testOAuthRefreshFence},
 }
 
 // env is one test's database, lifecycle and clock.

@@ -14,9 +14,10 @@ import {formatDuration, formatNumber, formatTime, h, replace} from './dom.js';
 /**
  * accountsView draws the page into root and returns what ends it (the cards' event streams).
  * @param {HTMLElement} root
+ * @param {{params?: URLSearchParams}} [opts] the page's query, when it was reached from a sign-in
  * @returns {Promise<() => void>}
  */
-export async function accountsView(root) {
+export async function accountsView(root, {params} = {}) {
   /** @type {Account[]} */
   const accounts = await get('/api/accounts');
   const empty = () => h('div', {class: 'panel empty'},
@@ -35,8 +36,32 @@ export async function accountsView(root) {
     h('div', {class: 'page-head'},
       h('h1', {}, 'Accounts'),
       h('a', {class: 'button primary', href: '#/accounts/new'}, 'Add account')),
+    oauthOutcome(params, accounts),
     cards.length === 0 ? empty() : cards.map((c) => c.el));
   return () => cards.forEach((c) => c.dispose());
+}
+
+/**
+ * oauthOutcome says how a sign-in with a provider ended, when the page was reached from one.
+ * @param {URLSearchParams | undefined} params
+ * @param {Account[]} accounts
+ * @returns {HTMLElement | null}
+ */
+function oauthOutcome(params, accounts) {
+  if (!params) return null;
+  const named = (/** @type {string | null} */ id) => accounts.find((a) => String(a.id) === id)?.name || 'The account';
+  if (params.get('oauth_error')) {
+    return h('div', {class: 'error', role: 'alert', 'data-field': 'oauth-outcome'}, `Not added: ${params.get('oauth_error')}`);
+  }
+  if (params.get('oauth_added')) {
+    return h('div', {class: 'notice', role: 'status', 'data-field': 'oauth-outcome'},
+      `${named(params.get('oauth_added'))} was added. Press Sync now to copy it.`);
+  }
+  if (params.get('oauth_resumed')) {
+    return h('div', {class: 'notice', role: 'status', 'data-field': 'oauth-outcome'},
+      `${named(params.get('oauth_resumed'))} is signed in again; its sync has resumed.`);
+  }
+  return null;
 }
 
 /**
@@ -137,6 +162,14 @@ class AccountCard {
     this.fullBtn = h('button', {type: 'button', 'data-action': 'full', title: 'Rescan every folder and reconcile',
       onclick: () => this.start(true)}, 'Full resync');
     this.cancelBtn = h('button', {type: 'button', 'data-action': 'cancel', onclick: () => this.cancel()}, 'Cancel');
+    // An OAuth2 account whose provider refused its authorization syncs no more until its owner
+    // signs in again: the card says so and offers the sign-in, which resumes the sync.
+    this.reauth = account.auth_state === 'reauth_required';
+    this.reauthBtn = h('button', {type: 'button', class: 'primary', 'data-action': 'reauth', hidden: !this.reauth,
+      onclick: () => this.signInAgain()}, 'Sign in again');
+    this.reauthEl = h('div', {class: 'error', role: 'alert', 'data-field': 'reauth', hidden: !this.reauth},
+      `Sign in again: ${account.oauth_provider || 'the provider'} no longer accepts mailsync's access to ${account.login} ` +
+      '(it was revoked, expired, or the password changed). Nothing syncs until you do.');
     this.el = h('section', {class: 'panel account', 'data-account-id': account.id},
       h('div', {class: 'account-head'},
         h('h2', {}, account.name),
@@ -149,9 +182,10 @@ class AccountCard {
         stat('deleted', 'Deleted', 'Messages gone from the server'),
         stat('total', 'Messages', 'Messages this sync covered'),
         stat('duration', 'Duration', 'Time from start to end')),
+      this.reauthEl,
       this.errorEl,
       h('div', {class: 'actions'},
-        this.syncBtn, this.fullBtn, this.cancelBtn,
+        this.reauthBtn, this.syncBtn, this.fullBtn, this.cancelBtn,
         h('a', {class: 'button', href: `#/accounts/${account.id}/messages`}, 'Messages'),
         h('button', {type: 'button', class: 'link danger', 'data-action': 'remove', onclick: () => this.remove()}, 'Remove')));
 
@@ -208,8 +242,8 @@ class AccountCard {
     this.errorEl.hidden = !err;
     this.errorEl.textContent = err;
 
-    this.syncBtn.disabled = this.starting || live;
-    this.fullBtn.disabled = this.starting || live;
+    this.syncBtn.disabled = this.starting || live || this.reauth;
+    this.fullBtn.disabled = this.starting || live || this.reauth;
     this.cancelBtn.disabled = !isActive(task) || !!task.cancel_requested;
     this.syncBtn.textContent = task?.state === 'failed' ? 'Retry' : 'Sync now';
   }
@@ -233,6 +267,20 @@ class AccountCard {
     } catch (err) {
       this.starting = false;
       this.error = `Could not start the sync: ${errorMessage(err)}`;
+      this.show(this.task);
+    }
+  }
+
+  // signInAgain runs the provider's sign-in for this account; the callback stores the new
+  // authorization and starts a sync.
+  async signInAgain() {
+    this.reauthBtn.disabled = true;
+    try {
+      const {url} = /** @type {import('./api.js').OAuthStart} */ (await post('/api/oauth/start', {account_id: this.account.id}));
+      window.location.assign(url);
+    } catch (err) {
+      this.error = `Cannot start the sign-in: ${errorMessage(err)}`;
+      this.reauthBtn.disabled = false;
       this.show(this.task);
     }
   }

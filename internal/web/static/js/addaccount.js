@@ -1,8 +1,10 @@
 // @ts-check
 // The add-account page. The server tries the IMAP login before it saves anything, so a wrong
-// password or host is refused here, in words, and nothing is stored.
+// password or host is refused here, in words, and nothing is stored. Providers the operator
+// configured (Google, Microsoft, others) sign in on their own consent page instead: the browser
+// goes there and comes back to the accounts page.
 
-import {errorMessage, errorStatus, post} from './api.js';
+import {errorMessage, errorStatus, get, post} from './api.js';
 import {h, replace} from './dom.js';
 
 /** @type {Record<string, number>} */
@@ -80,6 +82,55 @@ export function addAccountView(root, {navigate}) {
     }
   });
 
-  replace(root, h('div', {class: 'panel'}, h('h1', {}, 'Add an IMAP account'), form));
+  const providers = h('div', {class: 'stack', 'data-field': 'oauth'});
+  replace(root, providers, h('div', {class: 'panel'}, h('h1', {}, 'Add an IMAP account'), form));
   name.focus();
+  oauthPanel(providers);
+}
+
+/**
+ * oauthPanel offers a sign-in with each configured OAuth2 provider, when there is any.
+ * @param {HTMLElement} root
+ */
+async function oauthPanel(root) {
+  /** @type {import('./api.js').OAuthProvider[]} */
+  let list = [];
+  try {
+    list = await get('/api/oauth/providers');
+  } catch {
+    return; // the IMAP form below still works
+  }
+  if (!list.length) return;
+  const name = h('input', {name: 'oauth_name', required: true, maxlength: 200, placeholder: 'Work mail'});
+  const hint = h('input', {name: 'oauth_login', type: 'email', autocomplete: 'email', placeholder: 'you@example.com'});
+  const error = h('div', {class: 'error', role: 'alert', hidden: true, 'data-field': 'oauth-error'});
+  const buttons = list.map((p) => h('button', {type: 'button', class: 'primary', 'data-provider': p.name,
+    onclick: async (/** @type {MouseEvent} */ ev) => {
+      const button = /** @type {HTMLButtonElement} */ (ev.currentTarget);
+      error.hidden = true;
+      if (!name.value.trim()) {
+        error.textContent = 'Give the account a name first.';
+        error.hidden = false;
+        name.focus();
+        return;
+      }
+      button.disabled = true;
+      try {
+        const {url} = /** @type {import('./api.js').OAuthStart} */ (await post('/api/oauth/start',
+          {provider: p.name, name: name.value.trim(), login_hint: hint.value.trim()}));
+        window.location.assign(url);
+      } catch (err) {
+        error.textContent = `Cannot start the sign-in: ${errorMessage(err)}`;
+        error.hidden = false;
+        button.disabled = false;
+      }
+    }}, `Add ${p.label} account`));
+  replace(root, h('div', {class: 'panel'},
+    h('h1', {}, 'Sign in with your mail provider'),
+    h('p', {class: 'muted'}, 'You sign in on the provider\'s own page; mailsync never sees your password, and tests the IMAP login before it saves anything.'),
+    h('div', {class: 'row'},
+      h('label', {}, 'Name', name, h('span', {class: 'small muted'}, 'How this account is shown here.')),
+      h('label', {}, 'Mailbox address', hint, h('span', {class: 'small muted'}, 'Optional: pre-fills the provider\'s sign-in.'))),
+    error,
+    h('div', {class: 'actions'}, ...buttons)));
 }

@@ -63,7 +63,23 @@
  * @property {number} sync_interval_s
  * @property {string} created_at
  * @property {string} last_error
+ * @property {'password' | 'oauth2'} auth_kind
+ * @property {string} [oauth_provider] the OAuth2 provider the account's token comes from
+ * @property {'ok' | 'reauth_required'} auth_state
  * @property {Task | null} last_task the live task, else the most recent one
+ */
+
+/**
+ * An OAuth2 provider the server offers (GET /api/oauth/providers).
+ * @typedef {object} OAuthProvider
+ * @property {string} name
+ * @property {string} label
+ */
+
+/**
+ * Where a sign-in continues (POST /api/oauth/start).
+ * @typedef {object} OAuthStart
+ * @property {string} url
  */
 
 /**

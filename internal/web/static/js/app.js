@@ -62,7 +62,7 @@ async function route() {
     /** @type {(() => void) | undefined} */
     let done;
     if (parts.length === 0 || parts[0] === 'login' || (parts[0] === 'accounts' && parts.length === 1)) {
-      done = await accountsView(view);
+      done = await accountsView(view, {params});
     } else if (parts[0] === 'accounts' && parts[1] === 'new') {
       addAccountView(view, {navigate});
     } else if (parts[0] === 'accounts' && parts[2] === 'messages') {
