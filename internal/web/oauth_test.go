@@ -34,10 +34,10 @@ import (
 
 // oauthStack is a server as serve builds it with one OAuth2 provider, the test provider, whose
 // mailboxes live in a Dovecot validating its tokens; its log is kept, at debug level.
-func oauthStack(t *testing.T, prov *oauthtest.Provider, d *imaptest.Dovecot, dir string) (*stack, *lockedBuffer) {
+func oauthStack(t *testing.T, prov *oauthtest.Provider, d *imaptest.Dovecot, dir string) (*stack, *instancetest.LogBuffer) {
 	t.Helper()
 	s := storetest.OpenDSN(t, "sqlite:"+filepath.Join(dir, "mailsync.db"), true)
-	logs := &lockedBuffer{}
+	logs := &instancetest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	key := bytes.Repeat([]byte{5}, secret.KeySize)
 	box, err := secret.New(key)
