@@ -158,14 +158,6 @@ func (s *Store) Changes(ctx context.Context, accountID, after int64, limit int) 
 	if limit <= 0 {
 		return nil, nil
 	}
-	head, err := s.ChangeHead(ctx, accountID)
-	if err != nil {
-		return nil, err
-	}
-	if after < head.Floor {
-		return nil, fmt.Errorf("store: changes of account %d after %d (oldest kept is %d): %w",
-			accountID, after, head.Floor+1, changes.ErrGone)
-	}
 	rows, err := s.read.QueryContext(ctx, `
 		SELECT account_id, seq, kind, folder, uid, task_id, data, created_at FROM changes
 		WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, accountID, after, limit)
@@ -190,12 +182,26 @@ func (s *Store) Changes(ctx context.Context, accountID, after int64, limit int) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: changes of account %d: %w", accountID, err)
 	}
-	// The floor is read before the rows: a prune between the two can only have removed rows the
-	// reader asked for, which shows as a first row past after+1 on a log that has no gaps.
-	if len(out) > 0 && out[0].Seq != after+1 && (s.hooks == nil || !s.hooks.sequence) {
-		return nil, fmt.Errorf("store: changes of account %d after %d (pruned meanwhile): %w", accountID, after, changes.ErrGone)
+	// The log has no gaps and pruning removes a prefix, so a first row past after+1 means the
+	// rows the reader asked for were pruned. No row at all (the reader is caught up, or
+	// everything after it was pruned) is told apart by the floor, read only then: the read of a
+	// reader that has something to read costs one query.
+	if len(out) > 0 {
+		if out[0].Seq != after+1 && (s.hooks == nil || !s.hooks.sequence) {
+			return nil, fmt.Errorf("store: changes of account %d after %d (oldest kept is %d): %w",
+				accountID, after, out[0].Seq, changes.ErrGone)
+		}
+		return out, nil
 	}
-	return out, nil
+	head, err := s.ChangeHead(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if after < head.Floor {
+		return nil, fmt.Errorf("store: changes of account %d after %d (oldest kept is %d): %w",
+			accountID, after, head.Floor+1, changes.ErrGone)
+	}
+	return nil, nil
 }
 
 // ChangeHead is the extent of an account's change log: changes Floor+1 to Last are kept.
@@ -216,36 +222,6 @@ func (s *Store) ChangeHead(ctx context.Context, accountID int64) (ChangeHead, er
 		return ChangeHead{}, fmt.Errorf("store: change head of account %d: %w", accountID, err)
 	}
 	return h, nil
-}
-
-// ChangeHeads reads the heads of the given accounts (all accounts with changes when ids is empty).
-func (s *Store) ChangeHeads(ctx context.Context, ids []int64) (map[int64]ChangeHead, error) {
-	out := map[int64]ChangeHead{}
-	rows, err := s.read.QueryContext(ctx, `SELECT account_id, last_seq, floor FROM change_heads`)
-	if err != nil {
-		return nil, fmt.Errorf("store: change heads: %w", err)
-	}
-	defer rows.Close()
-	want := map[int64]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	for rows.Next() {
-		var (
-			id int64
-			h  ChangeHead
-		)
-		if err := rows.Scan(&id, &h.Last, &h.Floor); err != nil {
-			return nil, fmt.Errorf("store: change heads: %w", err)
-		}
-		if len(want) == 0 || want[id] {
-			out[id] = h
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: change heads: %w", err)
-	}
-	return out, nil
 }
 
 // PruneChanges removes changes written before cutoff, at most about max of them per call (a
