@@ -382,37 +382,23 @@ func (e *env) openChanges(t *testing.T, u user, query, lastID string) *changeStr
 	return s
 }
 
-// readChangeEvents parses server-sent events from r until it ends.
-func readChangeEvents(r interface{ Read([]byte) (int, error) }, events chan<- changeEvent, comments chan<- string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var ev changeEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.Name != "" {
-				if ev.Name == "change" {
-					if err := json.Unmarshal(ev.Data, &ev.Change); err != nil {
-						panic("bad change event data " + string(ev.Data))
-					}
-				}
-				events <- ev
+// readChangeEvents parses a change stream's events from r until it ends; comments that find
+// the channel full are dropped (a test reads keepalives only now and then).
+func readChangeEvents(r io.Reader, events chan<- changeEvent, comments chan<- string) {
+	readEvents(r, func(id, name string, data []byte) {
+		ev := changeEvent{ID: id, Name: name, Data: data}
+		if name == "change" {
+			if err := json.Unmarshal(data, &ev.Change); err != nil {
+				panic("bad change event data " + string(data))
 			}
-			ev = changeEvent{}
-		case strings.HasPrefix(line, ":"):
-			select {
-			case comments <- line:
-			default:
-			}
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "event: "):
-			ev.Name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = json.RawMessage(strings.TrimPrefix(line, "data: "))
 		}
-	}
+		events <- ev
+	}, func(line string) {
+		select {
+		case comments <- line:
+		default:
+		}
+	})
 }
 
 func (s *changeStream) close() {
