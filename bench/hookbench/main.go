@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailsync/internal/changes"
 	"net"
 	"net/http"
 	"net/url"
@@ -154,7 +155,7 @@ func (w *writer) commit(ctx context.Context, n int, committed map[string]time.Ti
 	if committed != nil {
 		mu.Lock()
 		for seq := before.Last + 1; seq <= after.Last; seq++ {
-			committed[webhook.ChangeID(w.acct, seq)] = at
+			committed[changes.ID(w.acct, seq)] = at
 		}
 		mu.Unlock()
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mailsync/internal/webhook"
 	"maps"
 	"net"
 	"net/http"
@@ -847,3 +848,26 @@ func (c cursor) String() string { return httpapi.FormatCursor(c) }
 func (c cursor) clone() cursor { return maps.Clone(c) }
 
 func parseCursor(s string) (cursor, error) { return httpapi.ParseCursor(s) }
+
+// TestWebhookChangeIsTheAPIsChange: a receiver gets a change in exactly the form the API and the
+// stream serve it (two types, one for the OpenAPI document, one for deliveries, must not drift).
+func TestWebhookChangeIsTheAPIsChange(t *testing.T) {
+	for _, c := range []changes.Change{
+		changes.New(changes.MessageCreated, "INBOX", 7, changes.Message{UIDValidity: 3, MessageID: "<m@x>", Flags: []string{`\Seen`}, Size: 12}),
+		changes.New(changes.SyncFailed, "", 0, changes.Sync{TaskID: "t", State: "failed", Error: "auth"}),
+		{Kind: changes.FolderDeleted, Folder: "Old"}, // no payload at all
+	} {
+		c.AccountID, c.Seq, c.TaskID, c.At = 4, 9, "task-1", time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+		api, err := json.Marshal(httpapi.NewChangeJSON(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hook, err := json.Marshal(webhook.NewChange(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(api) != string(hook) {
+			t.Errorf("%s: the API serves\n%s\nbut a webhook delivers\n%s", c.Kind, api, hook)
+		}
+	}
+}
