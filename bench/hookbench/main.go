@@ -223,7 +223,7 @@ func run(dsn string, liveChanges, backlog, rate, accounts, perCommit int) error 
 	// Production settings but the retry delays: a receiver that comes back is found within 2 s.
 	d := webhook.New(s, box, webhook.NewClient(webhook.ClientConfig{AllowPrivate: true}),
 		webhook.Config{RetryBase: time.Second, RetryMax: 2 * time.Second, Log: slog.New(slog.DiscardHandler)})
-	s.OnChanges(func(int64, int64) { d.Wake() })
+	s.OnChanges(func(int64, []changes.Change) { d.Wake() })
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = d.Run(runCtx) }()

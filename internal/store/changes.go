@@ -21,7 +21,7 @@ const changeColumns = 8
 // the transaction that writes the data they describe. The change head's row stays locked until tx
 // ends, so a concurrent writer of the same account takes the numbers after these, and only once
 // these are committed: a reader that has seen number n has seen every number below it. It returns
-// cs with their numbers, and tells the store's change hook once tx commits (see afterCommit).
+// cs with their numbers, and tells the store's change hook once tx commits (OnChanges).
 func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, taskID string, cs []changes.Change) ([]changes.Change, error) {
 	if len(cs) == 0 {
 		return nil, nil
@@ -39,25 +39,14 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 		RETURNING last_seq`, accountID, len(cs)).Scan(&last); err != nil {
 		return nil, fmt.Errorf("number changes: %w", err)
 	}
-	if s.changed != nil {
-		tx.onCommit(func() { s.changed(accountID, last) })
-	}
-	if s.written != nil {
-		counts := map[changes.Kind]int{}
-		for _, c := range cs {
-			counts[c.Kind]++
-		}
-		tx.onCommit(func() {
-			for k, n := range counts {
-				s.written(k, n)
-			}
-		})
-	}
 	first := last - int64(len(cs)) + 1
 	out := make([]changes.Change, len(cs))
 	for i, c := range cs {
 		c.AccountID, c.Seq, c.TaskID = accountID, first+int64(i), taskID
 		out[i] = c
+	}
+	if s.changed != nil {
+		tx.onCommit(func() { s.changed(accountID, out) })
 	}
 	return out, s.insertChanges(ctx, tx, out)
 }
@@ -125,14 +114,11 @@ func (s *Store) insertChanges(ctx context.Context, tx txn, out []changes.Change)
 	return nil
 }
 
-// OnChanges sets fn to be called after every commit that wrote changes, with the account and its
-// new last number. It is a hint for waiting readers (a stream, a webhook deliverer): the table
-// stays the truth, and fn must not block. Call it before the Store is used.
-func (s *Store) OnChanges(fn func(accountID, last int64)) { s.changed = fn }
-
-// OnChangesWritten sets fn to be told, after every commit that wrote changes, how many of each
-// kind it wrote (the changes-written metric). fn must not block. Call it before the Store is used.
-func (s *Store) OnChangesWritten(fn func(kind changes.Kind, n int)) { s.written = fn }
+// OnChanges sets fn to be called after every commit that wrote changes, with the account and
+// the changes it committed, numbered. It is for waiting readers (a stream, a webhook deliverer)
+// and the changes-written metric: a hint, since the table stays the truth; fn must neither block
+// nor keep or change the slice. Call it before the Store is used.
+func (s *Store) OnChanges(fn func(accountID int64, committed []changes.Change)) { s.changed = fn }
 
 // insertChangesSQL is the INSERT of n change rows; created_at is the database clock.
 func insertChangesSQL(n int) string {
