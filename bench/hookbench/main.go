@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mailsync/internal/changes"
 	"net"
 	"net/http"
 	"net/url"
@@ -154,7 +155,7 @@ func (w *writer) commit(ctx context.Context, n int, committed map[string]time.Ti
 	if committed != nil {
 		mu.Lock()
 		for seq := before.Last + 1; seq <= after.Last; seq++ {
-			committed[webhook.ChangeID(w.acct, seq)] = at
+			committed[changes.ID(w.acct, seq)] = at
 		}
 		mu.Unlock()
 	}
@@ -222,7 +223,7 @@ func run(dsn string, liveChanges, backlog, rate, accounts, perCommit int) error 
 	// Production settings but the retry delays: a receiver that comes back is found within 2 s.
 	d := webhook.New(s, box, webhook.NewClient(webhook.ClientConfig{AllowPrivate: true}),
 		webhook.Config{RetryBase: time.Second, RetryMax: 2 * time.Second, Log: slog.New(slog.DiscardHandler)})
-	s.OnChanges(func(int64, int64) { d.Wake() })
+	s.OnChanges(func(int64, []changes.Change) { d.Wake() })
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = d.Run(runCtx) }()

@@ -11,6 +11,7 @@ package changes
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"time"
 )
 
@@ -121,6 +122,12 @@ type Sync struct {
 	Updated int64  `json:"updated_messages"`
 	Deleted int64  `json:"deleted_messages"`
 	Error   string `json:"error,omitempty"`
+}
+
+// ID is the idempotency id of an account's change number seq, "<account>:<seq>": the same for a
+// change in the API, the stream and every webhook delivery.
+func ID(accountID, seq int64) string {
+	return strconv.FormatInt(accountID, 10) + ":" + strconv.FormatInt(seq, 10)
 }
 
 // New builds a change of kind k about folder/uid with payload data, ready for the store to

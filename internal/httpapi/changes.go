@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -36,13 +35,8 @@ type ChangeJSON struct {
 
 // NewChangeJSON is c as the API shows it (the CLI's --json prints the same).
 func NewChangeJSON(c changes.Change) ChangeJSON {
-	return ChangeJSON{ID: changeID(c.AccountID, c.Seq), AccountID: c.AccountID, Seq: c.Seq, Kind: c.Kind,
+	return ChangeJSON{ID: changes.ID(c.AccountID, c.Seq), AccountID: c.AccountID, Seq: c.Seq, Kind: c.Kind,
 		Folder: c.Folder, UID: c.UID, TaskID: c.TaskID, At: c.At, Data: changeData(c.Data)}
-}
-
-// changeID is the idempotency id of an account's change number seq.
-func changeID(accountID, seq int64) string {
-	return strconv.FormatInt(accountID, 10) + ":" + strconv.FormatInt(seq, 10)
 }
 
 // changeData is a change's payload as stored: it is served as it is, and described in the

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mailsync/internal/webhook"
 	"maps"
 	"net"
 	"net/http"
@@ -382,37 +383,23 @@ func (e *env) openChanges(t *testing.T, u user, query, lastID string) *changeStr
 	return s
 }
 
-// readChangeEvents parses server-sent events from r until it ends.
-func readChangeEvents(r interface{ Read([]byte) (int, error) }, events chan<- changeEvent, comments chan<- string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var ev changeEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if ev.Name != "" {
-				if ev.Name == "change" {
-					if err := json.Unmarshal(ev.Data, &ev.Change); err != nil {
-						panic("bad change event data " + string(ev.Data))
-					}
-				}
-				events <- ev
+// readChangeEvents parses a change stream's events from r until it ends; comments that find
+// the channel full are dropped (a test reads keepalives only now and then).
+func readChangeEvents(r io.Reader, events chan<- changeEvent, comments chan<- string) {
+	readEvents(r, func(id, name string, data []byte) {
+		ev := changeEvent{ID: id, Name: name, Data: data}
+		if name == "change" {
+			if err := json.Unmarshal(data, &ev.Change); err != nil {
+				panic("bad change event data " + string(data))
 			}
-			ev = changeEvent{}
-		case strings.HasPrefix(line, ":"):
-			select {
-			case comments <- line:
-			default:
-			}
-		case strings.HasPrefix(line, "id: "):
-			ev.ID = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "event: "):
-			ev.Name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			ev.Data = json.RawMessage(strings.TrimPrefix(line, "data: "))
 		}
-	}
+		events <- ev
+	}, func(line string) {
+		select {
+		case comments <- line:
+		default:
+		}
+	})
 }
 
 func (s *changeStream) close() {
@@ -861,3 +848,26 @@ func (c cursor) String() string { return httpapi.FormatCursor(c) }
 func (c cursor) clone() cursor { return maps.Clone(c) }
 
 func parseCursor(s string) (cursor, error) { return httpapi.ParseCursor(s) }
+
+// TestWebhookChangeIsTheAPIsChange: a receiver gets a change in exactly the form the API and the
+// stream serve it (two types, one for the OpenAPI document, one for deliveries, must not drift).
+func TestWebhookChangeIsTheAPIsChange(t *testing.T) {
+	for _, c := range []changes.Change{
+		changes.New(changes.MessageCreated, "INBOX", 7, changes.Message{UIDValidity: 3, MessageID: "<m@x>", Flags: []string{`\Seen`}, Size: 12}),
+		changes.New(changes.SyncFailed, "", 0, changes.Sync{TaskID: "t", State: "failed", Error: "auth"}),
+		{Kind: changes.FolderDeleted, Folder: "Old"}, // no payload at all
+	} {
+		c.AccountID, c.Seq, c.TaskID, c.At = 4, 9, "task-1", time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+		api, err := json.Marshal(httpapi.NewChangeJSON(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hook, err := json.Marshal(webhook.NewChange(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(api) != string(hook) {
+			t.Errorf("%s: the API serves\n%s\nbut a webhook delivers\n%s", c.Kind, api, hook)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,32 +50,41 @@ func (e *env) openStream(t *testing.T, u user, taskID, lastID string) *stream {
 	t.Cleanup(func() { s.close() })
 	go func() {
 		defer close(s.done)
-		sc := bufio.NewScanner(resp.Body)
-		var ev sseEvent
-		var data string
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.Name != "" {
-					if err := json.Unmarshal([]byte(data), &ev.Task); err != nil {
-						panic("bad event data " + data)
-					}
-					s.events <- ev
-				}
-				ev, data = sseEvent{}, ""
-			case strings.HasPrefix(line, ":"):
-				s.comments <- line
-			case strings.HasPrefix(line, "id: "):
-				ev.ID = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "event: "):
-				ev.Name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				data = strings.TrimPrefix(line, "data: ")
+		readEvents(resp.Body, func(id, name string, data []byte) {
+			ev := sseEvent{ID: id, Name: name}
+			if err := json.Unmarshal(data, &ev.Task); err != nil {
+				panic("bad event data " + string(data))
 			}
-		}
+			s.events <- ev
+		}, func(line string) { s.comments <- line })
 	}()
 	return s
+}
+
+// readEvents parses server-sent events from r until it ends: event is called with every named
+// event, comment with every comment line (keepalives).
+func readEvents(r io.Reader, event func(id, name string, data []byte), comment func(line string)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	var id, name, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if name != "" {
+				event(id, name, []byte(data))
+			}
+			id, name, data = "", "", ""
+		case strings.HasPrefix(line, ":"):
+			comment(line)
+		case strings.HasPrefix(line, "id: "):
+			id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "event: "):
+			name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			data = strings.TrimPrefix(line, "data: ")
+		}
+	}
 }
 
 func (s *stream) close() {

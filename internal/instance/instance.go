@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailsync/internal/auth"
+	"mailsync/internal/changes"
 	"mailsync/internal/events"
 	"mailsync/internal/httpapi"
 	"mailsync/internal/metrics"
@@ -145,7 +146,6 @@ func New(cfg Config) (*Instance, error) {
 		reg = metrics.New(s)
 	}
 	in := &Instance{cfg: cfg, log: cfg.Log, Store: s, Tasks: tasks, Bus: events.NewBus(), Box: box, Metrics: reg}
-	s.OnChangesWritten(reg.ChangesWritten)
 
 	// Task changes reach SSE streams through the bus; on PostgreSQL the bridge carries them to
 	// every other instance too. They are hints: streams re-read the row.
@@ -207,12 +207,19 @@ func New(cfg Config) (*Instance, error) {
 }
 
 // changed is the store's change hook (Store.OnChanges), called after every commit that wrote
-// changes. It wakes the account's change streams here and, through the bridge, on every other
+// changes. It counts them (the changes-written metric), wakes the account's change streams here and, through the bridge, on every other
 // instance, and this instance's webhook deliverer (deliverers elsewhere find the changes at their
 // next poll). Both are hints: streams and deliverers read the change log itself. It must not block.
-func (in *Instance) changed(accountID, _ int64) {
+func (in *Instance) changed(accountID int64, committed []changes.Change) {
 	in.publishChanges(events.ChangesTopic(accountID))
 	in.Webhooks.Wake()
+	counts := map[changes.Kind]int{}
+	for _, c := range committed {
+		counts[c.Kind]++
+	}
+	for k, n := range counts {
+		in.Metrics.ChangesWritten(k, n)
+	}
 }
 
 // handler is everything an instance answers: the API with its probes and metrics, and at "/"

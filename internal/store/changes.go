@@ -21,7 +21,7 @@ const changeColumns = 8
 // the transaction that writes the data they describe. The change head's row stays locked until tx
 // ends, so a concurrent writer of the same account takes the numbers after these, and only once
 // these are committed: a reader that has seen number n has seen every number below it. It returns
-// cs with their numbers, and tells the store's change hook once tx commits (see afterCommit).
+// cs with their numbers, and tells the store's change hook once tx commits (OnChanges).
 func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, taskID string, cs []changes.Change) ([]changes.Change, error) {
 	if len(cs) == 0 {
 		return nil, nil
@@ -39,25 +39,14 @@ func (s *Store) appendChanges(ctx context.Context, tx txn, accountID int64, task
 		RETURNING last_seq`, accountID, len(cs)).Scan(&last); err != nil {
 		return nil, fmt.Errorf("number changes: %w", err)
 	}
-	if s.changed != nil {
-		tx.onCommit(func() { s.changed(accountID, last) })
-	}
-	if s.written != nil {
-		counts := map[changes.Kind]int{}
-		for _, c := range cs {
-			counts[c.Kind]++
-		}
-		tx.onCommit(func() {
-			for k, n := range counts {
-				s.written(k, n)
-			}
-		})
-	}
 	first := last - int64(len(cs)) + 1
 	out := make([]changes.Change, len(cs))
 	for i, c := range cs {
 		c.AccountID, c.Seq, c.TaskID = accountID, first+int64(i), taskID
 		out[i] = c
+	}
+	if s.changed != nil {
+		tx.onCommit(func() { s.changed(accountID, out) })
 	}
 	return out, s.insertChanges(ctx, tx, out)
 }
@@ -125,14 +114,11 @@ func (s *Store) insertChanges(ctx context.Context, tx txn, out []changes.Change)
 	return nil
 }
 
-// OnChanges sets fn to be called after every commit that wrote changes, with the account and its
-// new last number. It is a hint for waiting readers (a stream, a webhook deliverer): the table
-// stays the truth, and fn must not block. Call it before the Store is used.
-func (s *Store) OnChanges(fn func(accountID, last int64)) { s.changed = fn }
-
-// OnChangesWritten sets fn to be told, after every commit that wrote changes, how many of each
-// kind it wrote (the changes-written metric). fn must not block. Call it before the Store is used.
-func (s *Store) OnChangesWritten(fn func(kind changes.Kind, n int)) { s.written = fn }
+// OnChanges sets fn to be called after every commit that wrote changes, with the account and
+// the changes it committed, numbered. It is for waiting readers (a stream, a webhook deliverer)
+// and the changes-written metric: a hint, since the table stays the truth; fn must neither block
+// nor keep or change the slice. Call it before the Store is used.
+func (s *Store) OnChanges(fn func(accountID int64, committed []changes.Change)) { s.changed = fn }
 
 // insertChangesSQL is the INSERT of n change rows; created_at is the database clock.
 func insertChangesSQL(n int) string {
@@ -158,14 +144,6 @@ func (s *Store) Changes(ctx context.Context, accountID, after int64, limit int) 
 	if limit <= 0 {
 		return nil, nil
 	}
-	head, err := s.ChangeHead(ctx, accountID)
-	if err != nil {
-		return nil, err
-	}
-	if after < head.Floor {
-		return nil, fmt.Errorf("store: changes of account %d after %d (oldest kept is %d): %w",
-			accountID, after, head.Floor+1, changes.ErrGone)
-	}
 	rows, err := s.read.QueryContext(ctx, `
 		SELECT account_id, seq, kind, folder, uid, task_id, data, created_at FROM changes
 		WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, accountID, after, limit)
@@ -190,12 +168,26 @@ func (s *Store) Changes(ctx context.Context, accountID, after int64, limit int) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: changes of account %d: %w", accountID, err)
 	}
-	// The floor is read before the rows: a prune between the two can only have removed rows the
-	// reader asked for, which shows as a first row past after+1 on a log that has no gaps.
-	if len(out) > 0 && out[0].Seq != after+1 && (s.hooks == nil || !s.hooks.sequence) {
-		return nil, fmt.Errorf("store: changes of account %d after %d (pruned meanwhile): %w", accountID, after, changes.ErrGone)
+	// The log has no gaps and pruning removes a prefix, so a first row past after+1 means the
+	// rows the reader asked for were pruned. No row at all (the reader is caught up, or
+	// everything after it was pruned) is told apart by the floor, read only then: the read of a
+	// reader that has something to read costs one query.
+	if len(out) > 0 {
+		if out[0].Seq != after+1 && (s.hooks == nil || !s.hooks.sequence) {
+			return nil, fmt.Errorf("store: changes of account %d after %d (oldest kept is %d): %w",
+				accountID, after, out[0].Seq, changes.ErrGone)
+		}
+		return out, nil
 	}
-	return out, nil
+	head, err := s.ChangeHead(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if after < head.Floor {
+		return nil, fmt.Errorf("store: changes of account %d after %d (oldest kept is %d): %w",
+			accountID, after, head.Floor+1, changes.ErrGone)
+	}
+	return nil, nil
 }
 
 // ChangeHead is the extent of an account's change log: changes Floor+1 to Last are kept.
@@ -216,36 +208,6 @@ func (s *Store) ChangeHead(ctx context.Context, accountID int64) (ChangeHead, er
 		return ChangeHead{}, fmt.Errorf("store: change head of account %d: %w", accountID, err)
 	}
 	return h, nil
-}
-
-// ChangeHeads reads the heads of the given accounts (all accounts with changes when ids is empty).
-func (s *Store) ChangeHeads(ctx context.Context, ids []int64) (map[int64]ChangeHead, error) {
-	out := map[int64]ChangeHead{}
-	rows, err := s.read.QueryContext(ctx, `SELECT account_id, last_seq, floor FROM change_heads`)
-	if err != nil {
-		return nil, fmt.Errorf("store: change heads: %w", err)
-	}
-	defer rows.Close()
-	want := map[int64]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
-	for rows.Next() {
-		var (
-			id int64
-			h  ChangeHead
-		)
-		if err := rows.Scan(&id, &h.Last, &h.Floor); err != nil {
-			return nil, fmt.Errorf("store: change heads: %w", err)
-		}
-		if len(want) == 0 || want[id] {
-			out[id] = h
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: change heads: %w", err)
-	}
-	return out, nil
 }
 
 // PruneChanges removes changes written before cutoff, at most about max of them per call (a

@@ -46,9 +46,7 @@ type Store struct {
 	// checkpoints runs SQLite's WAL checkpoints off the writer's path; nil on PostgreSQL.
 	checkpoints *checkpointer
 	// changed is told of every commit that wrote changes (OnChanges); nil: nobody listens.
-	changed func(accountID, last int64)
-	// written is told how many changes of each kind every commit wrote (OnChangesWritten).
-	written func(kind changes.Kind, n int)
+	changed func(accountID int64, committed []changes.Change)
 	// pgConfig is how PostgreSQL sessions are opened (with their limits); nil on SQLite.
 	pgConfig *pgx.ConnConfig
 	// hooks is nil in production: only this package's tests set it (export_test.go).

@@ -342,21 +342,31 @@ type Delivery struct {
 // instance can run a deliverer. A lease whose holder died simply expires. First it gives the
 // endpoints that send every account a cursor for accounts added since (from their first change).
 func (s *Store) ClaimDeliveries(ctx context.Context, owner string, lease time.Duration, max int, now time.Time) ([]Delivery, error) {
-	// Most deployments have no endpoint: a read, beside the writers, keeps every commit's wakeup
-	// from costing them a write.
-	var some bool
-	if err := s.read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM webhooks WHERE enabled)`).Scan(&some); err != nil {
+	// Most rounds have nothing to do (no endpoint, or every endpoint caught up): one read, beside
+	// the writers, answers that, so neither the poll nor the wakeup of every commit takes the
+	// write lock (SQLite's only one) for nothing.
+	var missing, due bool
+	if err := s.read.QueryRowContext(ctx, `
+		SELECT EXISTS (SELECT 1 FROM webhooks w JOIN accounts a ON a.user_id = w.user_id
+			WHERE w.enabled AND w.all_accounts
+			  AND NOT EXISTS (SELECT 1 FROM webhook_cursors c WHERE c.webhook_id = w.id AND c.account_id = a.id)),
+		EXISTS (SELECT 1 FROM webhook_cursors c
+			JOIN webhooks w ON w.id = c.webhook_id
+			JOIN change_heads h ON h.account_id = c.account_id
+			WHERE w.enabled AND h.last_seq > c.delivered_seq AND c.next_attempt_at <= COALESCE($1, {{now}})
+			  AND (c.owner IS NULL OR c.lease_expires_at < COALESCE($1, {{now}})))`, at(now)).Scan(&missing, &due); err != nil {
 		return nil, fmt.Errorf("store: claim deliveries: %w", err)
 	}
-	if !some {
+	if missing {
+		if _, err := s.write.ExecContext(ctx, `
+			INSERT INTO webhook_cursors (webhook_id, account_id)
+			SELECT w.id, a.id FROM webhooks w JOIN accounts a ON a.user_id = w.user_id
+			WHERE w.all_accounts AND NOT EXISTS (SELECT 1 FROM webhook_cursors c WHERE c.webhook_id = w.id AND c.account_id = a.id)
+			ON CONFLICT (webhook_id, account_id) DO NOTHING`); err != nil {
+			return nil, fmt.Errorf("store: claim deliveries: cursors of new accounts: %w", err)
+		}
+	} else if !due {
 		return nil, nil
-	}
-	if _, err := s.write.ExecContext(ctx, `
-		INSERT INTO webhook_cursors (webhook_id, account_id)
-		SELECT w.id, a.id FROM webhooks w JOIN accounts a ON a.user_id = w.user_id
-		WHERE w.all_accounts AND NOT EXISTS (SELECT 1 FROM webhook_cursors c WHERE c.webhook_id = w.id AND c.account_id = a.id)
-		ON CONFLICT (webhook_id, account_id) DO NOTHING`); err != nil {
-		return nil, fmt.Errorf("store: claim deliveries: cursors of new accounts: %w", err)
 	}
 	lock := ""
 	if s.dialect.skipLocked != "" {

@@ -45,6 +45,18 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// helperLifecycle is the helper process's: heartbeats as often as fast's, but a timeout and a
+// self-fence that CPU starvation cannot reach.
+var helperLifecycle = task.Config{
+	HeartbeatInterval: 100 * time.Millisecond,
+	HeartbeatTimeout:  30 * time.Second,
+	SelfFence:         20 * time.Second,
+	ReapInterval:      time.Second,
+	QueuedTimeout:     time.Minute,
+	MaxAttempts:       1,
+	MaxRunTime:        5 * time.Minute,
+}
+
 func helperSync(dsn string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
@@ -68,7 +80,11 @@ func helperSync(dsn string) int {
 	accountID, _ := strconv.ParseInt(os.Getenv(helperAccount), 10, 64)
 	batch, _ := strconv.Atoi(os.Getenv(helperBatch))
 	maxMsg, _ := strconv.ParseInt(os.Getenv(helperMaxMsg), 10, 64)
-	tasks, err := task.NewManager(st, fast)
+	// The helper measures memory and resumption, not liveness: its lifecycle tolerates the stalls
+	// of a loaded machine under -race (a 700 ms self-fence did not: the task fenced itself, and
+	// with nobody to reap it the helper waited for ever). Like every instance it runs a reaper, so
+	// a run that does die ends in a state the test reads instead of hanging.
+	tasks, err := task.NewManager(st, helperLifecycle)
 	if err != nil {
 		return fail(err)
 	}
@@ -81,6 +97,8 @@ func helperSync(dsn string) int {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { _ = w.Run(wctx) }()
+	reaper := &worker.Reaper{Tasks: tasks, Interval: helperLifecycle.ReapInterval}
+	go func() { _ = reaper.Run(wctx) }()
 	for {
 		select {
 		case <-ctx.Done():

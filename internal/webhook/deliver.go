@@ -283,7 +283,7 @@ func (d *Deliverer) next(ctx context.Context, p store.Delivery) ([]changes.Chang
 func (d *Deliverer) post(ctx context.Context, log *slog.Logger, p *store.Delivery, secretKey []byte, batch []changes.Change, last int64) (ok, lost bool) {
 	body := Batch{Changes: make([]Change, len(batch))}
 	for i, c := range batch {
-		body.Changes[i] = toJSON(c)
+		body.Changes[i] = NewChange(c)
 	}
 	data, err := json.Marshal(body)
 	if err != nil {

@@ -73,7 +73,7 @@ func newFixture(t *testing.T, dialect, url string, accounts int, cfg webhook.Con
 		t.Fatal(err)
 	}
 	f.d = webhook.New(s, box, webhook.NewClient(cc), cfg)
-	s.OnChanges(func(int64, int64) { f.d.Wake() })
+	s.OnChanges(func(int64, []changes.Change) { f.d.Wake() })
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

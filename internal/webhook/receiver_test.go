@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mailsync/internal/changes"
 	"net"
 	"net/http"
 	"os"
@@ -269,7 +270,7 @@ func check(recs []record, secret string, want map[int64][]int64) []string {
 				problems = append(problems, err.Error())
 				continue
 			}
-			if c.ID != webhook.ChangeID(c.AccountID, c.Seq) {
+			if c.ID != changes.ID(c.AccountID, c.Seq) {
 				problems = append(problems, fmt.Sprintf("change %d:%d has id %q", c.AccountID, c.Seq, c.ID))
 			}
 			if prev, dup := seen[c.ID]; dup {

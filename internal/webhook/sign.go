@@ -97,16 +97,13 @@ type Batch struct {
 	Changes []Change `json:"changes"`
 }
 
-// ChangeID is the idempotency id of the change.
-func ChangeID(accountID, seq int64) string {
-	return strconv.FormatInt(accountID, 10) + ":" + strconv.FormatInt(seq, 10)
-}
-
-func toJSON(c changes.Change) Change {
+// NewChange is c as a delivery carries it: byte for byte what the API and the stream serve
+// (httpapi.NewChangeJSON; a test holds the two together).
+func NewChange(c changes.Change) Change {
 	data := c.Data
 	if len(data) == 0 {
 		data = json.RawMessage("{}")
 	}
-	return Change{ID: ChangeID(c.AccountID, c.Seq), AccountID: c.AccountID, Seq: c.Seq, Kind: string(c.Kind), Folder: c.Folder,
+	return Change{ID: changes.ID(c.AccountID, c.Seq), AccountID: c.AccountID, Seq: c.Seq, Kind: string(c.Kind), Folder: c.Folder,
 		UID: c.UID, TaskID: c.TaskID, At: c.At, Data: data}
 }
