@@ -61,10 +61,7 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 		return err
 	}
 	defer s.Close()
-	u, err := s.UserByEmail(ctx, c.User)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no user %s (add one with: mailsync user add %s --password-stdin)", c.User, c.User)
-	}
+	u, err := findUser(ctx, s, c.User)
 	if err != nil {
 		return err
 	}

@@ -64,10 +64,7 @@ func (c *AccountAddCmd) addOAuth(ctx context.Context, g *Globals) error {
 		return err
 	}
 	defer s.Close()
-	u, err := s.UserByEmail(ctx, c.User)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no user %s (add one with: mailsync user add %s --password-stdin)", c.User, c.User)
-	}
+	u, err := findUser(ctx, s, c.User)
 	if err != nil {
 		return err
 	}
