@@ -429,7 +429,8 @@ func (c *Conn) Append(ctx context.Context, folder string, flags []string, date t
 	data, err := cmd.Wait()
 	if writeErr != nil {
 		// The literal was refused or not sent: go-imap has closed the connection (see above).
-		c.setLost(fmt.Errorf("the connection was closed after an APPEND failed: %w", writeErr))
+		// Not wrapped: later calls must not read as the server's refusal of them.
+		c.setLost(errors.New("go-imap closed the connection after the server refused an APPEND before its message was sent"))
 	}
 	if err == nil {
 		err = cmp.Or(writeErr, closeErr)

@@ -1,8 +1,12 @@
 package imapconn
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
 )
 
 func TestModifiedFrom(t *testing.T) {
@@ -89,6 +93,34 @@ func TestUIDSetWithout(t *testing.T) {
 	} {
 		if got := tc.set.without(tc.ex).String(); got != tc.want {
 			t.Errorf("%s without %v = %q, want %q", tc.set, tc.ex, got, tc.want)
+		}
+	}
+}
+
+func TestIsNoSuchFolder(t *testing.T) {
+	no := func(code imap.ResponseCode, text string) *imap.Error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"TRYCREATE", &Error{Op: "append", Err: no(imap.ResponseCodeTryCreate, "Mailbox doesn't exist")}, true},
+		{"NONEXISTENT", &Error{Op: "select", Err: no(imap.ResponseCodeNonExistent, "No such mailbox")}, true},
+		{"wrapped", fmt.Errorf("moving: %w", &Error{Err: no(imap.ResponseCodeTryCreate, "")}), true},
+		{"select, in words", noteMissing(&Error{Op: "select", Err: no("", "Mailbox does not exist")}), true},
+		{"select, in other words", noteMissing(&Error{Op: "select", Err: no("", "Unknown Mailbox: Foo")}), true},
+		{"select refused otherwise", noteMissing(&Error{Op: "select", Err: no("", "Permission denied")}), false},
+		{"select refused with a code", noteMissing(&Error{Op: "select", Err: no(imap.ResponseCodeNoPerm, "no such luck")}), false},
+		{"words on a BAD", noteMissing(&Error{Op: "select", Err: &imap.Error{Type: imap.StatusResponseTypeBad, Text: "no such command"}}), false},
+		{"words without a SELECT", &Error{Op: "copy", Err: no("", "Mailbox does not exist")}, false},
+		{"over quota", &Error{Err: no(imap.ResponseCodeOverQuota, "Quota exceeded")}, false},
+		{"not an IMAP answer", &Error{Err: errors.New("mailbox does not exist")}, false},
+		{"nil", nil, false},
+	} {
+		if got := IsNoSuchFolder(tc.err); got != tc.want {
+			t.Errorf("%s: IsNoSuchFolder(%v) = %v, want %v", tc.name, tc.err, got, tc.want)
 		}
 	}
 }
