@@ -68,8 +68,12 @@ type Conn struct {
 	sock   net.Conn
 	client *imapclient.Client
 	caps   Caps
-	// tap sees what go-imap reads while a SELECT is in flight, for the MAILBOXID it drops.
+	// tap sees what go-imap reads while a SELECT or a conditional STORE is in flight, for the
+	// MAILBOXID and MODIFIED response codes it drops.
 	tap idTap
+	// sel is the folder selected and how: writes need a read-write SELECT, and one is sent only
+	// when that folder is not selected read-write already (see open).
+	sel selection
 
 	// changed receives a token whenever the server reports, unasked, that the selected folder
 	// changed (EXISTS, EXPUNGE, FETCH). Filled by go-imap's reader goroutine; read by Idle.
