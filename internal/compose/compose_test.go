@@ -113,6 +113,13 @@ func TestCompose(t *testing.T) {
 			},
 		},
 		{
+			name:        "subject that looks encoded",
+			draft:       compose.Draft{From: "ann@example.com", To: []string{"bob@example.org"}, Subject: "literally =?utf-8?q?x?= and " + strings.Repeat("ü", 40), Text: "x"},
+			contentType: "text/plain",
+			parts:       []part{{contentType: "text/plain", body: "x"}},
+			rcpts:       []string{"bob@example.org"},
+		},
+		{
 			name:        "html only",
 			draft:       compose.Draft{From: "ann@example.com", To: []string{"bob@example.org"}, HTML: "<b>x</b>"},
 			contentType: "text/html",
