@@ -39,6 +39,13 @@ func readBack(t testing.TB, raw []byte) parsed {
 	if bytes.Contains(bytes.ReplaceAll(raw, []byte("\r\n"), nil), []byte("\n")) {
 		t.Fatalf("bare LF in the message:\n%s", raw)
 	}
+	// Headers encoded (RFC 2047), text quoted-printable, attachments base64: no server needs
+	// 8BITMIME or SMTPUTF8 for it.
+	for i, b := range raw {
+		if b >= 0x80 || b == 0 {
+			t.Fatalf("byte %#x at %d: the message is not 7-bit:\n%s", b, i, raw)
+		}
+	}
 	r, err := gomail.CreateReader(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("read back: %v\n%s", err, raw)
