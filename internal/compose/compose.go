@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"mime"
@@ -149,7 +150,13 @@ func Compose(d Draft, opts Options) (Message, error) {
 	h.SetAddressList("From", []*mail.Address{from})
 	h.SetAddressList("To", to)
 	h.SetAddressList("Cc", cc)
-	h.SetSubject(d.Subject)
+	if strings.Contains(d.Subject, "=?") {
+		// Text that looks like an encoded word would be decoded by every reader; go-message
+		// encodes only non-ASCII text, so such a subject is encoded here, whole.
+		h.Set("Subject", encodedWords(d.Subject))
+	} else {
+		h.SetSubject(d.Subject)
+	}
 	h.SetMessageID(id)
 	h.SetMsgIDList("In-Reply-To", inReplyTo)
 	h.SetMsgIDList("References", refs)
@@ -397,6 +404,21 @@ func headerText(field, s string) error {
 		}
 	}
 	return nil
+}
+
+// encodedWords writes s as RFC 2047 "B" encoded words of at most 75 characters each (45 bytes
+// of text), split between runes.
+func encodedWords(s string) string {
+	var words []string
+	for s != "" {
+		n := min(len(s), 45)
+		for n < len(s) && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		words = append(words, "=?utf-8?b?"+base64.StdEncoding.EncodeToString([]byte(s[:n]))+"?=")
+		s = s[n:]
+	}
+	return strings.Join(words, " ")
 }
 
 // randomID is the left part of a Message-ID: 128 random bits, in lower-case base32.

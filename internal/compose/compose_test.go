@@ -39,6 +39,13 @@ func readBack(t testing.TB, raw []byte) parsed {
 	if bytes.Contains(bytes.ReplaceAll(raw, []byte("\r\n"), nil), []byte("\n")) {
 		t.Fatalf("bare LF in the message:\n%s", raw)
 	}
+	// Headers encoded (RFC 2047), text quoted-printable, attachments base64: no server needs
+	// 8BITMIME or SMTPUTF8 for it.
+	for i, b := range raw {
+		if b >= 0x80 || b == 0 {
+			t.Fatalf("byte %#x at %d: the message is not 7-bit:\n%s", b, i, raw)
+		}
+	}
 	r, err := gomail.CreateReader(bytes.NewReader(raw))
 	if err != nil {
 		t.Fatalf("read back: %v\n%s", err, raw)
@@ -111,6 +118,13 @@ func TestCompose(t *testing.T) {
 					t.Errorf("Subject not RFC 2047 encoded: %q", raw)
 				}
 			},
+		},
+		{
+			name:        "subject that looks encoded",
+			draft:       compose.Draft{From: "ann@example.com", To: []string{"bob@example.org"}, Subject: "literally =?utf-8?q?x?= and " + strings.Repeat("ü", 40), Text: "x"},
+			contentType: "text/plain",
+			parts:       []part{{contentType: "text/plain", body: "x"}},
+			rcpts:       []string{"bob@example.org"},
 		},
 		{
 			name:        "html only",

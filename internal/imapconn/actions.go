@@ -260,11 +260,13 @@ type MoveResult struct {
 // Move moves the messages of uids from folder to dest: UID MOVE when the server has MOVE, else
 // UID COPY, then UID STORE +FLAGS.SILENT (\Deleted) and UID EXPUNGE, which need UIDPLUS (without
 // it Move fails without doing anything: a plain EXPUNGE would remove other messages too). A UID
-// that no longer exists is not an error: it is just not in Map.
+// that no longer exists is not an error: it is just not in Map. Move first asks which of uids
+// exist (one UID SEARCH); when none does it sends nothing else and returns an empty result,
+// whether dest exists or not.
 //
 // When the fallback fails after the COPY, the messages are in both folders: the error comes with
-// the MoveResult of the copy, and moving again is safe (the retried COPY finds the copied
-// messages, which a caller can look up first with SearchHeader to avoid a second copy).
+// the MoveResult of the copy. Moving again would copy them a second time: a caller that retries
+// looks in dest first (SearchHeader by Message-ID) and, when they are there, only Expunges them.
 func (c *Conn) Move(ctx context.Context, folder string, uids UIDSet, dest string) (MoveResult, error) {
 	res := MoveResult{Map: map[uint32]uint32{}}
 	if len(uids) == 0 {

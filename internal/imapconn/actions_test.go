@@ -298,7 +298,18 @@ func TestMoveWithoutUIDPlus(t *testing.T) {
 }
 
 func TestExpunge(t *testing.T) {
-	acc := dovecotAccount(t)
+	for _, name := range []string{"dovecot", "memserver IMAP4rev2"} {
+		t.Run(name, func(t *testing.T) {
+			if name == "dovecot" {
+				testExpunge(t, dovecotAccount(t))
+			} else {
+				testExpunge(t, memAccount(t, memimap.WithIMAP4rev2()))
+			}
+		})
+	}
+}
+
+func testExpunge(t *testing.T, acc account) {
 	var uids []uint32
 	for i := range 3 {
 		uids = append(uids, acc.admin.AddMessage("INBOX", message(i, 50)))

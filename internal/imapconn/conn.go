@@ -1,5 +1,6 @@
-// Package imapconn is mailsync's IMAP client: dial, TLS, login, and the handful of commands a sync
-// needs, with timeouts, cancellation and error classes on top of go-imap v2. It is the only
+// Package imapconn is mailsync's IMAP client: dial, TLS, login, the handful of commands a sync
+// needs and the writes of actions on mail (actions.go), with timeouts, cancellation and error
+// classes on top of go-imap v2. It is the only
 // production package that imports go-imap, so the library's quirks stay here:
 //
 //   - go-imap takes no context. Every method arms a watchdog that closes the socket when the

@@ -281,6 +281,18 @@ func TestSendOAuth(t *testing.T) {
 			}
 		})
 	}
+	t.Run("token too long for the AUTH line", func(t *testing.T) {
+		long := strings.Repeat("t", 1500) // Microsoft's tokens run to kilobytes
+		for _, mech := range []string{"XOAUTH2", "OAUTHBEARER"} {
+			srv := smtptest.Start(t, smtptest.WithOAuthToken(login, long), smtptest.WithMechanisms(mech))
+			cfg := config(srv)
+			cfg.Password = ""
+			cfg.Token = func(context.Context) (string, error) { return long, nil }
+			if _, err := send(t, cfg, "bob@example.org"); err != nil {
+				t.Errorf("%s: Send: %v", mech, err)
+			}
+		}
+	})
 	t.Run("token source error", func(t *testing.T) {
 		srv := smtptest.Start(t, smtptest.WithOAuthToken(login, token))
 		cfg := config(srv)

@@ -128,6 +128,8 @@ func Start(tb testing.TB, opts ...Option) *Server {
 	s.srv = smtp.NewServer(smtp.BackendFunc(s.newSession))
 	s.srv.Domain = "localhost"
 	s.srv.TLSConfig = tlsCfg
+	// RFC 4954 §4 lets an AUTH response run to 12288 octets; OAuth2 tokens need it.
+	s.srv.MaxLineLength = 12288
 	s.srv.ReadTimeout = 10 * time.Second
 	s.srv.WriteTimeout = 10 * time.Second
 	s.srv.ErrorLog = log.New(io.Discard, "", 0)
