@@ -35,6 +35,11 @@ type LoginChecker interface {
 	CheckLogin(ctx context.Context, a store.Account, password string) error
 }
 
+// SMTPChecker tests an account's SMTP settings with the account's credentials: a test login.
+type SMTPChecker interface {
+	CheckSMTP(ctx context.Context, a store.Account, c store.SMTP) error
+}
+
 // Subscriber delivers change signals (package events) on a topic: a task's id, or an account's
 // events.ChangesTopic.
 type Subscriber interface {
@@ -48,6 +53,8 @@ type Config struct {
 	Events   Subscriber
 	Box      *secret.Box
 	Login    LoginChecker
+	// SMTPCheck tests an account's SMTP settings before they are stored; nil: not tested.
+	SMTPCheck SMTPChecker
 	Sessions *auth.Sessions
 	Metrics  *metrics.Registry
 	Log      *slog.Logger
