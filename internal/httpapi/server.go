@@ -48,17 +48,17 @@ type Subscriber interface {
 
 // Config is what the API is built from.
 type Config struct {
-	Store    *store.Store
-	Tasks    *task.Manager
-	Events   Subscriber
-	Box      *secret.Box
-	Login    LoginChecker
+	Store  *store.Store
+	Tasks  *task.Manager
+	Events Subscriber
+	Box    *secret.Box
+	Login  LoginChecker
 	// SMTPCheck tests an account's SMTP settings before they are stored; nil: not tested.
 	SMTPCheck SMTPChecker
-	Sessions *auth.Sessions
-	Metrics  *metrics.Registry
-	Log      *slog.Logger
-	Version  string
+	Sessions  *auth.Sessions
+	Metrics   *metrics.Registry
+	Log       *slog.Logger
+	Version   string
 	// OAuth is the token keeper with the configured OAuth2 providers; nil: no provider, and no
 	// OAuth2 sign-in is offered.
 	OAuth *oauth.Tokens
