@@ -12,6 +12,7 @@ import (
 	"mailsync/internal/changes/changestest"
 	"mailsync/internal/compose"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/memimap"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
@@ -162,4 +163,75 @@ func (e *env) runProcess(t *testing.T, dsn string, key []byte, killAfter string)
 		t.Fatalf("the sync process ended without being killed; last said %q", said)
 	}
 	t.Log(said)
+}
+
+// TestActionsOnMemServer: the in-memory server has MOVE and UIDPLUS (IMAP4rev2) but no
+// CONDSTORE: flags go out as plain deltas, moves follow COPYUID, a delete goes to Trash, and
+// after the task the store mirrors the server.
+func TestActionsOnMemServer(t *testing.T) {
+	ctx := context.Background()
+	m := imaptest.StartMemServer(t, memimap.WithIMAP4rev2())
+	u, err := m.AddUser("bob", "secret-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"Archive", "Trash"} {
+		if err := m.CreateFolder(u.Login, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if _, err := m.Append(u.Login, "INBOX", []byte(fmt.Sprintf("Subject: m%d\r\nMessage-ID: <m%d@example.test>\r\n\r\nbody\r\n", i, i)),
+			time.Now(), `\Seen`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := server{host: m.Host(), port: m.Port(), login: u.Login, passwd: u.Password, delim: "/", describe: "memserver"}
+	e, key := newAccount(t, "sqlite:"+t.TempDir()+"/mailsync.db", srv)
+	e.startWorker(t, key, syncer.Options{})
+	if tk := e.sync(t, false); tk.State != task.Succeeded {
+		t.Fatalf("first sync: %s %s", tk.State, tk.Error)
+	}
+	stored, _, err := e.store.Messages(ctx, store.MessageQuery{AccountID: e.acct.ID, Limit: 10})
+	if err != nil || len(stored) != 3 {
+		t.Fatalf("stored %d (%v)", len(stored), err)
+	}
+	id := map[string]int64{}
+	for _, msg := range stored {
+		id[msg.Subject] = msg.ID
+	}
+	fetched := e.fetched.Load()
+	for _, n := range []action.New{
+		{Kind: action.Flags, Request: action.Request{Messages: []int64{id["m0"]}, Add: []string{`\Flagged`}, Remove: []string{`\Seen`}}},
+		{Kind: action.Move, Request: action.Request{Messages: []int64{id["m1"]}, Folder: "Archive"}},
+		{Kind: action.Delete, Request: action.Request{Messages: []int64{id["m2"]}}},
+	} {
+		n.AccountID, n.UserID = e.acct.ID, e.acct.UserID
+		if _, _, err := e.store.CreateAction(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tk := e.sync(t, false); tk.State != task.Succeeded {
+		t.Fatalf("the task with the actions: %s %s", tk.State, tk.Error)
+	}
+	all, err := e.store.AccountActions(ctx, e.acct.ID, false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all {
+		if a.State != action.Done {
+			t.Errorf("action %d (%s): %s %s", a.ID, a.Kind, a.State, a.Error)
+		}
+	}
+	cl := imaptest.DialClient(t, m.Addr(), imaptest.User{Login: u.Login, Password: u.Password})
+	for folder, want := range map[string]string{"INBOX": "<m0@example.test> [\\Flagged]", "Archive": "<m1@example.test> [\\Seen]", "Trash": "<m2@example.test> [\\Seen]"} {
+		msgs := cl.Messages(folder)
+		if len(msgs) != 1 || fmt.Sprintf("%s %v", msgs[0].MessageID, msgs[0].Flags) != want {
+			t.Errorf("%s holds %+v, want %s", folder, msgs, want)
+		}
+	}
+	e.assertMirrors(t)
+	if again := e.fetched.Load() - fetched; again != 0 {
+		t.Errorf("%d bodies downloaded after the actions, want 0 (the moved messages follow COPYUID)", again)
+	}
 }
