@@ -223,7 +223,7 @@ func TestActionsOnMemServer(t *testing.T) {
 			t.Errorf("action %d (%s): %s %s", a.ID, a.Kind, a.State, a.Error)
 		}
 	}
-	cl := imaptest.DialClient(t, m.Addr(), imaptest.User{Login: u.Login, Password: u.Password})
+	cl := imaptest.DialClient(t, m.Addr(), imaptest.User(u))
 	for folder, want := range map[string]string{"INBOX": "<m0@example.test> [\\Flagged]", "Archive": "<m1@example.test> [\\Seen]", "Trash": "<m2@example.test> [\\Seen]"} {
 		msgs := cl.Messages(folder)
 		if len(msgs) != 1 || fmt.Sprintf("%s %v", msgs[0].MessageID, msgs[0].Flags) != want {
