@@ -149,7 +149,6 @@ export async function messageView(root, {messageID}) {
   const errorEl = h('div', {class: 'error', role: 'alert', 'data-field': 'error', hidden: true});
   const goneEl = h('div', {class: 'notice', role: 'status', 'data-field': 'gone', hidden: true});
   const log = h('ul', {class: 'action-log', 'aria-live': 'polite'});
-  moveTo.addEventListener('change', () => { moveBtn.disabled = busy || !!gone || !moveTo.value; });
 
   const watcher = new ActionWatcher((a) => {
     actions.set(a.id, a);
@@ -174,7 +173,6 @@ export async function messageView(root, {messageID}) {
 
     const pending = (m.pending || []).length > 0 || [...actions.values()].some((a) => !isFinal(a));
     badge.hidden = !pending;
-    root.dataset.pending = pending ? 'true' : 'false';
     const flags = m.flags || [];
     seenBtn.textContent = flags.includes('\\Seen') ? 'Mark unread' : 'Mark read';
     flagBtn.textContent = flags.includes('\\Flagged') ? 'Unflag' : 'Flag';
@@ -183,7 +181,7 @@ export async function messageView(root, {messageID}) {
       folders.filter((f) => f.id !== m.folder_id).map((f) => h('option', {value: f.name, selected: f.name === chosen}, f.name)));
     for (const b of [seenBtn, flagBtn, deleteBtn]) b.disabled = busy || !!gone;
     moveTo.disabled = busy || !!gone;
-    moveBtn.disabled = busy || !!gone || !moveTo.value;
+    moveBtn.disabled = busy || !!gone;
     replyLink.hidden = !!gone;
     download.hidden = !!gone;
 
@@ -246,7 +244,12 @@ export async function messageView(root, {messageID}) {
   };
   const move = () => {
     const folder = moveTo.value;
-    if (!folder) return;
+    if (!folder) {
+      error = 'Choose the folder to move it to.';
+      draw();
+      moveTo.focus();
+      return;
+    }
     create(`move the message to ${folder}`, () => post(`/api/messages/${m.id}/move`, {folder}));
   };
   const remove = () => create('delete the message', () => del(`/api/messages/${m.id}`));
