@@ -72,6 +72,9 @@ var suite = []struct {
 	{"TaskEndsInChangeLog", testTaskEndsInChangeLog},
 	{"RenameChanges", testRenameChanges},
 	{"OAuthRefreshIsFenced", testOAuthRefreshFence},
+	{"ActionsAreIdempotent", testActionsIdempotent},
+	{"ActionsAreFenced", testActionsFenced},
+	{"ActionsEditTheStoreAsTheyFinish", testActionsLocalEdits},
 }
 
 // env is one test's database, lifecycle and clock.
