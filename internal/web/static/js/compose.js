@@ -4,9 +4,10 @@
 //
 // A send must go out once. The form makes one Idempotency-Key when it is drawn and sends it with
 // every try of its submit: a double click, or a try again after the answer was lost (the server
-// unreachable, a 5xx), reaches the server as the same request and creates one action. Only an
-// answer that refused the content (400, 422: nothing was created) gives the next try a fresh key,
-// since the corrected message is another request. Once the action exists the form is locked;
+// unreachable, a 5xx), reaches the server as the same request and creates one action; after a lost
+// answer the fields stay locked, so the try again is the same request. Only an answer that refused
+// the content (400, 422: nothing was created) unlocks them and gives the next try a fresh key,
+// since the corrected message is another request. Once the action exists the form stays locked;
 // what happens to the message from then on is the action's state, followed until it is final.
 
 import {errorMessage, errorStatus, get, post} from './api.js';
@@ -100,6 +101,7 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
   const submit = h('button', {type: 'submit', class: 'primary', 'data-action': 'send'}, 'Send');
   const fields = h('fieldset', {class: 'stack plain'},
     field('To', to, 'Addresses separated by commas.'), field('Cc', cc), field('Subject', subject), field('Message', text));
+  const sendRow = h('div', {class: 'actions'}, submit, h('a', {class: 'button', href: back}, 'Discard'));
   const outcome = h('ul', {class: 'action-log', 'aria-live': 'polite', 'data-field': 'send-status'});
   const after = h('div', {class: 'actions', hidden: true},
     h('a', {class: 'button', href: back}, original ? 'Back to the message' : 'Back to the list'),
@@ -107,7 +109,7 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
   const form = h('form', {class: 'stack', id: 'compose-form'},
     h('p', {class: 'muted small'}, `From ${account.login} (${account.name})`),
     fields, error, outcome,
-    h('div', {class: 'actions'}, submit, h('a', {class: 'button', href: back}, 'Discard')),
+    sendRow,
     after);
 
   let key = newIdempotencyKey();
@@ -127,17 +129,19 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
     showAction();
   });
 
+  /** @type {Outgoing | null} a request whose answer was lost: tried again as it is */
+  let unanswered = null;
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (sending || action) return; // one submit at a time; one action per form
     /** @type {Outgoing} */
-    const msg = {
+    const msg = unanswered || {
       to: splitAddresses(to.value),
       cc: splitAddresses(cc.value),
       subject: subject.value.trim(),
       text: text.value,
     };
-    if (original) msg.reply_to = original.id;
+    if (original && !unanswered) msg.reply_to = original.id;
     if (msg.to.length === 0) {
       error.textContent = 'Say whom it goes to.';
       error.hidden = false;
@@ -145,6 +149,7 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
       return;
     }
     sending = true;
+    fields.disabled = true;
     submit.disabled = true;
     submit.textContent = 'Sending…';
     error.hidden = true;
@@ -152,21 +157,29 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
       /** @type {Action} */
       const a = await post(`/api/accounts/${account.id}/send`, msg, {headers: {'Idempotency-Key': key}});
       action = a;
-      fields.disabled = true;
-      submit.hidden = true;
+      unanswered = null;
+      sendRow.hidden = true;
       showAction();
       watcher.watch(a);
     } catch (err) {
       const status = errorStatus(err);
-      const refused = status === 400 || status === 422;
-      if (refused) {
-        key = newIdempotencyKey(); // nothing was created; the corrected message is a new request
+      if ((status === 400 || status === 422) && !unanswered) {
+        // Refused as written, nothing created: the corrected message is another request.
+        key = newIdempotencyKey();
         form.dataset.idempotencyKey = key;
+        fields.disabled = false;
+        error.textContent = `Not sent. ${errorMessage(err)}`;
+        submit.textContent = 'Send';
+      } else {
+        // The answer was lost or the server failed: it may have been stored. Trying again sends
+        // the same request under the same key, which cannot make a second message; the fields
+        // stay as they were sent.
+        unanswered = msg;
+        error.textContent = `Perhaps not sent: ${errorMessage(err)}\nTry again: it cannot go out twice.`;
+        submit.textContent = 'Try again';
       }
-      error.textContent = refused ? `Not sent. ${errorMessage(err)}` : `Perhaps not sent: ${errorMessage(err)} Try again: it cannot go out twice.`;
       error.hidden = false;
       submit.disabled = false;
-      submit.textContent = refused ? 'Send' : 'Try again';
     } finally {
       sending = false;
     }
