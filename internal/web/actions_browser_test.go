@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/emersion/go-imap/v2"
 
 	"mailsync/internal/imaptest"
 	"mailsync/internal/syncer"
@@ -26,37 +25,6 @@ func (m mailOnServer) raw(from string) []byte {
 	return []byte("From: " + from + "\r\nTo: hedy@example.test\r\nSubject: " + m.subject +
 		"\r\nMessage-ID: " + m.messageID + "\r\nDate: Tue, 01 Dec 2026 09:00:00 +0000\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n\r\nHello Hedy,\r\nthis is " + m.subject + ".\r\n")
-}
-
-// serverFlags returns the flags of the messages of folder whose Message-ID is messageID, one
-// entry per copy: what the IMAP server holds, behind mailsync's back. The folder is selected
-// again at every call, so that the answer is the server's state now, not this session's.
-func serverFlags(t *testing.T, c *imaptest.Client, folder, messageID string) [][]string {
-	t.Helper()
-	if _, err := c.Select(folder, nil).Wait(); err != nil {
-		t.Fatalf("select %q: %v", folder, err)
-	}
-	found, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: messageID}}}, nil).Wait()
-	if err != nil {
-		t.Fatalf("search %q for %s: %v", folder, messageID, err)
-	}
-	uids := found.AllUIDs()
-	if len(uids) == 0 {
-		return nil
-	}
-	msgs, err := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{Flags: true}).Collect()
-	if err != nil {
-		t.Fatalf("fetch flags in %q: %v", folder, err)
-	}
-	var out [][]string
-	for _, m := range msgs {
-		var flags []string
-		for _, f := range m.Flags {
-			flags = append(flags, string(f))
-		}
-		out = append(out, flags)
-	}
-	return out
 }
 
 // syncOnce runs one sync of the account to its end, as Sync now would.
@@ -165,13 +133,13 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 		if !strings.Contains(eval[string](p, `document.querySelector('[data-field=flags]').textContent`), `\Seen`) {
 			t.Error(`the pending message's flags do not show \Seen`)
 		}
-		if got := serverFlags(t, c, "INBOX", readMe.messageID); len(got) != 1 || slices.Contains(got[0], `\Seen`) {
+		if got := c.CopiesOf("INBOX", readMe.messageID); len(got) != 1 || slices.Contains(got[0], `\Seen`) {
 			t.Fatalf("before a worker ran the action the server has %v, want the message unread", got)
 		}
 		p.screenshot("action-pending")
 		st.startWorker()
 		p.waitFor("the action done", actionDone, 30*time.Second)
-		if got := serverFlags(t, c, "INBOX", readMe.messageID); len(got) != 1 || !slices.Contains(got[0], `\Seen`) {
+		if got := c.CopiesOf("INBOX", readMe.messageID); len(got) != 1 || !slices.Contains(got[0], `\Seen`) {
 			t.Fatalf("after the action the server has %v, want the message read", got)
 		}
 		if got := eval[string](p, `document.querySelector('button[data-action=seen]').textContent`); got != "Mark unread" {
@@ -190,10 +158,10 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`button[data-action=move]`)))
 		p.waitFor("the move done", actionDone, 30*time.Second)
 		p.waitFor("the message shown in Archive", `document.querySelector('[data-field=folder]').textContent === 'Archive' || (document.querySelector('[data-field=gone]').textContent.includes('Moved to Archive') && !document.querySelector('[data-field=gone]').hidden)`, 10*time.Second)
-		if got := serverFlags(t, c, "INBOX", moveMe.messageID); len(got) != 0 {
+		if got := c.CopiesOf("INBOX", moveMe.messageID); len(got) != 0 {
 			t.Errorf("INBOX still holds the moved message (%d copies)", len(got))
 		}
-		if got := serverFlags(t, c, "Archive", moveMe.messageID); len(got) != 1 {
+		if got := c.CopiesOf("Archive", moveMe.messageID); len(got) != 1 {
 			t.Errorf("Archive holds %d copies of the moved message, want 1", len(got))
 		}
 		p.screenshot("action-moved")
@@ -203,10 +171,10 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 		p := open(t, deleteMe.subject)
 		p.do(chromedp.Click(chromedp.CSS(`button[data-action=delete]`)))
 		p.waitFor("the delete done", actionDone, 30*time.Second)
-		if got := serverFlags(t, c, "INBOX", deleteMe.messageID); len(got) != 0 {
+		if got := c.CopiesOf("INBOX", deleteMe.messageID); len(got) != 0 {
 			t.Errorf("INBOX still holds the deleted message (%d copies)", len(got))
 		}
-		if got := serverFlags(t, c, "Trash", deleteMe.messageID); len(got) != 1 {
+		if got := c.CopiesOf("Trash", deleteMe.messageID); len(got) != 1 {
 			t.Errorf("Trash holds %d copies of the deleted message, want it moved there", len(got))
 		}
 		// The list leaves it out.
@@ -236,7 +204,7 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 		if eval[bool](p, li+`.querySelector('button[data-action=retry]') === null`) {
 			t.Error("a failed action offers no Retry")
 		}
-		if got := serverFlags(t, c, "INBOX", nowhere.messageID); len(got) != 1 {
+		if got := c.CopiesOf("INBOX", nowhere.messageID); len(got) != 1 {
 			t.Errorf("INBOX holds %d copies of the message whose move failed, want 1", len(got))
 		}
 		p.screenshot("action-failed")
