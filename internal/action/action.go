@@ -10,7 +10,9 @@ package action
 
 import (
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -176,3 +178,44 @@ var ErrKeyReused = errors.New("this Idempotency-Key was used for another request
 // ErrNotOpen is the error for cancelling an action that is under way or over, or retrying one
 // that is not final.
 var ErrNotOpen = errors.New("the action is not in a state that allows this")
+
+// CheckFlag says why flag cannot be set or cleared by an action, or nil: a system flag of RFC
+// 9051 (\Recent is the server's alone) or a keyword made of atom characters.
+func CheckFlag(flag string) error {
+	switch {
+	case flag == "":
+		return errors.New("a flag cannot be empty")
+	case len(flag) > 200:
+		return errors.New("a flag is at most 200 characters")
+	}
+	body := flag
+	if flag[0] == '\\' {
+		switch strings.ToLower(flag) {
+		case `\seen`, `\answered`, `\flagged`, `\deleted`, `\draft`:
+			return nil
+		case `\recent`:
+			return errors.New(`\Recent is set by the server only`)
+		}
+		return fmt.Errorf("%q is not a system flag (\\Seen, \\Answered, \\Flagged, \\Deleted, \\Draft); keywords have no backslash", flag)
+	}
+	for i := range len(body) {
+		c := body[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return fmt.Errorf("the flag %q holds %q, which IMAP does not allow in a keyword", flag, c)
+		}
+	}
+	return nil
+}
+
+// CheckFolder says why name cannot name a destination folder, or nil.
+func CheckFolder(name string) error {
+	switch {
+	case name == "":
+		return errors.New("the folder cannot be empty")
+	case len(name) > 1000:
+		return errors.New("a folder name is at most 1000 bytes")
+	case strings.ContainsAny(name, "\r\n\x00"):
+		return errors.New("a folder name cannot hold CR, LF or NUL")
+	}
+	return nil
+}

@@ -90,10 +90,20 @@ func (s *Server) listMessages(ctx context.Context, in *messagesInput) (*messages
 	if err != nil {
 		return nil, err
 	}
+	// Messages show as their open actions will leave them; one a pending move or delete takes out
+	// of the folder listed is left out (the page is then shorter than its limit).
+	o, err := s.overlayOf(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
 	out := &messagesOutput{}
 	out.Body.Messages = make([]MessageJSON, 0, len(msgs))
 	for _, m := range msgs {
-		out.Body.Messages = append(out.Body.Messages, messageJSON(m))
+		j := messageJSON(m)
+		if o.apply(&j, in.Folder) {
+			continue
+		}
+		out.Body.Messages = append(out.Body.Messages, j)
 	}
 	out.Body.NextCursor = encodeCursor(next)
 	return out, nil
@@ -128,7 +138,13 @@ func (s *Server) getMessage(ctx context.Context, in *messageIDInput) (*messageOu
 	if err != nil {
 		return nil, err
 	}
-	return &messageOutput{Body: messageJSON(m)}, nil
+	o, err := s.overlayOf(ctx, m.AccountID)
+	if err != nil {
+		return nil, err
+	}
+	j := messageJSON(m)
+	o.apply(&j, 0) // one message asked for by id is shown even when an action will delete it
+	return &messageOutput{Body: j}, nil
 }
 
 // rawMessage serves the exact bytes the IMAP server sent, as message/rfc822.

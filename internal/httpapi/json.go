@@ -75,12 +75,16 @@ type MessageJSON struct {
 	Snippet      string     `json:"snippet"`
 	BodyText     string     `json:"body_text,omitempty" doc:"The text of the message; only in GET /api/messages/{id}."`
 	ParseError   string     `json:"parse_error,omitempty"`
+	// Pending lists the open actions on the message; Flags and FolderID already show what they
+	// will leave (the pending overlay).
+	Pending []PendingJSON `json:"pending" doc:"The open actions on the message; flags and folder_id show it as they will leave it."`
 }
 
 func messageJSON(m store.Message) MessageJSON {
 	return MessageJSON{ID: m.ID, AccountID: m.AccountID, FolderID: m.FolderID, UID: m.UID, MessageID: m.MessageID,
 		Subject: m.Subject, From: m.From, To: nonNil(m.To), Date: nullTime(m.Date), InternalDate: nullTime(m.InternalDate),
-		Flags: nonNil(m.Flags), Size: m.Size, Snippet: m.Snippet, BodyText: m.BodyText, ParseError: m.ParseError}
+		Flags: nonNil(m.Flags), Size: m.Size, Snippet: m.Snippet, BodyText: m.BodyText, ParseError: m.ParseError,
+		Pending: []PendingJSON{}}
 }
 
 func nonNil(s []string) []string {

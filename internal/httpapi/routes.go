@@ -44,6 +44,18 @@ func (s *Server) routes() {
 	register(s, member, op(get, "/api/messages/{id}", "get-message", "One message with its text"), s.getMessage)
 	s.plain(member, get, "/api/messages/{id}/raw", "get-message-raw", "The exact bytes the IMAP server sent", "message/rfc822", s.rawMessage)
 
+	// Actions on mail (docs/actions.md): stored, answered 202, applied by the account's task.
+	register(s, member, op(post, "/api/messages/{id}/flags", "message-flags", "Add and remove flags of a message (as deltas)").status(202), s.messageFlags)
+	register(s, member, op(post, "/api/messages/{id}/move", "message-move", "Move a message to another folder").status(202), s.messageMove)
+	register(s, member, op(del, "/api/messages/{id}", "message-delete", "Delete a message: to Trash, or expunged when in Trash or ?permanent=true").status(202), s.messageDelete)
+	register(s, member, op(post, "/api/accounts/{id}/messages/flags", "bulk-flags", "Add and remove flags of many messages").status(202), s.bulkFlags)
+	register(s, member, op(post, "/api/accounts/{id}/messages/move", "bulk-move", "Move many messages to a folder").status(202), s.bulkMove)
+	register(s, member, op(post, "/api/accounts/{id}/messages/delete", "bulk-delete", "Delete many messages").status(202), s.bulkDelete)
+	register(s, member, op(get, "/api/actions/{id}", "get-action", "One action with its state"), s.getAction)
+	register(s, member, op(post, "/api/actions/{id}/retry", "retry-action", "Queue a failed, conflicting or unknown action again").status(202).errors(http.StatusConflict), s.retryAction)
+	register(s, member, op(del, "/api/actions/{id}", "cancel-action", "Cancel a pending action").errors(http.StatusConflict), s.cancelAction)
+	register(s, member, op(get, "/api/accounts/{id}/actions", "account-actions", "The account's actions, newest first"), s.accountActions)
+
 	// The change feed (docs/changes.md).
 	register(s, member, op(get, "/api/accounts/{id}/changes", "account-changes", "A page of the account's change log, in order, after a seq").errors(http.StatusGone), s.accountChanges)
 	register(s, member, op(get, "/api/changes", "list-changes", "A page of the change logs of your accounts, after a cursor").errors(http.StatusBadRequest, http.StatusGone), s.allChanges)

@@ -40,6 +40,8 @@ type Registry struct {
 	webhookLatency  prometheus.Histogram
 	oauthRefreshes  *prometheus.CounterVec
 	reauthRequired  prometheus.Counter
+	actionsCreated  *prometheus.CounterVec
+	actionsEnded    *prometheus.CounterVec
 }
 
 // New returns a Registry whose task gauges read src at every scrape (the database is the truth;
@@ -100,7 +102,13 @@ func New(src TaskSource) *Registry {
 	r.reauthRequired = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "mailsync_oauth_reauth_required_total", Help: "OAuth2 accounts put in the reauth_required state (their provider refused the refresh token).",
 	})
-	r.reg.MustRegister(r.oauthRefreshes, r.reauthRequired)
+	r.actionsCreated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailsync_actions_created_total", Help: "Actions on mail stored by this instance (an Idempotency-Key repeated makes none), by kind.",
+	}, []string{"kind"})
+	r.actionsEnded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mailsync_actions_ended_total", Help: "Actions on mail that reached a final state on this instance's tasks, by kind and state (done, failed, conflict, unknown).",
+	}, []string{"kind", "state"})
+	r.reg.MustRegister(r.oauthRefreshes, r.reauthRequired, r.actionsCreated, r.actionsEnded)
 	r.reg.MustRegister(r.taskDuration, r.messagesFetched, r.bytesFetched, r.imapErrors, r.zombiesReaped,
 		r.changesWritten, r.changesPruned, r.httpRequests, r.httpDuration, r.webhookPosts, r.webhookChanges, r.webhookLatency, newTaskCollector(src),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -136,6 +144,12 @@ func (r *Registry) IMAPError(class string) { r.imapErrors.WithLabelValues(class)
 
 // OAuthRefresh counts one token refresh asked of a provider, by result.
 func (r *Registry) OAuthRefresh(result string) { r.oauthRefreshes.WithLabelValues(result).Inc() }
+
+// ActionCreated counts an action stored.
+func (r *Registry) ActionCreated(kind string) { r.actionsCreated.WithLabelValues(kind).Inc() }
+
+// ActionEnded counts an action that reached a final state.
+func (r *Registry) ActionEnded(kind, state string) { r.actionsEnded.WithLabelValues(kind, state).Inc() }
 
 // ReauthRequired counts one account put in the reauth_required state.
 func (r *Registry) ReauthRequired() { r.reauthRequired.Inc() }
