@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailsync/internal/action"
+	"mailsync/internal/httpapi"
 	"mailsync/internal/metrics"
 	"mailsync/internal/store"
 	"mailsync/internal/task"
@@ -36,14 +37,15 @@ func (c *FlagCmd) Run(ctx context.Context, g *Globals) error {
 	if len(c.Add) == 0 && len(c.Remove) == 0 {
 		return errors.New("nothing to do: give --add or --remove")
 	}
+	// The API's checks, so that a typo is refused here, in words, not by the server later.
 	for _, f := range slices.Concat(c.Add, c.Remove) {
-		if err := checkFlag(f); err != nil {
+		if err := action.CheckFlag(f); err != nil {
 			return err
 		}
 	}
 	for _, f := range c.Add {
-		if slices.ContainsFunc(c.Remove, func(r string) bool { return strings.EqualFold(r, f) }) {
-			return fmt.Errorf("flag %s is both added and removed", f)
+		if action.HasFlag(c.Remove, f) {
+			return fmt.Errorf("the flag %s is both added and removed", f)
 		}
 	}
 	return g.runAction(ctx, c.Account, c.JSON, func(ctx context.Context, s *store.Store, a store.Account) (action.New, error) {
@@ -64,28 +66,25 @@ type MoveCmd struct {
 }
 
 func (c *MoveCmd) Run(ctx context.Context, g *Globals) error {
-	if strings.TrimSpace(c.To) == "" || strings.ContainsAny(c.To, "\r\n\x00") {
-		return fmt.Errorf("--to %q is not a folder name", c.To)
+	if err := action.CheckFolder(c.To); err != nil {
+		return fmt.Errorf("--to: %w", err)
 	}
 	return g.runAction(ctx, c.Account, c.JSON, func(ctx context.Context, s *store.Store, a store.Account) (action.New, error) {
 		if err := checkMessages(ctx, s, a, c.Messages); err != nil {
 			return action.New{}, err
 		}
+		// As the API: a folder the store knows is certain; with none stored yet (no sync so far)
+		// the server decides, and the action fails saying so.
+		folders, err := s.Folders(ctx, a.ID)
+		if err != nil {
+			return action.New{}, err
+		}
+		if len(folders) > 0 && !slices.ContainsFunc(folders, func(f store.Folder) bool { return f.Name == c.To }) {
+			return action.New{}, fmt.Errorf("account %q has no folder %q (as of its last sync)", a.Name, c.To)
+		}
 		return action.New{AccountID: a.ID, UserID: a.UserID, Kind: action.Move,
 			Request: action.Request{Messages: c.Messages, Folder: c.To}}, nil
 	})
-}
-
-// checkFlag refuses what IMAP cannot carry as a flag: a command line typo should be refused here,
-// in words, not by the server a moment later.
-func checkFlag(f string) error {
-	name := strings.TrimPrefix(f, `\`)
-	if name == "" || strings.ContainsFunc(name, func(r rune) bool {
-		return r <= ' ' || r >= 0x7f || strings.ContainsRune(`(){%*"\]`, r)
-	}) {
-		return fmt.Errorf("%q is not an IMAP flag (such as '\\Seen', '\\Flagged' or a keyword like $Important)", f)
-	}
-	return nil
 }
 
 // checkMessages refuses ids that are not stored for the account, before anything is created.
@@ -161,7 +160,7 @@ func (g *Globals) runAction(ctx context.Context, account string, asJSON bool, bu
 	if asJSON {
 		enc := json.NewEncoder(g.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(actionView(final)); err != nil {
+		if err := enc.Encode(httpapi.ActionView(final)); err != nil {
 			return err
 		}
 	} else {
@@ -300,42 +299,4 @@ func countMessages(act action.Action) string {
 		return fmt.Sprintf("%d messages", n)
 	}
 	return fmt.Sprintf("message %d", act.Request.Messages[0])
-}
-
-// actionJSON is an action as the API shows it (GET /api/actions/{id}).
-type actionJSON struct {
-	ID         int64         `json:"id"`
-	AccountID  int64         `json:"account_id"`
-	Kind       action.Kind   `json:"kind"`
-	State      action.State  `json:"state"`
-	Messages   []int64       `json:"messages"`
-	Add        []string      `json:"add"`
-	Remove     []string      `json:"remove"`
-	Folder     string        `json:"folder,omitempty"`
-	Permanent  bool          `json:"permanent"`
-	Error      string        `json:"error"`
-	Result     action.Result `json:"result"`
-	Attempts   int           `json:"attempts"`
-	TaskID     string        `json:"task_id"`
-	CreatedAt  time.Time     `json:"created_at"`
-	UpdatedAt  time.Time     `json:"updated_at"`
-	FinishedAt *time.Time    `json:"finished_at"`
-}
-
-func actionView(a action.Action) actionJSON {
-	v := actionJSON{ID: a.ID, AccountID: a.AccountID, Kind: a.Kind, State: a.State,
-		Messages: nonNil(a.Request.Messages), Add: nonNil(a.Request.Add), Remove: nonNil(a.Request.Remove),
-		Folder: a.Request.Folder, Permanent: a.Request.Permanent, Error: a.Error, Result: a.Result,
-		Attempts: a.Attempts, TaskID: a.TaskID, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt}
-	if !a.FinishedAt.IsZero() {
-		v.FinishedAt = &a.FinishedAt
-	}
-	return v
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }

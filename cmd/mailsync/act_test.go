@@ -21,6 +21,7 @@ func TestActionCommands(t *testing.T) {
 	u := dovecot.AddUser(t, "erin", "erin-imap-pw")
 	c := dovecot.Client(t, u)
 	c.CreateFolder("Archive")
+	c.CreateFolder("Gone")
 	ids := map[string]string{}
 	for _, name := range []string{"read", "move", "stay"} {
 		mid := name + "@cli.example.test"
@@ -82,9 +83,10 @@ func TestActionCommands(t *testing.T) {
 		t.Fatalf("after move INBOX holds %d copies and Archive %d, want 0 and 1", n, m)
 	}
 
-	code, out, stderr = run("", "move", "mail", stored(ids["stay"]), "--to", "Nowhere")
+	c.DeleteFolder("Gone") // behind mailsync's back: the store still has it
+	code, out, stderr = run("", "move", "mail", stored(ids["stay"]), "--to", "Gone")
 	if code == 0 || !strings.Contains(stderr, "failed") {
-		t.Fatalf("move to a folder the server does not have: %d %q %q, want a failure", code, out, stderr)
+		t.Fatalf("move to a folder the server no longer has: %d %q %q, want a failure", code, out, stderr)
 	}
 	if !strings.Contains(out, "failed: ") {
 		t.Errorf("the failed move printed %q, want its state and reason", out)
@@ -104,10 +106,12 @@ func TestActionCommands(t *testing.T) {
 	}{
 		{"no such message", []string{"flag", "mail", "999999", "--add", `\Seen`}, "stores no message 999999"},
 		{"nothing to do", []string{"flag", "mail", stored(ids["stay"])}, "nothing to do"},
-		{"not a flag", []string{"flag", "mail", stored(ids["stay"]), "--add", "two words"}, "not an IMAP flag"},
+		{"not a flag", []string{"flag", "mail", stored(ids["stay"]), "--add", "two words"}, "IMAP does not allow"},
 		{"added and removed", []string{"flag", "mail", stored(ids["stay"]), "--add", `\Seen`, "--remove", `\seen`}, "both added and removed"},
 		{"no such account", []string{"move", "nobody", stored(ids["stay"]), "--to", "Archive"}, `no account named "nobody"`},
 		{"no destination", []string{"move", "mail", stored(ids["stay"])}, "--to"},
+		{"no such folder", []string{"move", "mail", stored(ids["stay"]), "--to", "Nowhere"}, `no folder "Nowhere"`},
+		{"system flag that is none", []string{"flag", "mail", stored(ids["stay"]), "--add", `\Important`}, "not a system flag"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := run("", tc.args...)
