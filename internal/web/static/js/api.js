@@ -152,10 +152,15 @@
  * @property {string[]} [remove] flags: the flags it clears
  * @property {string} [folder] move: the destination
  * @property {boolean} [permanent] delete: expunged instead of moved to Trash
+ * @property {number} [replaces] draft: the draft it replaces
+ * @property {string} [message_id] send and draft: the Message-ID of the message
+ * @property {string[]} [recipients] send: every address it is submitted to, Bcc included
+ * @property {string} [subject] send and draft
  * @property {string} error why it failed, in words
  * @property {Record<string, unknown> | null} [result] free-form details (the SMTP answer, a conflict report)
  * @property {number} attempts
- * @property {string} [task_id] the sync task that runs it
+ * @property {string} [task_id] the sync task that last took it
+ * @property {string} [next_attempt_at] a send held back by a temporary failure is tried again then
  * @property {string} created_at
  * @property {string} updated_at
  * @property {string | null} finished_at
