@@ -70,7 +70,7 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 	if err != nil {
 		return err
 	}
-	if err := g.syncEngine(s, box).CheckLogin(ctx, a, password); err != nil {
+	if err := g.syncEngine(s, box, nil).CheckLogin(ctx, a, password); err != nil {
 		return fmt.Errorf("nothing saved: %w", err)
 	}
 	a.SecretEnc = box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
@@ -157,7 +157,7 @@ func (c *AccountEditCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) e
 			}
 			password = string(plain)
 		}
-		if err := g.syncEngine(s, box).CheckLogin(ctx, a, password); err != nil {
+		if err := g.syncEngine(s, box, nil).CheckLogin(ctx, a, password); err != nil {
 			return fmt.Errorf("nothing saved: %w", err)
 		}
 		a.SecretEnc = box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))

@@ -149,7 +149,7 @@ func (g *Globals) runAction(ctx context.Context, account string, asJSON bool, bu
 	}
 	workCtx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	w := worker.New(tasks, syncBody(g.syncEngine(s, box), reg), worker.Config{Account: a.ID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
+	w := worker.New(tasks, syncBody(g.syncEngine(s, box, reg), reg), worker.Config{Account: a.ID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
 	wg.Go(func() { _ = w.Run(workCtx) })
 	final, err := g.waitAction(ctx, s, tasks, w, a, act, changed)
 	stopWork()

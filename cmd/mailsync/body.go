@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"mailsync/internal/action"
 	"mailsync/internal/imapconn"
 	"mailsync/internal/metrics"
 	"mailsync/internal/oauth"
@@ -15,13 +16,17 @@ import (
 
 // syncEngine is the sync engine over s, under the operator's destination policy, limits and
 // IMAP timeouts: every sync, login check and IMAP push connection of the process goes through it.
-func (g *Globals) syncEngine(s *store.Store, box *secret.Box) *syncer.Syncer {
+// reg, when not nil, counts the actions its runs end.
+func (g *Globals) syncEngine(s *store.Store, box *secret.Box, reg *metrics.Registry) *syncer.Syncer {
 	opts := syncer.Options{Logger: g.logger, Limits: g.Limits.limits(),
 		DialTimeout: g.IMAP.DialTimeout, CommandTimeout: g.IMAP.CommandTimeout, StallAfter: g.IMAP.StallAfter}
 	if g.destinations != nil {
 		opts.Destinations = g.destinations
 	}
 	opts.Tokens = g.tokens
+	if reg != nil {
+		opts.ActionEnded = func(a action.Action) { reg.ActionEnded(string(a.Kind), string(a.State)) }
+	}
 	return syncer.New(s, box, opts)
 }
 

@@ -176,7 +176,7 @@ func (g *Globals) signIn(ctx context.Context, s *store.Store, box *secret.Box, f
 	}
 	a := store.Account{IMAPHost: p.IMAPHost, IMAPPort: p.IMAPPort, TLSMode: p.IMAPTLS, Login: login,
 		AuthKind: store.AuthOAuth2, OAuthProvider: p.Name, TokenExpiry: ts.Expiry}
-	if err := g.syncEngine(s, box).CheckOAuthLogin(ctx, a, ts.Access); err != nil {
+	if err := g.syncEngine(s, box, nil).CheckOAuthLogin(ctx, a, ts.Access); err != nil {
 		return store.Account{}, oauth.TokenSet{}, fmt.Errorf("nothing saved: signed in, but %w", err)
 	}
 	return a, ts, nil

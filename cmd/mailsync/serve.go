@@ -115,7 +115,7 @@ func (c *ServeCmd) Run(ctx context.Context, g *Globals) error {
 		_ = s.Close()
 		return err
 	}
-	engine := g.syncEngine(s, box)
+	engine := g.syncEngine(s, box, reg)
 	hooks, hookClient := c.Webhooks.config()
 	cfg := instance.Config{
 		Webhooks: hooks, WebhookClient: hookClient,

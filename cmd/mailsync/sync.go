@@ -50,7 +50,7 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 	if err := g.setupOAuth(ctx, s, box, reg); err != nil {
 		return err
 	}
-	body := syncBody(g.syncEngine(s, box), reg)
+	body := syncBody(g.syncEngine(s, box, reg), reg)
 	t, created, err := tasks.Start(ctx, a.ID, c.Full)
 	if err != nil {
 		return err

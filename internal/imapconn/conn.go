@@ -1,5 +1,6 @@
-// Package imapconn is mailsync's IMAP client: dial, TLS, login, and the handful of commands a sync
-// needs, with timeouts, cancellation and error classes on top of go-imap v2. It is the only
+// Package imapconn is mailsync's IMAP client: dial, TLS, login, the handful of commands a sync
+// needs and the writes of actions on mail (actions.go), with timeouts, cancellation and error
+// classes on top of go-imap v2. It is the only
 // production package that imports go-imap, so the library's quirks stay here:
 //
 //   - go-imap takes no context. Every method arms a watchdog that closes the socket when the
@@ -68,8 +69,12 @@ type Conn struct {
 	sock   net.Conn
 	client *imapclient.Client
 	caps   Caps
-	// tap sees what go-imap reads while a SELECT is in flight, for the MAILBOXID it drops.
+	// tap sees what go-imap reads while a SELECT or a conditional STORE is in flight, for the
+	// MAILBOXID and MODIFIED response codes it drops.
 	tap idTap
+	// sel is the folder selected and how: writes need a read-write SELECT, and one is sent only
+	// when that folder is not selected read-write already (see open).
+	sel selection
 
 	// changed receives a token whenever the server reports, unasked, that the selected folder
 	// changed (EXISTS, EXPUNGE, FETCH). Filled by go-imap's reader goroutine; read by Idle.

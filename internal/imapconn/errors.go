@@ -59,6 +59,8 @@ type Error struct {
 	blobs []string
 	// unreached: the failure came before the server could be asked to log in (see Unreached).
 	unreached bool
+	// noSuchFolder: a SELECT failed because the folder does not exist (see IsNoSuchFolder).
+	noSuchFolder bool
 }
 
 func (e *Error) Error() string {

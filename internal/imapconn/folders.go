@@ -133,7 +133,8 @@ func (c *Conn) Status(ctx context.Context, name string) (Status, error) {
 }
 
 // Select opens a folder read-only (EXAMINE: fetching bodies with BODY.PEEK never changes \Seen
-// anyway). With condstore, it asks for HIGHESTMODSEQ; only set it when Caps().CondStore is true.
+// anyway). It always asks the server, even when the folder is selected already (read-write after
+// a write, say): its answer is the folder's current status. With condstore, it asks for HIGHESTMODSEQ; only set it when Caps().CondStore is true.
 func (c *Conn) Select(ctx context.Context, name string, condstore bool) (Status, error) {
 	op := fmt.Sprintf("select %q", name)
 	g, err := c.begin(ctx, op)
@@ -143,14 +144,16 @@ func (c *Conn) Select(ctx context.Context, name string, condstore bool) (Status,
 	if c.caps.ObjectID {
 		c.tap.arm()
 	}
+	c.sel = selection{} // a failed SELECT leaves no folder selected
 	data, err := c.client.Select(name, &imap.SelectOptions{ReadOnly: true, CondStore: condstore}).Wait()
 	var mailboxID string
 	if c.caps.ObjectID {
 		mailboxID = c.tap.take()
 	}
 	if err := c.end(g, op, err); err != nil {
-		return Status{}, err
+		return Status{}, noteMissing(err)
 	}
+	c.sel = selection{name: name}
 	return Status{
 		UIDValidity:   data.UIDValidity,
 		UIDNext:       uint32(data.UIDNext),

@@ -24,25 +24,81 @@ const maxTapped = 64 << 10
 // idTap collects what the server sends while armed. go-imap's DebugWriter gets both directions;
 // the SELECT command we send is a line starting with our tag, which never looks like the
 // untagged response code idFrom looks for.
+//
+// The tap also reads the [MODIFIED] response code of a conditional STORE (see actions.go), which
+// go-imap drops too. A STORE answer has a FETCH line per message, far more than maxTapped for a
+// large set, so for it the tap keeps only the lines a filter accepts (armLines).
 type idTap struct {
 	mu    sync.Mutex
 	armed bool
 	buf   []byte
+	// keep, when set, makes the tap assemble lines and keep only those it accepts; part is the
+	// line in progress, long says it passed maxTapped and is being skipped.
+	keep func(line []byte) bool
+	part []byte
+	long bool
 }
 
-// Write is go-imap's DebugWriter: a no-op unless a SELECT is in flight.
+// Write is go-imap's DebugWriter: a no-op unless a command that needs it is in flight.
 func (t *idTap) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	if t.armed && len(t.buf)+len(p) <= maxTapped {
+	defer t.mu.Unlock()
+	switch {
+	case !t.armed:
+	case t.keep != nil:
+		t.lines(p)
+	case len(t.buf)+len(p) <= maxTapped:
 		t.buf = append(t.buf, p...)
 	}
-	t.mu.Unlock()
 	return len(p), nil
+}
+
+// lines feeds p to the line filter.
+func (t *idTap) lines(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i+1]
+		}
+		p = p[len(chunk):]
+		if !t.long && len(t.part)+len(chunk) <= maxTapped {
+			t.part = append(t.part, chunk...)
+		} else {
+			t.long, t.part = true, t.part[:0]
+		}
+		if i < 0 {
+			return
+		}
+		if !t.long && t.keep(t.part) && len(t.buf)+len(t.part) <= maxTapped {
+			t.buf = append(t.buf, t.part...)
+		}
+		t.part, t.long = t.part[:0], false
+	}
+}
+
+// armLines arms the tap to keep the whole lines keep accepts, until takeLines.
+func (t *idTap) armLines(keep func(line []byte) bool) {
+	t.mu.Lock()
+	t.armed, t.keep, t.buf, t.part, t.long = true, keep, t.buf[:0], t.part[:0], false
+	t.mu.Unlock()
+}
+
+// takeLines disarms the tap and returns a copy of the lines kept since armLines.
+func (t *idTap) takeLines() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := bytes.Clone(t.buf)
+	t.armed, t.keep, t.buf, t.part = false, nil, t.buf[:0], t.part[:0]
+	if cap(t.part) > 4<<10 {
+		t.part = nil
+	}
+	return out
 }
 
 func (t *idTap) arm() {
 	t.mu.Lock()
-	t.armed, t.buf = true, t.buf[:0]
+	t.armed, t.keep, t.buf = true, nil, t.buf[:0]
 	t.mu.Unlock()
 }
 

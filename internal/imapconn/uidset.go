@@ -92,3 +92,36 @@ func (s UIDSet) single() uint32 {
 	}
 	return 0
 }
+
+// without returns the set less the given UIDs.
+func (s UIDSet) without(uids []uint32) UIDSet {
+	if len(uids) == 0 {
+		return s
+	}
+	ex := slices.Sorted(slices.Values(uids))
+	var out UIDSet
+	for _, r := range s {
+		lo, hi := r.Start, r.Stop
+		if hi != 0 && hi < lo {
+			lo, hi = hi, lo
+		}
+		empty := false
+		for _, uid := range ex {
+			if uid < lo || (hi != 0 && uid > hi) {
+				continue
+			}
+			if uid > lo {
+				out = append(out, UIDRange{Start: lo, Stop: uid - 1})
+			}
+			if uid == hi || uid == 1<<32-1 {
+				empty = true
+				break
+			}
+			lo = uid + 1
+		}
+		if !empty {
+			out = append(out, UIDRange{Start: lo, Stop: hi})
+		}
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package imaptest
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -149,4 +150,56 @@ func imapFlags(flags []string) []imap.Flag {
 		out[i] = imap.Flag(f)
 	}
 	return out
+}
+
+// ServerMessage is one message as the server has it.
+type ServerMessage struct {
+	UID       uint32
+	Flags     []string // sorted, \Recent left out
+	MessageID string   // the envelope's Message-ID, with its angle brackets
+	Subject   string
+}
+
+// Messages returns every message of folder by UID, with its flags and envelope: the server's
+// state, to compare with the store's.
+func (c *Client) Messages(folder string) []ServerMessage {
+	c.tb.Helper()
+	if _, err := c.Select(folder, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		c.tb.Fatalf("imaptest: examine %q: %v", folder, err)
+	}
+	defer func() { _ = c.Unselect().Wait() }() // the next command selects again anyway
+	var all imap.UIDSet
+	all.AddRange(1, 0)
+	msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, Envelope: true}).Collect()
+	if err != nil {
+		c.tb.Fatalf("imaptest: fetch %q: %v", folder, err)
+	}
+	out := make([]ServerMessage, 0, len(msgs))
+	for _, m := range msgs {
+		sm := ServerMessage{UID: uint32(m.UID)}
+		for _, f := range m.Flags {
+			if f != "\\Recent" {
+				sm.Flags = append(sm.Flags, string(f))
+			}
+		}
+		slices.Sort(sm.Flags)
+		if m.Envelope != nil {
+			sm.MessageID, sm.Subject = "<"+m.Envelope.MessageID+">", m.Envelope.Subject
+		}
+		out = append(out, sm)
+	}
+	slices.SortFunc(out, func(a, b ServerMessage) int { return int(a.UID) - int(b.UID) })
+	return out
+}
+
+// AddFlags adds flags to one message (+FLAGS), leaving its others.
+func (c *Client) AddFlags(folder string, uid uint32, flags ...string) {
+	c.tb.Helper()
+	c.selectFolder(folder)
+	cmd := c.Store(imap.UIDSetNum(imap.UID(uid)), &imap.StoreFlags{
+		Op: imap.StoreFlagsAdd, Silent: true, Flags: imapFlags(flags),
+	}, nil)
+	if err := cmd.Close(); err != nil {
+		c.tb.Fatalf("imaptest: add flags to UID %d in %q: %v", uid, folder, err)
+	}
 }

@@ -57,6 +57,8 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// ScheduleInterval is how often the scheduler looks for due accounts; zero: no scheduler.
 	ScheduleInterval time.Duration
+	// ActionInterval is how often an account whose actions wait with no task gets one (zero: 2 s).
+	ActionInterval time.Duration
 	// NoReaper leaves dead tasks dead until a Start replaces them (tests that play the reaper).
 	NoReaper bool
 	// ChangeRetention is how long the change log keeps a change (zero: 720h, 30 days); a
@@ -282,6 +284,9 @@ func (in *Instance) Run(ctx context.Context) error {
 	if !in.cfg.NoWebhooks {
 		wg.Go(func() { _ = in.Webhooks.Run(ctx) })
 	}
+	// Actions whose task ended without them (or whose send was held back) get a task.
+	starter := &worker.ActionStarter{Actions: in.Store, Tasks: in.Tasks, Interval: in.cfg.ActionInterval, Logger: in.log}
+	wg.Go(func() { _ = starter.Run(ctx) })
 	if in.cfg.Watch != nil {
 		watcher := &worker.Watcher{Accounts: in.Store, Watch: in.cfg.Watch, Tasks: in.Tasks, Logger: in.log}
 		wg.Go(func() { _ = watcher.Run(ctx) })

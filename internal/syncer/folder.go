@@ -88,6 +88,15 @@ func (a *accountSync) syncFolder(ctx context.Context, fp folderPlan) error {
 		flags      []store.FlagChange // the flag changes to write
 	)
 	fetchSet := imapconn.UIDsFrom(plan.From)
+	if plan.Existing && plan.FetchNew {
+		// Messages an action moved in are stored above the checkpoint already, from COPYUID:
+		// they are not downloaded again.
+		movedIn, err := a.s.store.StoredUIDsFrom(ctx, cp.ID, plan.From)
+		if err != nil {
+			return a.storeFailed(ctx, err)
+		}
+		fetchSet = fromExcept(plan.From, movedIn)
+	}
 	if plan.Verify {
 		v, err := a.verifyFolder(ctx, name, plan.From, stored)
 		if err != nil {
@@ -369,4 +378,20 @@ func sameFlags(a, b []string) bool {
 	slices.SortFunc(a, strings.Compare)
 	slices.SortFunc(b, strings.Compare)
 	return slices.Equal(a, b)
+}
+
+// fromExcept is the set from:* without the UIDs of skip (sorted, all >= from).
+func fromExcept(from uint32, skip []uint32) imapconn.UIDSet {
+	var set imapconn.UIDSet
+	next := from
+	for _, uid := range skip {
+		if uid < next {
+			continue
+		}
+		if uid > next {
+			set = append(set, imapconn.UIDRange{Start: next, Stop: uid - 1})
+		}
+		next = uid + 1
+	}
+	return append(set, imapconn.UIDRange{Start: next, Stop: 0})
 }

@@ -40,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"mailsync/internal/action"
 	"mailsync/internal/imapconn"
 	"mailsync/internal/netpolicy"
 	"mailsync/internal/oauth"
@@ -58,6 +59,17 @@ type Store interface {
 	CommitBatch(ctx context.Context, l task.Lease, p task.Progress, b store.Batch) (int64, error)
 	DeleteFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, name string) error
 	RenameFolder(ctx context.Context, l task.Lease, p task.Progress, accountID int64, from, to string) error
+	StoredUIDsFrom(ctx context.Context, folderID int64, from uint32) ([]uint32, error)
+
+	// The push of actions (push.go).
+	OpenActions(ctx context.Context, accountID int64) ([]action.Action, error)
+	TakeAction(ctx context.Context, l task.Lease, p task.Progress, id int64) (action.Action, error)
+	MarkSubmitting(ctx context.Context, l task.Lease, p task.Progress, id int64) error
+	MarkSent(ctx context.Context, l task.Lease, p task.Progress, id int64, answer string) error
+	FinishAction(ctx context.Context, l task.Lease, p task.Progress, id int64, o store.Outcome) (action.Action, error)
+	ActionMessage(ctx context.Context, id int64) ([]byte, error)
+	MessageRefs(ctx context.Context, accountID int64, ids []int64) (map[int64]store.MessageRef, error)
+	AccountSMTP(ctx context.Context, accountID int64) (store.SMTP, error)
 }
 
 // Options tunes a Syncer. The zero value is usable.
@@ -90,6 +102,11 @@ type Options struct {
 	// Tokens hands out the access tokens of OAuth2 accounts and refreshes them; nil: such
 	// accounts cannot sync (their tasks fail saying so).
 	Tokens *oauth.Tokens
+	// ActionEnded, when set, is told of every action a run brought to a final state (metrics).
+	ActionEnded func(action.Action)
+	// Applied, when set, is called after an action was applied on the server and before that is
+	// recorded: the crash window the push is built to survive, which tests kill a process in.
+	Applied func(action.Action)
 }
 
 func (o *Options) setDefaults() {
@@ -107,6 +124,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.Destinations == nil {
 		o.Destinations = netpolicy.Default()
+	}
+	if o.ActionEnded == nil {
+		o.ActionEnded = func(action.Action) {}
+	}
+	if o.Applied == nil {
+		o.Applied = func(action.Action) {}
 	}
 }
 
@@ -159,7 +182,22 @@ func (s *Syncer) Run(ctx context.Context, run *worker.Run) error {
 		return a.fail(ctx, "", a.public(err))
 	}
 	defer func() { a.conn.Close() }() // the connection in use at the end: fetches may redial
-	return a.sync(ctx)
+	// Actions first, then the pull: what the user asked for is on the server before the server's
+	// state is read back, so the pull brings back the result rather than the state before it.
+	if _, err := a.push(ctx); err != nil {
+		return err
+	}
+	if err := a.sync(ctx); err != nil {
+		return err
+	}
+	// Actions asked for while the pull ran are applied now, not at the next sync.
+	done := a.p.Phase
+	n, err := a.push(ctx)
+	if n > 0 {
+		a.p.Phase = done
+		a.run.Report(a.p)
+	}
+	return err
 }
 
 // CheckLogin logs in to the account's server with password and logs out: an account is saved only
@@ -257,6 +295,8 @@ type accountSync struct {
 	p task.Progress
 	// skipped names the folders and messages given up on, for the task's final phase.
 	skipped []string
+	// listed is the server's folder list when an action needed it (the special folders).
+	listed []imapconn.Folder
 	// gone holds the stored folders the server no longer lists under their names but may list
 	// under another (a rename), by MAILBOXID, until every folder has been selected; the rest are
 	// then deleted.
