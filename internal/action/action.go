@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"mailsync/internal/compose"
 )
 
 // Kind is what an action does.
@@ -170,6 +172,9 @@ type New struct {
 	// Key is the client's Idempotency-Key ("" for none): the same key of the same user is the same
 	// action.
 	Key string
+	// Fingerprint, when set, stands for the request in the comparison of a reused Key (see
+	// Composed); otherwise the request and Raw do.
+	Fingerprint []byte
 }
 
 // ErrKeyReused is the error for an Idempotency-Key given again with another request.
@@ -218,4 +223,12 @@ func CheckFolder(name string) error {
 		return errors.New("a folder name cannot hold CR, LF or NUL")
 	}
 	return nil
+}
+
+// Composed is the action that sends (Send) or saves (Draft) the composed message m, asked for
+// with the request body fingerprint (what the client sent, to tell a reused Idempotency-Key:
+// the composed bytes differ at every compose, by their fresh Message-ID and Date).
+func Composed(kind Kind, accountID, userID int64, key string, m compose.Message, subject string, replaces int64, fingerprint []byte) New {
+	return New{AccountID: accountID, UserID: userID, Kind: kind, Key: key, Raw: m.Raw, Fingerprint: fingerprint,
+		Request: Request{MessageID: m.MessageID, From: m.From, Recipients: m.Recipients, Subject: subject, Replaces: replaces}}
 }

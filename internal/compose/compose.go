@@ -65,6 +65,8 @@ type Options struct {
 	Domain string
 	// Rand is the source of the Message-ID's randomness; nil: crypto/rand.
 	Rand io.Reader
+	// Draft allows a message without recipients: a draft saved before it is addressed.
+	Draft bool
 }
 
 // InvalidError says which field of a draft was refused and why. Its text is meant for the user:
@@ -105,7 +107,7 @@ func Compose(d Draft, opts Options) (Message, error) {
 		return Message{}, err
 	}
 	rcpts := recipients(to, cc, bcc)
-	if len(rcpts) == 0 {
+	if len(rcpts) == 0 && !opts.Draft {
 		return Message{}, &InvalidError{Field: "to", Reason: "no recipient in to, cc or bcc"}
 	}
 	if err := headerText("subject", d.Subject); err != nil {

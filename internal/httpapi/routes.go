@@ -51,6 +51,10 @@ func (s *Server) routes() {
 	register(s, member, op(post, "/api/accounts/{id}/messages/flags", "bulk-flags", "Add and remove flags of many messages").status(202), s.bulkFlags)
 	register(s, member, op(post, "/api/accounts/{id}/messages/move", "bulk-move", "Move many messages to a folder").status(202), s.bulkMove)
 	register(s, member, op(post, "/api/accounts/{id}/messages/delete", "bulk-delete", "Delete many messages").status(202), s.bulkDelete)
+	register(s, member, op(post, "/api/accounts/{id}/send", "send", "Compose and send a message over the account's SMTP server; a copy goes to Sent").status(202).maxBody(maxComposed).errors(http.StatusConflict), s.send)
+	register(s, member, op(post, "/api/accounts/{id}/drafts", "save-draft", "Compose a message and save it in Drafts, replacing an older draft").status(202).maxBody(maxComposed), s.saveDraft)
+	register(s, member, op(get, "/api/accounts/{id}/smtp", "get-smtp", "Where the account submits mail"), s.getSMTP)
+	register(s, member, op(put, "/api/accounts/{id}/smtp", "set-smtp", "Set where the account submits mail (its login is tested first)"), s.putSMTP)
 	register(s, member, op(get, "/api/actions/{id}", "get-action", "One action with its state"), s.getAction)
 	register(s, member, op(post, "/api/actions/{id}/retry", "retry-action", "Queue a failed, conflicting or unknown action again").status(202).errors(http.StatusConflict), s.retryAction)
 	register(s, member, op(del, "/api/actions/{id}", "cancel-action", "Cancel a pending action").errors(http.StatusConflict), s.cancelAction)
@@ -110,6 +114,12 @@ func op(method, path, id, summary string, middlewares ...func(huma.Context, func
 
 func (o operation) status(code int) operation {
 	o.DefaultStatus = code
+	return o
+}
+
+// maxBody raises the request body limit (huma's default is 1 MiB).
+func (o operation) maxBody(n int64) operation {
+	o.MaxBodyBytes = n
 	return o
 }
 

@@ -35,6 +35,11 @@ type LoginChecker interface {
 	CheckLogin(ctx context.Context, a store.Account, password string) error
 }
 
+// SMTPChecker tests an account's SMTP settings with the account's credentials: a test login.
+type SMTPChecker interface {
+	CheckSMTP(ctx context.Context, a store.Account, c store.SMTP) error
+}
+
 // Subscriber delivers change signals (package events) on a topic: a task's id, or an account's
 // events.ChangesTopic.
 type Subscriber interface {
@@ -43,15 +48,17 @@ type Subscriber interface {
 
 // Config is what the API is built from.
 type Config struct {
-	Store    *store.Store
-	Tasks    *task.Manager
-	Events   Subscriber
-	Box      *secret.Box
-	Login    LoginChecker
-	Sessions *auth.Sessions
-	Metrics  *metrics.Registry
-	Log      *slog.Logger
-	Version  string
+	Store  *store.Store
+	Tasks  *task.Manager
+	Events Subscriber
+	Box    *secret.Box
+	Login  LoginChecker
+	// SMTPCheck tests an account's SMTP settings before they are stored; nil: not tested.
+	SMTPCheck SMTPChecker
+	Sessions  *auth.Sessions
+	Metrics   *metrics.Registry
+	Log       *slog.Logger
+	Version   string
 	// OAuth is the token keeper with the configured OAuth2 providers; nil: no provider, and no
 	// OAuth2 sign-in is offered.
 	OAuth *oauth.Tokens

@@ -179,6 +179,9 @@ func New(cfg Config) (*Instance, error) {
 	api := cfg.API
 	api.Webhooks = in.Webhooks
 	api.Store, api.Tasks, api.Events, api.Box, api.Login, api.Metrics, api.Log = s, tasks, in.Bus, box, cfg.Login, reg, cfg.Log
+	if check, ok := cfg.Login.(httpapi.SMTPChecker); ok && api.SMTPCheck == nil {
+		api.SMTPCheck = check // the sync engine tests SMTP logins as it tests IMAP ones
+	}
 	api.Sessions = auth.NewSessions(auth.DeriveKey(cfg.Key, "session"), cfg.SessionTTL)
 	api.MetricsElsewhere = api.MetricsElsewhere || cfg.MetricsAddr != ""
 	if in.API, err = httpapi.New(api); err != nil {

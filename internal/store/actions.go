@@ -68,11 +68,11 @@ func scanActions(rows *sql.Rows) ([]action.Action, error) {
 func requestHash(n action.New, request []byte) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d\x00%s\x00", n.AccountID, n.Kind)
-	h.Write(request)
-	h.Write([]byte{0})
-	// A send's message has a fresh Message-ID and Date each time it is composed, so its bytes
-	// cannot tell two requests apart: its request (recipients, subject) does.
-	if n.Kind != action.Send && n.Kind != action.Draft {
+	if n.Fingerprint != nil {
+		h.Write(n.Fingerprint)
+	} else {
+		h.Write(request)
+		h.Write([]byte{0})
 		h.Write(n.Raw)
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -90,8 +90,6 @@ func (s *Store) CreateAction(ctx context.Context, n action.New) (action.Action, 
 	if err != nil {
 		return action.Action{}, false, fmt.Errorf("store: create action: %w", err)
 	}
-	// A hash of the request compares a key's two uses; for a send the composed bytes differ each
-	// time (a fresh Message-ID), so the hash is of what the client sent.
 	hash := requestHash(n, request)
 	var key sql.NullString
 	if n.Key != "" {

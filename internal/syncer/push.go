@@ -13,6 +13,7 @@ import (
 
 	"mailsync/internal/action"
 	"mailsync/internal/imapconn"
+	"mailsync/internal/oauth"
 	"mailsync/internal/smtpsend"
 	"mailsync/internal/store"
 )
@@ -532,6 +533,9 @@ func (a *accountSync) applySend(ctx context.Context, act action.Action) (store.O
 			return o, nil
 		case markErr != nil:
 			return o, markErr // the lease was lost before DATA: nothing was handed over
+		case errors.Is(err, oauth.ErrReauthRequired):
+			o.State, o.Error = action.Failed, "not sent: the account must sign in again (its provider no longer accepts its authorization)"
+			return o, nil
 		case !marked && ctx.Err() != nil:
 			return o, context.Cause(ctx)
 		case temporary && act.Attempts < action.MaxAttempts:
@@ -619,4 +623,22 @@ func policyDialer(host string, p imapconn.DestinationPolicy, timeout time.Durati
 		return nil
 	}}
 	return d.DialContext
+}
+
+// CheckSMTP logs in to the SMTP server c with the account's credentials and quits: an account's
+// SMTP settings are stored only once this has worked.
+func (s *Syncer) CheckSMTP(ctx context.Context, acct store.Account, c store.SMTP) error {
+	cfg, err := s.accountConfig(acct)
+	if err != nil {
+		return err
+	}
+	a := &accountSync{s: s, acct: acct, cfg: cfg, log: s.opts.Logger}
+	sc := a.smtpConfig(c)
+	if sc.Token == nil && acct.IsOAuth2() {
+		return errors.New("this process has no OAuth2 providers configured")
+	}
+	if err := smtpsend.Check(ctx, sc); err != nil {
+		return errors.New(a.smtpText(err))
+	}
+	return nil
 }
