@@ -6,8 +6,8 @@
 // every try of its submit: a double click, or a try again after the answer was lost (the server
 // unreachable, a 5xx), reaches the server as the same request and creates one action; after a lost
 // answer the fields stay locked, so the try again is the same request. Only an answer that refused
-// the content (400, 422: nothing was created) unlocks them and gives the next try a fresh key,
-// since the corrected message is another request. Once the action exists the form stays locked;
+// it (a 4xx such as 422 or 409: nothing was created) unlocks them and gives the next try a fresh
+// key, since the corrected message is another request. Once the action exists the form stays locked;
 // what happens to the message from then on is the action's state, followed until it is final.
 
 import {errorMessage, errorStatus, get, post} from './api.js';
@@ -162,9 +162,11 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
       showAction();
       watcher.watch(a);
     } catch (err) {
-      const status = errorStatus(err);
-      if ((status === 400 || status === 422) && !unanswered) {
-        // Refused as written, nothing created: the corrected message is another request.
+      const status = errorStatus(err) || 0;
+      if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
+        // Refused (invalid, no SMTP server, signed out): nothing was created, and the corrected
+        // message is another request.
+        unanswered = null;
         key = newIdempotencyKey();
         form.dataset.idempotencyKey = key;
         fields.disabled = false;
