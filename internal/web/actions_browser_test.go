@@ -3,6 +3,8 @@ package web_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -10,7 +12,11 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"mailsync/internal/action"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/secret"
+	"mailsync/internal/smtptest"
+	"mailsync/internal/store"
 	"mailsync/internal/syncer"
 	"mailsync/internal/task"
 	"mailsync/internal/worker"
@@ -98,7 +104,8 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 	moveMe := mailOnServer{"Move me", "<move-me@example.test>"}
 	deleteMe := mailOnServer{"Delete me", "<delete-me@example.test>"}
 	nowhere := mailOnServer{"Move me nowhere", "<nowhere@example.test>"}
-	for _, m := range []mailOnServer{readMe, moveMe, deleteMe, nowhere} {
+	answerMe := mailOnServer{"Answer me", "<answer-me@example.test>"}
+	for _, m := range []mailOnServer{readMe, moveMe, deleteMe, nowhere, answerMe} {
 		c.AddMessage("INBOX", m.raw("Grace <grace@example.test>"))
 	}
 
@@ -108,7 +115,19 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 	st = newStackWith(t, sturdy, func(ctx context.Context, run *worker.Run) error {
 		return syncer.New(st.store, st.box, syncer.Options{}).Run(ctx, run)
 	}, imapLogin{})
-	acct := st.addIMAPAccount("Hedy", d.Host(), d.Port(), u.Login, u.Password)
+	// The account submits to a real SMTP server with its IMAP login, over STARTTLS with the test
+	// server's self-signed certificate.
+	a := store.Account{UserID: st.user.ID, Name: "Hedy", IMAPHost: d.Host(), IMAPPort: d.Port(), TLSMode: "none",
+		TLSSkipVerify: true, Login: u.Login}
+	a.SecretEnc = st.box.Seal([]byte(u.Password), secret.AccountContext(a.Login, a.IMAPHost))
+	acct, err := st.store.CreateAccount(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtp := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password))
+	if err := st.store.SetAccountSMTP(context.Background(), acct.ID, store.SMTP{Host: "127.0.0.1", Port: smtp.Port(), TLSMode: "starttls"}); err != nil {
+		t.Fatal(err)
+	}
 	st.syncOnce(acct.ID)
 	// Each subtest has its own tab: a page's context is bounded in time.
 	open := func(t *testing.T, subject string) *page {
@@ -208,5 +227,96 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 			t.Errorf("INBOX holds %d copies of the message whose move failed, want 1", len(got))
 		}
 		p.screenshot("action-failed")
+	})
+
+	t.Run("ReplyWhoseAnswerIsLostIsSentOnce", func(t *testing.T) {
+		// The first answer to the send is lost on its way back (a proxy's 502 after the server
+		// stored the action): the page cannot know, says so, and its Try again sends the same
+		// request under the same Idempotency-Key, which the server answers with the same action.
+		var keys []string
+		lose := func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+			if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/send") {
+				next.ServeHTTP(w, r)
+				return
+			}
+			keys = append(keys, r.Header.Get("Idempotency-Key"))
+			if len(keys) > 1 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			http.Error(w, "the upstream answer was lost", http.StatusBadGateway)
+		}
+		st.around.Store(&lose)
+		defer st.around.Store(nil)
+
+		p := open(t, answerMe.subject)
+		p.do(chromedp.Click(chromedp.CSS(`a[data-action=reply]`)))
+		p.waitFor("the reply form", `document.querySelector('#compose-form textarea[name=text]') !== null`, 10*time.Second)
+		if to := eval[string](p, `document.querySelector('#compose-form [name=to]').value`); !strings.Contains(to, "grace@example.test") {
+			t.Errorf("the reply goes to %q, want the sender", to)
+		}
+		if subject := eval[string](p, `document.querySelector('#compose-form [name=subject]').value`); subject != "Re: Answer me" {
+			t.Errorf("the reply's subject is %q", subject)
+		}
+		quoted := eval[string](p, `document.querySelector('#compose-form [name=text]').value`)
+		if !strings.Contains(quoted, "> this is Answer me.") {
+			t.Errorf("the reply does not quote the message:\n%s", quoted)
+		}
+		// The account's login is no address: the form asks for one.
+		if !eval[bool](p, `document.querySelector('#compose-form [name=from]').required`) {
+			t.Error("the form does not ask for a From address though the account's login is none")
+		}
+		p.do(chromedp.SetValue(chromedp.CSS(`#compose-form [name=from]`), "Hedy <hedy@example.test>"),
+			chromedp.SetValue(chromedp.CSS(`#compose-form [name=text]`), "Thanks, Grace.\n"+quoted))
+		// A double click is one request.
+		eval[any](p, `{ const b = document.querySelector('#compose-form button[data-action=send]'); b.click(); b.click(); null }`)
+		p.waitFor("the lost answer", `!document.querySelector('#compose-form [data-field=error]').hidden`, 10*time.Second)
+		if msg := eval[string](p, `document.querySelector('#compose-form [data-field=error]').textContent`); !strings.Contains(msg, "Perhaps not sent") {
+			t.Errorf("after a lost answer the form says %q", msg)
+		}
+		if label := eval[string](p, `document.querySelector('#compose-form button[data-action=send]').textContent`); label != "Try again" {
+			t.Errorf("after a lost answer the button says %q", label)
+		}
+		p.screenshot("reply-answer-lost")
+		p.do(chromedp.Click(chromedp.CSS(`#compose-form button[data-action=send]`)))
+		p.waitFor("the reply sent", `document.querySelector('#compose-form').dataset.state === 'done'`, 30*time.Second)
+		if got := eval[string](p, `document.querySelector('#compose-form [data-field=send-status]').textContent`); !strings.Contains(got, "Sent.") {
+			t.Errorf("the form says %q once it was sent", got)
+		}
+		p.screenshot("reply-sent")
+
+		if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+			t.Fatalf("the two tries carried the Idempotency-Keys %q, want one key twice", keys)
+		}
+		got := smtp.Messages()
+		if len(got) != 1 {
+			t.Fatalf("the SMTP server received %d messages, want 1", len(got))
+		}
+		if !slices.Equal(got[0].Rcpts, []string{"grace@example.test"}) || got[0].From != "hedy@example.test" {
+			t.Errorf("the reply was submitted from %q to %v", got[0].From, got[0].Rcpts)
+		}
+		data := string(got[0].Data)
+		for _, want := range []string{"In-Reply-To: " + answerMe.messageID, "Subject: Re: Answer me", "Thanks, Grace."} {
+			if !strings.Contains(data, want) {
+				t.Errorf("the submitted message lacks %q:\n%s", want, data)
+			}
+		}
+		var sends []action.Action
+		all, err := st.store.AccountActions(context.Background(), acct.ID, false, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range all {
+			if a.Kind == action.Send {
+				sends = append(sends, a)
+			}
+		}
+		if len(sends) != 1 {
+			t.Fatalf("%d send actions stored, want 1", len(sends))
+		}
+		if copies := c.CopiesOf("Sent", sends[0].Request.MessageID); len(copies) != 1 || !slices.Contains(copies[0], `\Seen`) {
+			t.Errorf("Sent holds %v of the reply, want one copy, read", copies)
+		}
 	})
 }

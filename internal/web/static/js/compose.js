@@ -92,6 +92,10 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
    * @param {string} [hint]
    */
   const field = (label, input, hint) => h('label', {}, label, input, hint ? h('span', {class: 'small muted'}, hint) : null);
+  // The server sends from the account's login when it is an address; other logins need one here.
+  const loginIsAddress = account.login.includes('@');
+  const from = h('input', {name: 'from', autocomplete: 'email', required: !loginIsAddress,
+    value: loginIsAddress ? account.login : null, placeholder: 'Your Name <you@example.com>'});
   const to = h('input', {name: 'to', required: true, autocomplete: 'off', value: original ? original.from : null});
   const cc = h('input', {name: 'cc', autocomplete: 'off'});
   const subject = h('input', {name: 'subject', value: original ? replySubject(original.subject || '') : null});
@@ -100,6 +104,7 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
   const error = h('div', {class: 'error', role: 'alert', hidden: true, 'data-field': 'error'});
   const submit = h('button', {type: 'submit', class: 'primary', 'data-action': 'send'}, 'Send');
   const fields = h('fieldset', {class: 'stack plain'},
+    field('From', from, loginIsAddress ? undefined : `The account's login (${account.login}) is not an address: say which one it sends from.`),
     field('To', to, 'Addresses separated by commas.'), field('Cc', cc), field('Subject', subject), field('Message', text));
   const sendRow = h('div', {class: 'actions'}, submit, h('a', {class: 'button', href: back}, 'Discard'));
   const outcome = h('ul', {class: 'action-log', 'aria-live': 'polite', 'data-field': 'send-status'});
@@ -107,7 +112,7 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
     h('a', {class: 'button', href: back}, original ? 'Back to the message' : 'Back to the list'),
     h('button', {type: 'button', 'data-action': 'compose-another', onclick: () => navigate(`#/accounts/${account.id}/compose`)}, 'Write another'));
   const form = h('form', {class: 'stack', id: 'compose-form'},
-    h('p', {class: 'muted small'}, `From ${account.login} (${account.name})`),
+    h('p', {class: 'muted small'}, `Sent through ${account.name}'s SMTP server; a copy goes to its Sent folder.`),
     fields, error, outcome,
     sendRow,
     after);
@@ -136,6 +141,7 @@ export async function composeView(root, {accountID, replyTo, navigate}) {
     if (sending || action) return; // one submit at a time; one action per form
     /** @type {Outgoing} */
     const msg = unanswered || {
+      from: from.value.trim(),
       to: splitAddresses(to.value),
       cc: splitAddresses(cc.value),
       subject: subject.value.trim(),
