@@ -28,8 +28,8 @@ import (
 type FlagCmd struct {
 	Account  string   `arg:"" help:"Account id or name."`
 	Messages []int64  `arg:"" name:"message-id" help:"mailsync message ids (as the API and the web UI show them)."`
-	Add      []string `name:"add" placeholder:"FLAG" help:"A flag to set, e.g. '\\Seen' (repeatable)."`
-	Remove   []string `name:"remove" placeholder:"FLAG" help:"A flag to clear, e.g. '\\Flagged' (repeatable)."`
+	Add      []string `name:"add" sep:"none" placeholder:"FLAG" help:"A flag to set, e.g. '\\Seen' (repeatable)."`
+	Remove   []string `name:"remove" sep:"none" placeholder:"FLAG" help:"A flag to clear, e.g. '\\Flagged' (repeatable)."`
 	JSON     bool     `name:"json" help:"Print the final action as JSON."`
 }
 

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"mailsync/internal/action"
 	"mailsync/internal/imaptest"
+	"mailsync/internal/smtptest"
+	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 )
 
@@ -126,5 +131,141 @@ func TestActionCommands(t *testing.T) {
 	}
 	if after != before {
 		t.Fatalf("refused command lines stored %d actions", after-before)
+	}
+}
+
+// TestSendCommand runs `mailsync send` against a real Dovecot and a real SMTP server: the message
+// (text from stdin, an attachment, a Bcc) is submitted once to exactly its recipients and its copy
+// lands in Sent; the same --idempotency-key again prints the same action and sends nothing more; a
+// subject that would inject a header field is refused before anything is stored; a refusal of the
+// SMTP server exits non-zero with its words.
+func TestSendCommand(t *testing.T) {
+	dovecot := imaptest.StartDovecot(t)
+	u := dovecot.AddUser(t, "erin", "erin-imap-pw")
+	c := dovecot.Client(t, u)
+	c.CreateFolder("Sent")
+	dsn := storetest.DSN(t, "sqlite")
+	common := []string{"--db", dsn, "--data-dir", t.TempDir()}
+	run := func(stdin string, args ...string) (int, string, string) {
+		t.Helper()
+		return mailsyncIn(t, stdin, append(append([]string{}, common...), args...)...)
+	}
+	if code, _, stderr := run("a-long-password\n", "user", "add", "erin@example.test", "--password-stdin"); code != 0 {
+		t.Fatal(stderr)
+	}
+	for _, name := range []string{"mail", "nosmtp"} {
+		if code, _, stderr := run(u.Password+"\n", "account", "add", "--user", "erin@example.test", "--name", name,
+			"--imap-url", "imap://"+u.Login+"@"+dovecot.Addr(), "--tls", "none", "--tls-skip-verify", "--password-stdin"); code != 0 {
+			t.Fatal(stderr)
+		}
+	}
+	if code, _, stderr := run("", "sync", "mail"); code != 0 {
+		t.Fatal(stderr)
+	}
+	s := storetest.OpenDSN(t, dsn, false)
+	srv := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password))
+	var mailID int64
+	if err := s.DB().QueryRow(`SELECT id FROM accounts WHERE name = 'mail'`).Scan(&mailID); err != nil {
+		t.Fatal(err)
+	}
+	useSMTP := func(srv *smtptest.Server) {
+		t.Helper()
+		if err := s.SetAccountSMTP(context.Background(), mailID, store.SMTP{Host: "127.0.0.1", Port: srv.Port(), TLSMode: "starttls"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	useSMTP(srv)
+	countActions := func() int {
+		t.Helper()
+		var n int
+		if err := s.DB().QueryRow(`SELECT count(*) FROM actions`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	attachment := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(attachment, []byte("the notes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	send := []string{"send", "mail", "--from", "Erin <erin@example.test>", "--to", "Frank <frank@example.test>",
+		"--to", `"Doe, Jane" <jane@example.test>`, "--bcc", "gil@example.test", "--subject", "Hello — notes",
+		"--attach", attachment, "--idempotency-key", "notes-1", "--json"}
+	code, out, stderr := run("Hi Frank,\nthe notes are attached.\n", send...)
+	if code != 0 {
+		t.Fatalf("send: %d %s", code, stderr)
+	}
+	var v struct {
+		ID        int64        `json:"id"`
+		Kind      action.Kind  `json:"kind"`
+		State     action.State `json:"state"`
+		MessageID string       `json:"message_id"`
+		Result    action.Result
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("--json printed %q: %v", out, err)
+	}
+	if v.Kind != action.Send || v.State != action.Done || !strings.HasPrefix(v.Result.SMTP, "250") {
+		t.Fatalf("send printed %+v, want a done send with the server's 250", v)
+	}
+	got := srv.Messages()
+	if len(got) != 1 {
+		t.Fatalf("the SMTP server received %d messages, want 1", len(got))
+	}
+	rcpts := slices.Clone(got[0].Rcpts)
+	slices.Sort(rcpts)
+	if !slices.Equal(rcpts, []string{"frank@example.test", "gil@example.test", "jane@example.test"}) || got[0].From != "erin@example.test" {
+		t.Fatalf("submitted from %q to %v", got[0].From, got[0].Rcpts)
+	}
+	data := string(got[0].Data)
+	for _, want := range []string{"notes.txt", "Hi Frank,", "jane@example.test"} {
+		if !strings.Contains(data, want) {
+			t.Errorf("the submitted message lacks %q:\n%s", want, data)
+		}
+	}
+	if strings.Contains(data, "gil@example.test") {
+		t.Errorf("the Bcc recipient is written in the message:\n%s", data)
+	}
+	if copies := c.CopiesOf("Sent", v.MessageID); len(copies) != 1 {
+		t.Errorf("Sent holds %d copies of the message, want 1", len(copies))
+	}
+
+	// The same key again, as a script retrying a run it saw die: the same action, no second send.
+	before := countActions()
+	code, out, stderr = run("Hi Frank,\nthe notes are attached.\n", send...)
+	var again struct{ ID int64 }
+	if code != 0 || json.Unmarshal([]byte(out), &again) != nil || again.ID != v.ID {
+		t.Fatalf("send again with the same key: %d %q %s, want action %d", code, out, stderr, v.ID)
+	}
+	if n := len(srv.Messages()); n != 1 || countActions() != before {
+		t.Fatalf("the same key again: %d messages submitted and %d actions stored, want 1 and none", n, countActions()-before)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"header injection", []string{"send", "mail", "--from", "erin@example.test", "--to", "frank@example.test", "--subject", "Hi\r\nBcc: mallory@example.test"}, "subject"},
+		{"no sender", []string{"send", "mail", "--to", "frank@example.test", "--subject", "Hi"}, "give --from"},
+		{"no SMTP server", []string{"send", "nosmtp", "--from", "erin@example.test", "--to", "frank@example.test", "--subject", "Hi"}, "no SMTP server"},
+		{"no recipient", []string{"send", "mail", "--from", "erin@example.test", "--subject", "Hi"}, "--to"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := countActions()
+			code, _, stderr := run("text\n", tc.args...)
+			if code == 0 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("%q: %d %q, want a refusal saying %q", tc.args, code, stderr, tc.want)
+			}
+			if n := countActions() - before; n != 0 {
+				t.Fatalf("a refused send stored %d actions", n)
+			}
+		})
+	}
+
+	useSMTP(smtptest.Start(t, smtptest.WithUser(u.Login, u.Password), smtptest.WithDataReply(554, "5.7.1 Message rejected as spam")))
+	code, out, stderr = run("Buy now.\n", "send", "mail", "--from", "erin@example.test", "--to", "frank@example.test", "--subject", "Offer")
+	if code == 0 || !strings.Contains(stderr, "5.7.1") || !strings.Contains(out, "failed") {
+		t.Fatalf("a send the SMTP server refuses: %d %q %q, want non-zero with its words", code, out, stderr)
 	}
 }
