@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -167,16 +168,9 @@ func (g *Globals) runAction(ctx context.Context, account string, asJSON bool, bu
 		fmt.Fprintln(g.stdout, describeAction(a, final))
 	}
 	if final.State != action.Done {
-		return fmt.Errorf("action %d %s: %s", final.ID, final.State, cmp(final.Error, string(final.State)))
+		return fmt.Errorf("action %d %s: %s", final.ID, final.State, cmp.Or(final.Error, string(final.State)))
 	}
 	return nil
-}
-
-func cmp(s, otherwise string) string {
-	if s != "" {
-		return s
-	}
-	return otherwise
 }
 
 // maxIdleStarts bounds the tasks started for an action that none of them takes: tasks that
@@ -221,7 +215,7 @@ func (g *Globals) waitAction(ctx context.Context, s *store.Store, tasks *task.Ma
 			switch {
 			case t.State != task.Succeeded:
 				return action.Action{}, fmt.Errorf("the sync %s of account %q %s before action %d was applied (it stays %s, for the next sync): %s",
-					t.ID, a.Name, t.State, cur.ID, cur.State, cmp(t.Error, string(t.State)))
+					t.ID, a.Name, t.State, cur.ID, cur.State, cmp.Or(t.Error, string(t.State)))
 			case cur.NextAttemptAt.After(time.Now()):
 				// A temporary failure held it back: the next task takes it from then on.
 				fmt.Fprintf(g.stderr, "action %d waits until %s to be tried again: %s\n", cur.ID, cur.NextAttemptAt.Format(time.TimeOnly), cur.Error)
