@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -34,6 +35,8 @@ type AccountAddCmd struct {
 	TLSSkipVerify bool          `name:"tls-skip-verify" help:"Accept any server certificate (self-signed test servers only)."`
 	PasswordStdin bool          `name:"password-stdin" help:"Read the IMAP password from the first line of stdin (else MAILSYNC_IMAP_PASSWORD)."`
 	SyncInterval  time.Duration `name:"sync-interval" default:"0s" help:"Sync on a schedule this often (0: only when asked)."`
+	SMTPURL       string        `name:"smtp-url" placeholder:"smtp[s]://HOST[:PORT]" help:"Where the account sends mail (smtp:// STARTTLS on 587, smtps:// TLS on 465, smtp+plain:// no TLS); tested before anything is saved. Default: the IMAP host's usual submission server, kept only if its login works."`
+	SMTPSavesSent *bool         `name:"smtp-saves-sent" help:"The SMTP server files sent mail in Sent itself, so no copy is appended (default: true for Gmail)."`
 	OAuthFlags    OAuthAddFlags `embed:""`
 }
 
@@ -70,10 +73,15 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 	if err != nil {
 		return err
 	}
-	if err := g.syncEngine(s, box, nil).CheckLogin(ctx, a, password); err != nil {
+	engine := g.syncEngine(s, box, nil)
+	if err := engine.CheckLogin(ctx, a, password); err != nil {
 		return fmt.Errorf("nothing saved: %w", err)
 	}
 	a.SecretEnc = box.Seal([]byte(password), secret.AccountContext(a.Login, a.IMAPHost))
+	smtp, err := c.smtp(ctx, g, engine, a)
+	if err != nil {
+		return err
+	}
 	saved, err := s.CreateAccount(ctx, a)
 	if errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("%s already has an account named %q", c.User, c.Name)
@@ -82,7 +90,92 @@ func (c *AccountAddCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) er
 		return err
 	}
 	fmt.Fprintf(g.stdout, "account %d %q added: %s@%s:%d (%s)\n", saved.ID, saved.Name, saved.Login, saved.IMAPHost, saved.IMAPPort, saved.TLSMode)
+	if smtp.Host != "" {
+		if err := s.SetAccountSMTP(ctx, saved.ID, smtp); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stdout, "sends mail through %s:%d (%s)\n", smtp.Host, smtp.Port, smtp.TLSMode)
+	}
 	return nil
+}
+
+// smtpChecker tests SMTP settings with an account's credentials (the sync engine does).
+type smtpChecker interface {
+	CheckSMTP(ctx context.Context, a store.Account, c store.SMTP) error
+}
+
+// smtp is the new account's SMTP server: --smtp-url, tested (a failure saves nothing), or the IMAP
+// host's usual submission server, kept only when its login works (the zero SMTP otherwise: the
+// account syncs, and sends once it is given one).
+func (c *AccountAddCmd) smtp(ctx context.Context, g *Globals, check smtpChecker, a store.Account) (store.SMTP, error) {
+	savesSent := a.IMAPHost == "imap.gmail.com"
+	if c.SMTPSavesSent != nil {
+		savesSent = *c.SMTPSavesSent
+	}
+	if c.SMTPURL != "" {
+		smtp, err := parseSMTPURL(c.SMTPURL)
+		if err != nil {
+			return store.SMTP{}, err
+		}
+		smtp.SavesSent = savesSent
+		if err := check.CheckSMTP(ctx, a, smtp); err != nil {
+			return store.SMTP{}, fmt.Errorf("nothing saved: the SMTP server %s:%d: %w", smtp.Host, smtp.Port, err)
+		}
+		return smtp, nil
+	}
+	guess := store.SMTP{Host: submissionHost(a.IMAPHost), Port: 587, TLSMode: "starttls", SavesSent: savesSent}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := check.CheckSMTP(tctx, a, guess); err != nil {
+		fmt.Fprintf(g.stdout, "no SMTP server found at %s:587 (%v); the account syncs, and sends once given one: mailsync account edit %q --smtp-url smtp://HOST\n",
+			guess.Host, err, c.Name)
+		return store.SMTP{}, nil
+	}
+	return guess, nil
+}
+
+// submissionHost is the usual submission server of an IMAP host: smtp.example.org for
+// imap.example.org, else the host itself.
+func submissionHost(imapHost string) string {
+	if rest, ok := strings.CutPrefix(imapHost, "imap."); ok {
+		return "smtp." + rest
+	}
+	return imapHost
+}
+
+// parseSMTPURL reads smtp://HOST[:PORT] (STARTTLS, 587), smtps://HOST[:PORT] (TLS, 465) and
+// smtp+plain://HOST[:PORT] (no TLS, 25: a trusted network only).
+func parseSMTPURL(raw string) (store.SMTP, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return store.SMTP{}, fmt.Errorf("--smtp-url: %w", err)
+	}
+	var c store.SMTP
+	switch u.Scheme {
+	case "smtp", "smtp+starttls", "submission":
+		c.TLSMode, c.Port = "starttls", 587
+	case "smtps":
+		c.TLSMode, c.Port = "tls", 465
+	case "smtp+plain":
+		c.TLSMode, c.Port = "none", 25
+	default:
+		return store.SMTP{}, fmt.Errorf("--smtp-url %q: the scheme must be smtp:// (STARTTLS), smtps:// (TLS) or smtp+plain://", raw)
+	}
+	if u.User != nil {
+		return store.SMTP{}, errors.New("--smtp-url carries no login: the account's own login and password sign in")
+	}
+	c.Host = u.Hostname()
+	if c.Host == "" || (u.Path != "" && u.Path != "/") {
+		return store.SMTP{}, fmt.Errorf("--smtp-url %q: want smtp[s]://HOST[:PORT]", raw)
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return store.SMTP{}, fmt.Errorf("--smtp-url %q: bad port", raw)
+		}
+		c.Port = n
+	}
+	return c, nil
 }
 
 // AccountEditCmd changes an account. The password is asked again for any change of destination:
@@ -95,6 +188,8 @@ type AccountEditCmd struct {
 	TLSSkipVerify *bool          `name:"tls-skip-verify" help:"Accept any server certificate (self-signed test servers only); =false checks again."`
 	PasswordStdin bool           `name:"password-stdin" help:"Read the IMAP password from the first line of stdin (else MAILSYNC_IMAP_PASSWORD)."`
 	SyncInterval  *time.Duration `name:"sync-interval" help:"Sync on a schedule this often (0: only when asked)."`
+	SMTPURL       *string        `name:"smtp-url" placeholder:"smtp[s]://HOST[:PORT]" help:"Where the account sends mail (tested first with the account's login); none removes it."`
+	SMTPSavesSent *bool          `name:"smtp-saves-sent" help:"The SMTP server files sent mail in Sent itself (no copy is appended)."`
 }
 
 func (c *AccountEditCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) error {
@@ -174,6 +269,47 @@ func (c *AccountEditCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) e
 		return err
 	}
 	fmt.Fprintf(g.stdout, "account %d %q: %s@%s:%d (%s)\n", saved.ID, saved.Name, saved.Login, saved.IMAPHost, saved.IMAPPort, saved.TLSMode)
+	return c.editSMTP(ctx, g, s, box, saved)
+}
+
+// editSMTP applies --smtp-url and --smtp-saves-sent, testing a new server first.
+func (c *AccountEditCmd) editSMTP(ctx context.Context, g *Globals, s *store.Store, box *secret.Box, a store.Account) error {
+	if c.SMTPURL == nil && c.SMTPSavesSent == nil {
+		return nil
+	}
+	cur, err := s.AccountSMTP(ctx, a.ID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	next := cur
+	if c.SMTPURL != nil {
+		if *c.SMTPURL == "none" {
+			if err := s.SetAccountSMTP(ctx, a.ID, store.SMTP{}); err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, "sends no mail: SMTP server removed")
+			return nil
+		}
+		if next, err = parseSMTPURL(*c.SMTPURL); err != nil {
+			return err
+		}
+		next.SavesSent = cur.SavesSent || (cur.Host == "" && a.IMAPHost == "imap.gmail.com")
+	}
+	if c.SMTPSavesSent != nil {
+		next.SavesSent = *c.SMTPSavesSent
+	}
+	if next.Host == "" {
+		return errors.New("the account has no SMTP server: give --smtp-url")
+	}
+	if next.Host != cur.Host || next.Port != cur.Port || next.TLSMode != cur.TLSMode {
+		if err := g.syncEngine(s, box, nil).CheckSMTP(ctx, a, next); err != nil {
+			return fmt.Errorf("SMTP not changed: %s:%d: %w", next.Host, next.Port, err)
+		}
+	}
+	if err := s.SetAccountSMTP(ctx, a.ID, next); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "sends mail through %s:%d (%s)\n", next.Host, next.Port, next.TLSMode)
 	return nil
 }
 

@@ -48,7 +48,8 @@ func startDemo(ctx context.Context, addr string, s *store.Store, box *secret.Box
 		return nil, fmt.Errorf("demo: %s is not a loopback address; the demo's password is public, so it listens on 127.0.0.1 or ::1 only", addr)
 	}
 	start := time.Now()
-	mem := memimap.New(memimap.WithLogger(log))
+	// IMAP4rev2 brings MOVE and UIDPLUS, which the demo's actions (move, delete) need.
+	mem := memimap.New(memimap.WithLogger(log), memimap.WithIMAP4rev2())
 	d := &demo{imap: mem}
 	if err := d.fill(); err != nil {
 		return nil, err
@@ -78,7 +79,13 @@ func (d *demo) fill() error {
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	d.folders = len(folders)
+	// Empty Trash and Drafts, for the actions: delete moves to Trash, a draft is saved in Drafts.
+	for _, f := range []string{"Trash", "Drafts"} {
+		if err := d.imap.CreateFolder(demoIMAPLogin, f); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+	}
+	d.folders = len(folders) + 2
 	return mailgen.Generate(mailgen.Options{Seed: demoSeed, Messages: demoMessages, Folders: folders}, func(m mailgen.Mail) error {
 		if _, err := d.imap.Append(demoIMAPLogin, m.Folder, m.Raw, m.Date, m.Flags...); err != nil {
 			return err

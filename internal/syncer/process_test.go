@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsync/internal/action"
 	"mailsync/internal/changes"
 	"mailsync/internal/changes/changestest"
 	"mailsync/internal/imapconn"
@@ -36,6 +37,9 @@ const (
 	helperAccount = "MAILSYNC_SYNCER_HELPER_ACCOUNT"
 	helperBatch   = "MAILSYNC_SYNCER_HELPER_BATCH"
 	helperMaxMsg  = "MAILSYNC_SYNCER_HELPER_MAX_MESSAGE_SIZE"
+	// helperKillApplied=N: the helper kills itself (SIGKILL) right after its Nth action was
+	// applied on the server and before that was recorded.
+	helperKillApplied = "MAILSYNC_SYNCER_HELPER_KILL_APPLIED"
 )
 
 func TestMain(m *testing.M) {
@@ -89,9 +93,17 @@ func helperSync(dsn string) int {
 		return fail(err)
 	}
 	var fetched atomic.Int64
+	killAt, _ := strconv.Atoi(os.Getenv(helperKillApplied))
+	applied := 0
 	s := syncer.New(st, box, syncer.Options{BatchMessages: batch, Limits: imapconn.Limits{MaxMessageSize: maxMsg}, Fetched: func(string, uint32) {
 		// Printed before the body goes further: a SIGKILL can never hide a download.
 		fmt.Printf("fetched %d\n", fetched.Add(1))
+	}, Applied: func(a action.Action) {
+		if applied++; applied == killAt {
+			fmt.Printf("killed after applying action %d\n", a.ID)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
 	}})
 	w := worker.New(tasks, s.Run, worker.Config{Concurrency: 1, PollInterval: 10 * time.Millisecond})
 	wctx, cancel := context.WithCancel(ctx)

@@ -1,0 +1,4 @@
+package syncer
+
+// FromExcept is fromExcept, for the tests.
+var FromExcept = fromExcept

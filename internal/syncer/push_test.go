@@ -1,0 +1,237 @@
+package syncer_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"mailsync/internal/action"
+	"mailsync/internal/changes/changestest"
+	"mailsync/internal/compose"
+	"mailsync/internal/imaptest"
+	"mailsync/internal/memimap"
+	"mailsync/internal/store"
+	"mailsync/internal/store/storetest"
+	"mailsync/internal/syncer"
+	"mailsync/internal/task"
+)
+
+// TestKilledPushAppliesEachActionOnce kills the sync process three times, each time right after an
+// action was applied on the server and before that was recorded (the worst moment). The next
+// process applies every pending action exactly once: no message moved twice or lost, no draft
+// appended twice, and the store mirrors the server at the end.
+func TestKilledPushAppliesEachActionOnce(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, dialect string) {
+		const messages = 6
+		d := imaptest.StartDovecot(t)
+		u := d.AddUser(t, "bob", "secret-pw")
+		cl := d.Client(t, u)
+		cl.CreateFolder("Archive")
+		cl.CreateFolder("Drafts")
+		for i := range messages {
+			cl.AddMessage("INBOX", []byte(fmt.Sprintf("From: a@example.test\r\nSubject: m%d\r\nMessage-ID: <m%d@example.test>\r\n\r\nbody %d\r\n", i, i, i)))
+		}
+		srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: ".", hasCondStore: true}
+		dsn := storetest.DSN(t, dialect)
+		e, key := newAccount(t, dsn, srv)
+		ctx := context.Background()
+		e.runProcess(t, dsn, key, "")
+
+		// Alternating actions: a move of one message, a draft.
+		refs, _, err := e.store.Messages(ctx, store.MessageQuery{AccountID: e.acct.ID, Limit: 100})
+		if err != nil || len(refs) != messages {
+			t.Fatalf("stored %d messages (%v), want %d", len(refs), err, messages)
+		}
+		var drafts []string
+		for i, m := range refs {
+			if _, _, err := e.store.CreateAction(ctx, action.New{AccountID: e.acct.ID, UserID: e.acct.UserID, Kind: action.Move,
+				Request: action.Request{Messages: []int64{m.ID}, Folder: "Archive"}}); err != nil {
+				t.Fatal(err)
+			}
+			msg, err := compose.Compose(compose.Draft{From: "bob@example.test", Subject: fmt.Sprintf("draft %d", i), Text: "draft"}, compose.Options{Draft: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			drafts = append(drafts, msg.MessageID)
+			if _, _, err := e.store.CreateAction(ctx, action.Composed(action.Draft, e.acct.ID, e.acct.UserID, "", msg, "", 0, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.runProcess(t, dsn, key, "4") // killed after its 4th action: a draft
+		e.runProcess(t, dsn, key, "3") // killed after its 3rd: the retried draft, a move, then this draft
+		e.runProcess(t, dsn, key, "2") // killed after its 2nd: the retried draft, then a move
+		e.runProcess(t, dsn, key, "")
+
+		open, err := e.store.OpenActions(ctx, e.acct.ID)
+		if err != nil || len(open) != 0 {
+			t.Fatalf("open actions after the last run: %+v (%v)", open, err)
+		}
+		all, err := e.store.AccountActions(ctx, e.acct.ID, false, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range all {
+			if a.State != action.Done {
+				t.Errorf("action %d (%s) ended %s: %s", a.ID, a.Kind, a.State, a.Error)
+			}
+		}
+		byID := func(folder string) []string {
+			var ids []string
+			for _, m := range cl.Messages(folder) {
+				ids = append(ids, m.MessageID)
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		var wantArchive []string
+		for i := range messages {
+			wantArchive = append(wantArchive, fmt.Sprintf("<m%d@example.test>", i))
+		}
+		slices.Sort(drafts)
+		if got := byID("Archive"); !slices.Equal(got, wantArchive) {
+			t.Errorf("Archive holds %v, want each message once: %v", got, wantArchive)
+		}
+		if got := byID("INBOX"); len(got) != 0 {
+			t.Errorf("INBOX still holds %v", got)
+		}
+		if got := byID("Drafts"); !slices.Equal(got, drafts) {
+			t.Errorf("Drafts holds %v, want each draft once: %v", got, drafts)
+		}
+		e.assertMirrors(t)
+		// The change log, replayed from the start, gives the store: the local moves included.
+		changestest.Check(t, e.store, e.acct.ID)
+	})
+}
+
+func TestFromExcept(t *testing.T) {
+	for _, tc := range []struct {
+		from uint32
+		skip []uint32
+		want string
+	}{
+		{10, nil, "10:*"},
+		{10, []uint32{10}, "11:*"},
+		{10, []uint32{12, 13, 20}, "10:11,14:19,21:*"},
+		{10, []uint32{11}, "10,12:*"},
+	} {
+		if got := syncer.FromExcept(tc.from, tc.skip).String(); got != tc.want {
+			t.Errorf("fromExcept(%d, %v) = %s, want %s", tc.from, tc.skip, got, tc.want)
+		}
+	}
+}
+
+// runProcess starts the account's task and runs it in a sync process, which kills itself after
+// applying its killAfter-th action when killAfter is set, else runs to the end.
+func (e *env) runProcess(t *testing.T, dsn string, key []byte, killAfter string) {
+	t.Helper()
+	ctx := context.Background()
+	var tk task.Task
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		var err error
+		if tk, _, err = e.tasks.Start(ctx, e.acct.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		if tk.State == task.Queued {
+			break // a new task: the last one ended, or was dead and replaced
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the account's task %s is still %s after 30 s", tk.ID, tk.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var env []string
+	if killAfter != "" {
+		env = append(env, helperKillApplied+"="+killAfter)
+	}
+	p := startSyncProcess(t, dsn, key, e.acct.ID, 100, env...)
+	if killAfter == "" {
+		if last, _ := p.finish(t); !strings.HasPrefix(last, "done succeeded") {
+			t.Fatalf("sync process: %s", last)
+		}
+		return
+	}
+	var said string
+	for line := range p.lines {
+		said = line
+	}
+	<-p.exited
+	_ = p.cmd.Wait()
+	if !strings.HasPrefix(said, "killed after applying action") {
+		t.Fatalf("the sync process ended without being killed; last said %q", said)
+	}
+	t.Log(said)
+}
+
+// TestActionsOnMemServer: the in-memory server has MOVE and UIDPLUS (IMAP4rev2) but no
+// CONDSTORE: flags go out as plain deltas, moves follow COPYUID, a delete goes to Trash, and
+// after the task the store mirrors the server.
+func TestActionsOnMemServer(t *testing.T) {
+	ctx := context.Background()
+	m := imaptest.StartMemServer(t, memimap.WithIMAP4rev2())
+	u, err := m.AddUser("bob", "secret-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"Archive", "Trash"} {
+		if err := m.CreateFolder(u.Login, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if _, err := m.Append(u.Login, "INBOX", []byte(fmt.Sprintf("Subject: m%d\r\nMessage-ID: <m%d@example.test>\r\n\r\nbody\r\n", i, i)),
+			time.Now(), `\Seen`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := server{host: m.Host(), port: m.Port(), login: u.Login, passwd: u.Password, delim: "/", describe: "memserver"}
+	e, key := newAccount(t, "sqlite:"+t.TempDir()+"/mailsync.db", srv)
+	e.startWorker(t, key, syncer.Options{})
+	if tk := e.sync(t, false); tk.State != task.Succeeded {
+		t.Fatalf("first sync: %s %s", tk.State, tk.Error)
+	}
+	stored, _, err := e.store.Messages(ctx, store.MessageQuery{AccountID: e.acct.ID, Limit: 10})
+	if err != nil || len(stored) != 3 {
+		t.Fatalf("stored %d (%v)", len(stored), err)
+	}
+	id := map[string]int64{}
+	for _, msg := range stored {
+		id[msg.Subject] = msg.ID
+	}
+	fetched := e.fetched.Load()
+	for _, n := range []action.New{
+		{Kind: action.Flags, Request: action.Request{Messages: []int64{id["m0"]}, Add: []string{`\Flagged`}, Remove: []string{`\Seen`}}},
+		{Kind: action.Move, Request: action.Request{Messages: []int64{id["m1"]}, Folder: "Archive"}},
+		{Kind: action.Delete, Request: action.Request{Messages: []int64{id["m2"]}}},
+	} {
+		n.AccountID, n.UserID = e.acct.ID, e.acct.UserID
+		if _, _, err := e.store.CreateAction(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tk := e.sync(t, false); tk.State != task.Succeeded {
+		t.Fatalf("the task with the actions: %s %s", tk.State, tk.Error)
+	}
+	all, err := e.store.AccountActions(ctx, e.acct.ID, false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all {
+		if a.State != action.Done {
+			t.Errorf("action %d (%s): %s %s", a.ID, a.Kind, a.State, a.Error)
+		}
+	}
+	cl := imaptest.DialClient(t, m.Addr(), imaptest.User{Login: u.Login, Password: u.Password})
+	for folder, want := range map[string]string{"INBOX": "<m0@example.test> [\\Flagged]", "Archive": "<m1@example.test> [\\Seen]", "Trash": "<m2@example.test> [\\Seen]"} {
+		msgs := cl.Messages(folder)
+		if len(msgs) != 1 || fmt.Sprintf("%s %v", msgs[0].MessageID, msgs[0].Flags) != want {
+			t.Errorf("%s holds %+v, want %s", folder, msgs, want)
+		}
+	}
+	e.assertMirrors(t)
+	if again := e.fetched.Load() - fetched; again != 0 {
+		t.Errorf("%d bodies downloaded after the actions, want 0 (the moved messages follow COPYUID)", again)
+	}
+}
