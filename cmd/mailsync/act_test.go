@@ -153,9 +153,11 @@ func TestSendCommand(t *testing.T) {
 	if code, _, stderr := run("a-long-password\n", "user", "add", "erin@example.test", "--password-stdin"); code != 0 {
 		t.Fatal(stderr)
 	}
-	for _, name := range []string{"mail", "nosmtp"} {
-		if code, _, stderr := run(u.Password+"\n", "account", "add", "--user", "erin@example.test", "--name", name,
-			"--imap-url", "imap://"+u.Login+"@"+dovecot.Addr(), "--tls", "none", "--tls-skip-verify", "--password-stdin"); code != 0 {
+	srv := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password))
+	for name, extra := range map[string][]string{"mail": {"--smtp-url", "smtp://" + srv.Addr()}, "nosmtp": nil} {
+		args := append([]string{"account", "add", "--user", "erin@example.test", "--name", name,
+			"--imap-url", "imap://" + u.Login + "@" + dovecot.Addr(), "--tls", "none", "--tls-skip-verify", "--password-stdin"}, extra...)
+		if code, _, stderr := run(u.Password+"\n", args...); code != 0 {
 			t.Fatal(stderr)
 		}
 	}
@@ -163,18 +165,17 @@ func TestSendCommand(t *testing.T) {
 		t.Fatal(stderr)
 	}
 	s := storetest.OpenDSN(t, dsn, false)
-	srv := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password))
 	var mailID int64
 	if err := s.DB().QueryRow(`SELECT id FROM accounts WHERE name = 'mail'`).Scan(&mailID); err != nil {
 		t.Fatal(err)
 	}
+	// The refusing server below replaces the tested one behind the account's back.
 	useSMTP := func(srv *smtptest.Server) {
 		t.Helper()
 		if err := s.SetAccountSMTP(context.Background(), mailID, store.SMTP{Host: "127.0.0.1", Port: srv.Port(), TLSMode: "starttls"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	useSMTP(srv)
 	countActions := func() int {
 		t.Helper()
 		var n int
