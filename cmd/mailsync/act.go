@@ -182,7 +182,7 @@ const maxIdleStarts = 3
 // by another Start; a task that failed before the action is an error, with the task's reason (the
 // action stays pending for the next sync). It never waits on a dead task (task.Manager.Follow).
 func (g *Globals) waitAction(ctx context.Context, s *store.Store, tasks *task.Manager, w *worker.Worker, a store.Account, act action.Action, changed <-chan struct{}) (action.Action, error) {
-	t, _, err := tasks.Start(ctx, a.ID, false)
+	t, err := startTask(ctx, tasks, a.ID)
 	if err != nil {
 		return action.Action{}, err
 	}
@@ -225,7 +225,7 @@ func (g *Globals) waitAction(ctx context.Context, s *store.Store, tasks *task.Ma
 			case starts >= maxIdleStarts:
 				return action.Action{}, fmt.Errorf("%d syncs of account %q ended without applying action %d (it stays %s)", starts, a.Name, cur.ID, cur.State)
 			}
-			if t, _, err = tasks.Start(ctx, a.ID, false); err != nil {
+			if t, err = startTask(ctx, tasks, a.ID); err != nil {
 				return action.Action{}, err
 			}
 			starts++
@@ -235,6 +235,20 @@ func (g *Globals) waitAction(ctx context.Context, s *store.Store, tasks *task.Ma
 			return action.Action{}, interrupted(cur)
 		case <-tick.C:
 		case <-changed:
+		}
+	}
+}
+
+// startTask is the idempotent Start, tried again while another session holds the account's task
+// row (it is starting or ending a task of the account: a moment).
+func startTask(ctx context.Context, tasks *task.Manager, accountID int64) (task.Task, error) {
+	for try := 1; ; try++ {
+		t, _, err := tasks.Start(ctx, accountID, false)
+		if !errors.Is(err, task.ErrBusy) || try == 20 {
+			return t, err
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return task.Task{}, err
 		}
 	}
 }
