@@ -171,6 +171,26 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 		}
 	})
 
+	t.Run("FlagThenUnflag", func(t *testing.T) {
+		p := open(t, readMe.subject)
+		done := func(n int) string {
+			return fmt.Sprintf(`document.querySelectorAll('.action-log li[data-state=done]').length === %d && document.querySelector('[data-field=pending]').hidden`, n)
+		}
+		p.do(chromedp.Click(chromedp.CSS(`button[data-action=flag]`)))
+		p.waitFor("the flag done", done(1), 30*time.Second)
+		if got := c.CopiesOf("INBOX", readMe.messageID); len(got) != 1 || !slices.Contains(got[0], `\Flagged`) || !slices.Contains(got[0], `\Seen`) {
+			t.Fatalf("after Flag the server has %v, want the message flagged and still read", got)
+		}
+		if got := eval[string](p, `document.querySelector('button[data-action=flag]').textContent`); got != "Unflag" {
+			t.Fatalf("a flagged message offers %q", got)
+		}
+		p.do(chromedp.Click(chromedp.CSS(`button[data-action=flag]`)))
+		p.waitFor("the unflag done", done(2), 30*time.Second)
+		if got := c.CopiesOf("INBOX", readMe.messageID); len(got) != 1 || slices.Contains(got[0], `\Flagged`) {
+			t.Fatalf("after Unflag the server has %v, want the message not flagged", got)
+		}
+	})
+
 	t.Run("Move", func(t *testing.T) {
 		p := open(t, moveMe.subject)
 		p.do(chromedp.SetValue(chromedp.CSS(`select[name=move-to]`), "Archive"),
