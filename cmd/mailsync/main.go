@@ -35,6 +35,9 @@ type CLI struct {
 	Sync    SyncCmd    `cmd:"" help:"Sync one account now (joins its live sync if there is one) and wait for the end."`
 	Status  StatusCmd  `cmd:"" help:"Show each account's current or last sync."`
 	Changes ChangesCmd `cmd:"" help:"Print an account's changes; --follow waits for new ones (a tail -f for mail)."`
+	Flag    FlagCmd    `cmd:"" help:"Set or clear flags of stored messages on the server, and wait until it is done."`
+	Move    MoveCmd    `cmd:"" help:"Move stored messages to another folder on the server, and wait until it is done."`
+	Send    SendCmd    `cmd:"" help:"Send a message (its text on stdin) through the account's SMTP server, and wait until it is sent."`
 	Migrate MigrateCmd `cmd:"" help:"Bring the database schema up to date."`
 	Repair  RepairCmd  `cmd:"" help:"Reap dead sync tasks once and print every row changed (the operator's one-shot fix)."`
 	User    UserCmd    `cmd:"" help:"Manage users."`

@@ -152,6 +152,10 @@ type stack struct {
 
 	stopWorker func()
 
+	// around, when set, serves every request in place of the instance (given as next): a test's
+	// stand-in for a proxy that loses an answer, say.
+	around atomic.Pointer[func(w http.ResponseWriter, r *http.Request, next http.Handler)]
+
 	// breakStreams makes every task event stream fail, as a proxy that does not pass them would.
 	breakStreams   atomic.Bool
 	streamRequests atomic.Int64
@@ -187,7 +191,13 @@ func newStackWith(t *testing.T, c task.Config, body worker.Body, login httpapi.L
 	}
 	st := &stack{t: t, in: in, store: s, tasks: in.Tasks, box: in.Box, bus: in.Bus, body: body}
 	mux := http.NewServeMux()
-	mux.Handle("/", in.Handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if f := st.around.Load(); f != nil {
+			(*f)(w, r, in.Handler())
+			return
+		}
+		in.Handler().ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /api/sync/tasks/{id}/events", func(w http.ResponseWriter, r *http.Request) {
 		st.streamRequests.Add(1)
 		if st.breakStreams.Load() {

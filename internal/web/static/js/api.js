@@ -127,6 +127,76 @@
  * @property {string} snippet
  * @property {string} [body_text] only from GET /api/messages/{id}
  * @property {string} [parse_error]
+ * @property {PendingAction[]} [pending] the actions not yet done on it; flags and folder_id already
+ *   show what they will leave
+ */
+
+/** @typedef {'flags' | 'move' | 'delete' | 'draft' | 'send'} ActionKind */
+
+/**
+ * Where an action is. done, failed, conflict, unknown and cancelled are final; unknown is a send
+ * that may or may not have left (the process died while handing it over), never retried by itself.
+ * @typedef {'pending' | 'running' | 'submitting' | 'sent' | 'done' | 'failed' | 'conflict' | 'unknown' | 'cancelled'} ActionState
+ */
+
+/**
+ * An action on mail (httpapi's action JSON): a change mailsync makes on the IMAP server (flags,
+ * move, delete, a draft) or a message it sends. Every create answers 202 with one.
+ * @typedef {object} Action
+ * @property {number} id
+ * @property {number} account_id
+ * @property {ActionKind} kind
+ * @property {ActionState} state
+ * @property {number[]} messages the mailsync message ids it acts on (empty for send and draft)
+ * @property {string[]} [add] flags: the flags it sets
+ * @property {string[]} [remove] flags: the flags it clears
+ * @property {string} [folder] move: the destination
+ * @property {boolean} [permanent] delete: expunged instead of moved to Trash
+ * @property {number} [replaces] draft: the draft it replaces
+ * @property {string} [message_id] send and draft: the Message-ID of the message
+ * @property {string[]} [recipients] send: every address it is submitted to, Bcc included
+ * @property {string} [subject] send and draft
+ * @property {string} error why it failed, in words
+ * @property {Record<string, unknown> | null} [result] free-form details (the SMTP answer, a conflict report)
+ * @property {number} attempts
+ * @property {string} [task_id] the sync task that last took it
+ * @property {string} [next_attempt_at] a send held back by a temporary failure is tried again then
+ * @property {string} created_at
+ * @property {string} updated_at
+ * @property {string | null} finished_at
+ */
+
+/**
+ * An action not yet done on a message, as the message lists it.
+ * @typedef {object} PendingAction
+ * @property {number} action_id
+ * @property {ActionKind} kind
+ * @property {ActionState} state
+ */
+
+/**
+ * A file sent with a message.
+ * @typedef {object} Attachment
+ * @property {string} filename
+ * @property {string} content_type
+ * @property {string} content base64
+ */
+
+/**
+ * The body of POST /api/accounts/{id}/send (and, with replaces, of /drafts).
+ * @typedef {object} Outgoing
+ * @property {string} [from] empty: the account's address
+ * @property {string[]} to
+ * @property {string[]} [cc]
+ * @property {string[]} [bcc]
+ * @property {string} subject
+ * @property {string} [text]
+ * @property {string} [html]
+ * @property {Attachment[]} [attachments]
+ * @property {number} [reply_to] the mailsync message id answered: the server fills In-Reply-To and References
+ * @property {string} [in_reply_to]
+ * @property {string[]} [references]
+ * @property {number} [replaces] drafts: the message id of the draft this one replaces
  */
 
 /**
@@ -201,6 +271,7 @@
 /**
  * @typedef {object} RequestOptions
  * @property {number[]} [accept] statuses returned like a success
+ * @property {Record<string, string>} [headers] sent as well (an Idempotency-Key)
  */
 
 export class APIError extends Error {
@@ -255,7 +326,7 @@ function describe(status, problem, fallback) {
  */
 export async function request(method, path, body, opts = {}) {
   /** @type {Record<string, string>} */
-  const headers = {Accept: 'application/json'};
+  const headers = {...opts.headers, Accept: 'application/json'};
   /** @type {RequestInit} */
   const init = {method, headers, credentials: 'same-origin'};
   if (body !== undefined) {
@@ -302,10 +373,12 @@ export const get = (path, opts) => request('GET', path, undefined, opts);
 export const post = (path, body, opts) => request('POST', path, body ?? {}, opts);
 
 /**
+ * @template [T=unknown]
  * @param {string} path
- * @returns {Promise<unknown>}
+ * @param {RequestOptions} [opts]
+ * @returns {Promise<T>}
  */
-export const del = (path) => request('DELETE', path);
+export const del = (path, opts) => request('DELETE', path, undefined, opts);
 
 /**
  * errorStatus is the HTTP status of a failure caught from request: undefined for anything but an

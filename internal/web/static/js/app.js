@@ -5,7 +5,9 @@
 //   #/accounts                   accounts, sync buttons and progress
 //   #/accounts/new               add an account
 //   #/accounts/{id}/messages     stored mail, ?folder=&q=
-//   #/messages/{id}              one message
+//   #/accounts/{id}/compose      write a message
+//   #/messages/{id}              one message, and the actions on it
+//   #/messages/{id}/reply        answer it
 //   #/webhooks                   webhook endpoints, their deliveries and state
 //   #/health                     operators' health
 
@@ -13,6 +15,7 @@ import {errorMessage, errorStatus, get, post} from './api.js';
 import {h, replace} from './dom.js';
 import {accountsView} from './accounts.js';
 import {addAccountView} from './addaccount.js';
+import {composeView} from './compose.js';
 import {healthView} from './health.js';
 import {loginView} from './login.js';
 import {messageView, messagesView} from './messages.js';
@@ -67,8 +70,12 @@ async function route() {
       addAccountView(view, {navigate});
     } else if (parts[0] === 'accounts' && parts[2] === 'messages') {
       await messagesView(view, {accountID: Number(parts[1]), params, navigate});
+    } else if (parts[0] === 'accounts' && parts[2] === 'compose') {
+      done = await composeView(view, {accountID: Number(parts[1]), navigate});
+    } else if (parts[0] === 'messages' && parts[1] && parts[2] === 'reply') {
+      done = await composeView(view, {replyTo: Number(parts[1]), navigate});
     } else if (parts[0] === 'messages' && parts[1]) {
-      await messageView(view, {messageID: Number(parts[1])});
+      done = await messageView(view, {messageID: Number(parts[1])});
     } else if (parts[0] === 'webhooks') {
       done = await webhooksView(view);
     } else if (parts[0] === 'health') {

@@ -1,10 +1,12 @@
 // @ts-check
 // The stored mail of an account: a folder filter, a search, pages of messages; and one message.
 
-import {errorMessage, get} from './api.js';
+import {del, errorMessage, errorStatus, get, post} from './api.js';
+import {ActionWatcher, actionItem, cancelAction, isFinal, retryAction} from './actions.js';
 import {formatBytes, formatNumber, formatTime, h, replace} from './dom.js';
 
 /** @typedef {import('./api.js').Account} Account */
+/** @typedef {import('./api.js').Action} Action */
 /** @typedef {import('./api.js').Folder} Folder */
 /** @typedef {import('./api.js').Message} Message */
 /** @typedef {import('./api.js').MessagePage} MessagePage */
@@ -74,7 +76,10 @@ export async function messagesView(root, {accountID, params, navigate}) {
   more.addEventListener('click', () => load().catch((err) => { status.textContent = errorMessage(err); more.disabled = false; }));
 
   replace(root,
-    h('div', {class: 'page-head'}, h('h1', {}, account.name), h('a', {class: 'button', href: '#/accounts'}, 'Accounts')),
+    h('div', {class: 'page-head'}, h('h1', {}, account.name),
+      h('div', {class: 'actions'},
+        h('a', {class: 'button primary', 'data-action': 'compose', href: `#/accounts/${accountID}/compose`}, 'Write a message'),
+        h('a', {class: 'button', href: '#/accounts'}, 'Accounts'))),
     h('div', {class: 'panel'}, searchForm, status, list, h('div', {class: 'actions'}, more)));
   await load();
 }
@@ -85,39 +90,210 @@ export async function messagesView(root, {accountID, params, navigate}) {
  */
 function messageItem(m, folder) {
   const unread = !(m.flags || []).includes('\\Seen');
-  return h('li', {class: unread ? 'unread' : null},
+  return h('li', {class: unread ? 'unread' : null, 'data-message-id': m.id},
     h('a', {href: `#/messages/${m.id}`},
       h('span', {class: 'from'}, m.from || '(no sender)'),
       h('span', {class: 'date'}, formatTime(m.date || m.internal_date)),
-      h('span', {class: 'subject'}, m.subject || '(no subject)', folder ? h('span', {class: 'muted small'}, `  · ${folder}`) : null),
+      h('span', {class: 'subject'}, m.subject || '(no subject)', folder ? h('span', {class: 'muted small'}, `  · ${folder}`) : null,
+        (m.pending || []).length ? h('span', {class: 'badge pending', 'data-field': 'pending'}, 'pending…') : null),
       m.snippet ? h('span', {class: 'snippet'}, m.snippet) : null));
 }
 
 /**
+ * messageView shows one message with what can be done to it: mark read or unread, flag, move,
+ * delete, reply. Each button creates an action; the message is shown at once as the action will
+ * leave it (the server's overlay), marked pending until the action is carried out, and the outcome
+ * (or the failure, in words) is listed under the buttons. It returns what ends the page's polls.
  * @param {HTMLElement} root
  * @param {object} opts
  * @param {number} opts.messageID
+ * @returns {Promise<() => void>}
  */
 export async function messageView(root, {messageID}) {
   /** @type {Message} */
-  const m = await get(`/api/messages/${messageID}`);
+  let m = await get(`/api/messages/${messageID}`);
+  /** @type {Folder[]} */
+  let folders = [];
+  try {
+    folders = await get(`/api/accounts/${m.account_id}/folders`);
+  } catch {
+    // The message is still worth showing; Move stays empty.
+  }
+  const folderName = new Map(folders.map((f) => [f.id, f.name]));
+
+  /** @type {Map<number, Action>} the actions this page started or found pending, by id */
+  const actions = new Map();
+  let busy = false; // a create request is on its way
+  let gone = ''; // set once the message is no longer stored (deleted, or moved under a new id)
+  let error = '';
+
+  const badge = h('span', {class: 'badge pending', 'data-field': 'pending', hidden: true}, 'pending…');
+  const title = h('h1', {});
+  const fromEl = h('dd', {});
+  const toEl = h('dd', {});
+  const dateEl = h('dd', {});
+  const folderEl = h('dd', {'data-field': 'folder'});
+  const sizeEl = h('dd', {});
+  const flagsEl = h('dd', {class: 'flags', 'data-field': 'flags'});
+  const noteDt = h('dt', {hidden: true}, 'Note');
+  const noteEl = h('dd', {hidden: true});
+  const body = h('pre', {class: 'body'});
+
+  const seenBtn = h('button', {type: 'button', 'data-action': 'seen', onclick: () => toggleFlag('\\Seen')});
+  const flagBtn = h('button', {type: 'button', 'data-action': 'flag', onclick: () => toggleFlag('\\Flagged')});
+  const moveTo = h('select', {name: 'move-to', 'aria-label': 'Move to folder'});
+  const moveBtn = h('button', {type: 'button', 'data-action': 'move', onclick: () => move()}, 'Move');
+  const deleteBtn = h('button', {type: 'button', class: 'danger', 'data-action': 'delete', onclick: () => remove()}, 'Delete');
+  const replyLink = h('a', {class: 'button', 'data-action': 'reply', href: `#/messages/${m.id}/reply`}, 'Reply');
+  const download = h('a', {class: 'button', href: `/api/messages/${m.id}/raw`, download: `message-${m.id}.eml`}, 'Download original');
+  const errorEl = h('div', {class: 'error', role: 'alert', 'data-field': 'error', hidden: true});
+  const goneEl = h('div', {class: 'notice', role: 'status', 'data-field': 'gone', hidden: true});
+  const log = h('ul', {class: 'action-log', 'aria-live': 'polite'});
+
+  const watcher = new ActionWatcher((a) => {
+    actions.set(a.id, a);
+    draw();
+    if (isFinal(a)) refresh(a);
+  }, (id) => {
+    actions.delete(id);
+    draw();
+  });
+
+  const draw = () => {
+    title.textContent = m.subject || '(no subject)';
+    fromEl.textContent = m.from || '—';
+    toEl.textContent = (m.to || []).join(', ') || '—';
+    dateEl.textContent = formatTime(m.date || m.internal_date);
+    folderEl.textContent = folderName.get(m.folder_id) || '—';
+    sizeEl.textContent = formatBytes(m.size);
+    replace(flagsEl, (m.flags || []).length ? m.flags.map((f) => h('span', {}, f)) : '—');
+    noteDt.hidden = noteEl.hidden = !m.parse_error;
+    noteEl.textContent = m.parse_error ? `Stored as received; it could not be fully read: ${m.parse_error}` : '';
+    body.textContent = m.body_text || m.snippet || '(no text)';
+
+    const pending = (m.pending || []).length > 0 || [...actions.values()].some((a) => !isFinal(a));
+    badge.hidden = !pending;
+    const flags = m.flags || [];
+    seenBtn.textContent = flags.includes('\\Seen') ? 'Mark unread' : 'Mark read';
+    flagBtn.textContent = flags.includes('\\Flagged') ? 'Unflag' : 'Flag';
+    const chosen = moveTo.value;
+    replace(moveTo, h('option', {value: ''}, 'Move to…'),
+      folders.filter((f) => f.id !== m.folder_id).map((f) => h('option', {value: f.name, selected: f.name === chosen}, f.name)));
+    for (const b of [seenBtn, flagBtn, deleteBtn]) b.disabled = busy || !!gone;
+    moveTo.disabled = busy || !!gone;
+    moveBtn.disabled = busy || !!gone;
+    replyLink.hidden = !!gone;
+    download.hidden = !!gone;
+
+    errorEl.hidden = !error;
+    errorEl.textContent = error;
+    goneEl.hidden = !gone;
+    replace(goneEl, gone, ' ', h('a', {href: `#/accounts/${m.account_id}/messages`}, 'Back to the list'));
+    replace(log, [...actions.values()].sort((a, b) => b.id - a.id)
+      .map((a) => actionItem(a, {onRetry: (x) => retry(x), onCancel: (x) => cancel(x)})));
+  };
+
+  /**
+   * refresh reads the message again: after a create (the overlay shows what the action will
+   * leave) and after an action ended (what it left). A message that is no longer stored was
+   * deleted or moved under another id; the page says so instead of failing.
+   * @param {Action} [after] the action that just ended
+   */
+  const refresh = async (after) => {
+    try {
+      m = await get(`/api/messages/${m.id}`);
+    } catch (err) {
+      if (errorStatus(err) === 404) {
+        gone = after?.kind === 'move' && after.state === 'done' ? `Moved to ${after.folder}.`
+          : after?.kind === 'delete' && after.state === 'done' ? 'Deleted.'
+            : 'This message is no longer stored.';
+      } else {
+        error = `Could not read the message again: ${errorMessage(err)}`;
+      }
+    }
+    for (const p of m.pending || []) watcher.watch(p.action_id);
+    draw();
+  };
+
+  /**
+   * create sends one action's request and follows what it answers.
+   * @param {string} what says what failed, in words
+   * @param {() => Promise<Action>} send
+   */
+  const create = async (what, send) => {
+    if (busy || gone) return;
+    busy = true;
+    error = '';
+    draw();
+    try {
+      const a = await send();
+      actions.set(a.id, a);
+      watcher.watch(a);
+    } catch (err) {
+      error = `Could not ${what}: ${errorMessage(err)}`;
+    }
+    busy = false;
+    await refresh();
+  };
+
+  /** @param {string} flag */
+  const toggleFlag = (flag) => {
+    const on = (m.flags || []).includes(flag);
+    const change = on ? {add: [], remove: [flag]} : {add: [flag], remove: []};
+    create(on ? `clear ${flag}` : `set ${flag}`, () => post(`/api/messages/${m.id}/flags`, change));
+  };
+  const move = () => {
+    const folder = moveTo.value;
+    if (!folder) {
+      error = 'Choose the folder to move it to.';
+      draw();
+      moveTo.focus();
+      return;
+    }
+    create(`move the message to ${folder}`, () => post(`/api/messages/${m.id}/move`, {folder}));
+  };
+  const remove = () => create('delete the message', () => del(`/api/messages/${m.id}`));
+  /** @param {Action} a */
+  const retry = async (a) => {
+    error = '';
+    try {
+      const next = await retryAction(a.id);
+      actions.set(next.id, next);
+      watcher.watch(next);
+    } catch (err) {
+      error = `Could not retry: ${errorMessage(err)}`;
+    }
+    await refresh();
+  };
+  /** @param {Action} a */
+  const cancel = async (a) => {
+    error = '';
+    try {
+      actions.set(a.id, await cancelAction(a.id));
+    } catch (err) {
+      error = errorStatus(err) === 409 ? 'Too late to cancel: it is being carried out.' : `Could not cancel: ${errorMessage(err)}`;
+    }
+    await refresh();
+  };
+
   /**
    * @param {string} k
-   * @param {Child} v
+   * @param {HTMLElement} dd
    */
-  const row = (k, v) => [h('dt', {}, k), h('dd', {}, v)];
+  const row = (k, dd) => [h('dt', {}, k), dd];
   replace(root,
     h('div', {class: 'page-head'},
-      h('h1', {}, m.subject || '(no subject)'),
+      h('div', {class: 'title'}, title, badge),
       h('a', {class: 'button', href: `#/accounts/${m.account_id}/messages`}, 'Back to the list')),
     h('div', {class: 'panel'},
       h('dl', {class: 'headers'},
-        row('From', m.from || '—'),
-        row('To', (m.to || []).join(', ') || '—'),
-        row('Date', formatTime(m.date || m.internal_date)),
-        row('Size', formatBytes(m.size)),
-        row('Flags', h('span', {class: 'flags'}, (m.flags || []).length ? m.flags.map((f) => h('span', {}, f)) : '—')),
-        m.parse_error ? row('Note', `Stored as received; it could not be fully read: ${m.parse_error}`) : null),
-      h('div', {class: 'actions'}, h('a', {class: 'button', href: `/api/messages/${m.id}/raw`, download: `message-${m.id}.eml`}, 'Download original'))),
-    h('div', {class: 'panel'}, h('pre', {class: 'body'}, m.body_text || m.snippet || '(no text)')));
+        row('From', fromEl), row('To', toEl), row('Date', dateEl), row('Folder', folderEl),
+        row('Size', sizeEl), row('Flags', flagsEl), noteDt, noteEl),
+      h('div', {class: 'actions message-actions'},
+        seenBtn, flagBtn, h('span', {class: 'move'}, moveTo, moveBtn), deleteBtn, replyLink, download),
+      errorEl, goneEl, log),
+    h('div', {class: 'panel'}, body));
+  for (const p of m.pending || []) watcher.watch(p.action_id);
+  draw();
+  return () => watcher.stop();
 }
