@@ -196,7 +196,10 @@ func (s *Server) putSMTP(ctx context.Context, in *putSMTPInput) (*smtpOutput, er
 	if err != nil {
 		return nil, err
 	}
-	c := store.SMTP{Host: strings.TrimSpace(in.Body.Host), Port: in.Body.Port, TLSMode: in.Body.TLSMode, SavesSent: in.Body.SavesSent}
+	// A non-admin user's choice of server is under the destination policy, at this test and at
+	// every send, whoever made the account.
+	c := store.SMTP{Host: strings.TrimSpace(in.Body.Host), Port: in.Body.Port, TLSMode: in.Body.TLSMode, SavesSent: in.Body.SavesSent,
+		Restricted: !userFrom(ctx).IsAdmin}
 	if s.cfg.SMTPCheck != nil {
 		if err := s.cfg.SMTPCheck.CheckSMTP(ctx, acct, c); err != nil {
 			return nil, huma.Error422UnprocessableEntity(fmt.Sprintf("the SMTP server %s:%d did not accept the account's login: %v", c.Host, c.Port, err))

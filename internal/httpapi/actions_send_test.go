@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"mailsync/internal/httpapi"
+	"mailsync/internal/instance"
 	"mailsync/internal/smtptest"
 	"mailsync/internal/store/storetest"
+	"mailsync/internal/syncer"
 )
 
 // useSMTP points the account at srv (STARTTLS, AUTH PLAIN with the account's login) through the
@@ -218,4 +220,28 @@ func TestSendFailures(t *testing.T) {
 	if done := mb.waitAction(t, retried.ID); done.State != "done" {
 		t.Fatalf("the retried unknown send = %s %q", done.State, done.Error)
 	}
+}
+
+// TestSMTPServerOfAMemberIsUnderThePolicy: an SMTP server a non-admin user sets is under the
+// operator's destination policy, even on an account the operator made (not restricted): loopback
+// is refused, and the answer says only that it was refused.
+func TestSMTPServerOfAMemberIsUnderThePolicy(t *testing.T) {
+	e := newEnv(t, "sqlite", func(c *instance.Config) {
+		c.Login = syncer.New(c.Store, boxOf(t, c), syncer.Options{}) // the default policy: no loopback
+	})
+	srv := smtptest.Start(t, smtptest.WithUser("bob", imapPassword), smtptest.WithInsecureAuth())
+	a := e.storeAccount(t, e.alice, "127.0.0.1", 143, imapPassword, false)
+	r := e.request(e.alice, "PUT", fmt.Sprintf("/api/accounts/%d/smtp", a.ID),
+		map[string]any{"host": "127.0.0.1", "port": srv.Port(), "tls_mode": "none"})
+	r.wantProblem(t, 422)
+	if d := problemDetail(t, r); !strings.Contains(d, "could not be reached") || strings.Contains(d, "refused by the destination policy: 127") {
+		t.Fatalf("detail = %q", d)
+	}
+	if srv.AuthAttempts() != 0 {
+		t.Fatal("the refused server was logged in to")
+	}
+	// The operator (an administrator) may point an account at loopback.
+	adminAcct := e.storeAccount(t, e.admin, "127.0.0.1", 143, imapPassword, false)
+	e.request(e.admin, "PUT", fmt.Sprintf("/api/accounts/%d/smtp", adminAcct.ID),
+		map[string]any{"host": "127.0.0.1", "port": srv.Port(), "tls_mode": "none"}).want(t, 200)
 }

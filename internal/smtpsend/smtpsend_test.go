@@ -41,7 +41,7 @@ func send(t *testing.T, cfg smtpsend.Config, rcpts ...string) (string, error) {
 
 // smtpError checks err is an *smtpsend.Error at stage, with temporary and code (0: any), that
 // does not say the password or token.
-func smtpError(t *testing.T, err error, stage string, temporary bool, code int) *smtpsend.Error {
+func smtpError(t *testing.T, err error, stage string, temporary bool, code int) smtpsend.Error {
 	t.Helper()
 	var e *smtpsend.Error
 	if !errors.As(err, &e) {
@@ -56,7 +56,7 @@ func smtpError(t *testing.T, err error, stage string, temporary bool, code int) 
 	if got, want := smtpsend.Uncertain(err), stage == smtpsend.StageAfterData; got != want {
 		t.Errorf("Uncertain = %v, want %v", got, want)
 	}
-	return e
+	return *e // a value, not an error: callers read its fields or leave it
 }
 
 func TestSendStartTLSPlain(t *testing.T) {
@@ -115,7 +115,7 @@ func TestSendUntrustedCertificate(t *testing.T) {
 				cfg.Port = srv.TLSPort()
 			}
 			_, err := send(t, cfg, "bob@example.org")
-			_ = smtpError(t, err, smtpsend.StageTLS, false, 0)
+			smtpError(t, err, smtpsend.StageTLS, false, 0)
 		})
 	}
 	if srv.Transactions() != 0 {
@@ -144,7 +144,7 @@ func TestCheck(t *testing.T) {
 	}
 	bad := config(srv)
 	bad.Password = "wrong"
-	_ = smtpError(t, smtpsend.Check(ctx, bad), smtpsend.StageAuth, false, 535)
+	smtpError(t, smtpsend.Check(ctx, bad), smtpsend.StageAuth, false, 535)
 	if srv.DataCommands() != 0 {
 		t.Errorf("Check sent DATA")
 	}
@@ -194,7 +194,7 @@ func TestSendDataRefused(t *testing.T) {
 func TestSendDroppedAfterData(t *testing.T) {
 	srv := smtptest.Start(t, smtptest.WithUser(login, password), smtptest.WithDropAfterData())
 	_, err := send(t, config(srv), "bob@example.org")
-	_ = smtpError(t, err, smtpsend.StageAfterData, false, 0)
+	smtpError(t, err, smtpsend.StageAfterData, false, 0)
 	if !smtpsend.Uncertain(err) {
 		t.Errorf("Uncertain(%v) = false", err)
 	}
@@ -210,7 +210,7 @@ func TestSendCancelledAwaitingReply(t *testing.T) {
 		defer cancel()
 		start := time.Now()
 		_, err := smtpsend.Send(ctx, config(srv), login, []string{"bob@example.org"}, msg, nil)
-		_ = smtpError(t, err, smtpsend.StageAfterData, false, 0)
+		smtpError(t, err, smtpsend.StageAfterData, false, 0)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err = %v, want it to say the context ended", err)
 		}
@@ -222,7 +222,7 @@ func TestSendCancelledAwaitingReply(t *testing.T) {
 		cfg := config(srv)
 		cfg.CommandTimeout = 500 * time.Millisecond
 		_, err := send(t, cfg, "bob@example.org")
-		_ = smtpError(t, err, smtpsend.StageAfterData, false, 0)
+		smtpError(t, err, smtpsend.StageAfterData, false, 0)
 	})
 }
 
@@ -343,7 +343,7 @@ func TestSendRefusesPlainTextAuth(t *testing.T) {
 	// The server would take AUTH without TLS; a client set to STARTTLS must not offer it.
 	srv := smtptest.Start(t, smtptest.WithUser(login, password), smtptest.WithoutSTARTTLS(), smtptest.WithInsecureAuth())
 	_, err := send(t, config(srv), "bob@example.org")
-	_ = smtpError(t, err, smtpsend.StageTLS, false, 0)
+	smtpError(t, err, smtpsend.StageTLS, false, 0)
 	if n := srv.AuthAttempts(); n != 0 {
 		t.Errorf("the client tried AUTH %d times without TLS", n)
 	}

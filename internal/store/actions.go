@@ -444,13 +444,17 @@ func (s *Store) setOpenState(ctx context.Context, id int64, stmt string) (action
 
 // AccountsWithDueActions lists the accounts that have an action due (open, not held back by a
 // retry time after now) and no active task: the actions a task ended without, or that a
-// temporary failure held back, are started this way. now zero: the database clock.
-func (s *Store) AccountsWithDueActions(ctx context.Context, now time.Time) ([]int64, error) {
+// temporary failure held back, are started this way. An account whose last task failed less than
+// failedWait ago is left out (a wrong password must not be tried every few seconds for its
+// actions), and so is one waiting for its owner to sign in again. now zero: the database clock.
+func (s *Store) AccountsWithDueActions(ctx context.Context, now time.Time, failedWait time.Duration) ([]int64, error) {
 	rows, err := s.read.QueryContext(ctx, `
-		SELECT DISTINCT a.account_id FROM actions a
-		WHERE a.finished_at IS NULL AND a.next_attempt_at <= COALESCE($1, {{now}})
+		SELECT DISTINCT a.account_id FROM actions a JOIN accounts ac ON ac.id = a.account_id
+		WHERE a.finished_at IS NULL AND a.next_attempt_at <= COALESCE($1, {{now}}) AND ac.auth_state = 'ok'
 			AND NOT EXISTS (SELECT 1 FROM sync_tasks t WHERE t.account_id = a.account_id AND t.state IN ('queued', 'running'))
-		ORDER BY a.account_id`, at(now))
+			AND NOT EXISTS (SELECT 1 FROM sync_tasks t WHERE t.account_id = a.account_id AND t.state = 'failed'
+				AND t.finished_at > COALESCE($1, {{now}}) - $2)
+		ORDER BY a.account_id`, at(now), millis(failedWait))
 	if err != nil {
 		return nil, fmt.Errorf("store: accounts with due actions: %w", err)
 	}

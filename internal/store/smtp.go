@@ -16,13 +16,16 @@ type SMTP struct {
 	// SavesSent: the server files submitted mail in Sent itself (Gmail does), so mailsync
 	// appends no copy.
 	SavesSent bool
+	// Restricted: a non-admin user chose this server, so the operator's destination policy applies
+	// to it (as Account.Restricted does to the IMAP server).
+	Restricted bool
 }
 
 // AccountSMTP returns the account's SMTP settings; ErrNotFound when it has none.
 func (s *Store) AccountSMTP(ctx context.Context, accountID int64) (SMTP, error) {
 	var c SMTP
-	err := s.read.QueryRowContext(ctx, `SELECT host, port, tls_mode, saves_sent FROM account_smtp WHERE account_id = $1`,
-		accountID).Scan(&c.Host, &c.Port, &c.TLSMode, &c.SavesSent)
+	err := s.read.QueryRowContext(ctx, `SELECT host, port, tls_mode, saves_sent, restricted FROM account_smtp WHERE account_id = $1`,
+		accountID).Scan(&c.Host, &c.Port, &c.TLSMode, &c.SavesSent, &c.Restricted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return SMTP{}, fmt.Errorf("store: smtp of account %d: %w", accountID, ErrNotFound)
 	}
@@ -39,10 +42,10 @@ func (s *Store) SetAccountSMTP(ctx context.Context, accountID int64, c SMTP) err
 		_, err = s.write.ExecContext(ctx, `DELETE FROM account_smtp WHERE account_id = $1`, accountID)
 	} else {
 		_, err = s.write.ExecContext(ctx, `
-			INSERT INTO account_smtp (account_id, host, port, tls_mode, saves_sent) VALUES ($1, $2, $3, $4, $5)
+			INSERT INTO account_smtp (account_id, host, port, tls_mode, saves_sent, restricted) VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (account_id) DO UPDATE SET host = excluded.host, port = excluded.port,
-				tls_mode = excluded.tls_mode, saves_sent = excluded.saves_sent`,
-			accountID, c.Host, c.Port, c.TLSMode, c.SavesSent)
+				tls_mode = excluded.tls_mode, saves_sent = excluded.saves_sent, restricted = excluded.restricted`,
+			accountID, c.Host, c.Port, c.TLSMode, c.SavesSent, c.Restricted)
 	}
 	if err != nil {
 		return fmt.Errorf("store: smtp of account %d: %w", accountID, s.busy(err))

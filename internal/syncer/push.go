@@ -582,7 +582,7 @@ func (a *accountSync) applySend(ctx context.Context, act action.Action) (store.O
 // failure says only what kind of failure it was (the operator's log has the detail).
 func (a *accountSync) smtpText(err error) string {
 	var se *smtpsend.Error
-	if a.acct.Restricted && errors.As(err, &se) && (se.Stage == "connect" || se.Stage == "tls") {
+	if a.restrictedSMTP && errors.As(err, &se) && (se.Stage == "connect" || se.Stage == "tls") {
 		a.log.Warn("smtp connect failed", "err", err)
 		return "the SMTP server could not be reached (the operator's log has the detail)"
 	}
@@ -592,6 +592,7 @@ func (a *accountSync) smtpText(err error) string {
 // smtpConfig is how the account submits: its IMAP login and secret, over the account's TLS
 // certificate choice, through the destination policy when the account is restricted.
 func (a *accountSync) smtpConfig(c store.SMTP) smtpsend.Config {
+	a.restrictedSMTP = a.acct.Restricted || c.Restricted
 	cfg := smtpsend.Config{
 		Host: c.Host, Port: c.Port, TLS: smtpsend.TLSMode(c.TLSMode), InsecureSkipVerify: a.acct.TLSSkipVerify,
 		Login: a.acct.Login, Password: a.cfg.Password,
@@ -604,7 +605,7 @@ func (a *accountSync) smtpConfig(c store.SMTP) smtpsend.Config {
 			return t.Token, err
 		}
 	}
-	if a.acct.Restricted {
+	if a.acct.Restricted || c.Restricted {
 		cfg.Dial = policyDialer(c.Host, a.s.opts.Destinations, a.s.opts.DialTimeout)
 	}
 	return cfg

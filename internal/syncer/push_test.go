@@ -13,6 +13,7 @@ import (
 	"mailsync/internal/compose"
 	"mailsync/internal/imaptest"
 	"mailsync/internal/memimap"
+	"mailsync/internal/smtptest"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
 	"mailsync/internal/syncer"
@@ -223,7 +224,7 @@ func TestActionsOnMemServer(t *testing.T) {
 			t.Errorf("action %d (%s): %s %s", a.ID, a.Kind, a.State, a.Error)
 		}
 	}
-	cl := imaptest.DialClient(t, m.Addr(), imaptest.User{Login: u.Login, Password: u.Password})
+	cl := imaptest.DialClient(t, m.Addr(), imaptest.User(u))
 	for folder, want := range map[string]string{"INBOX": "<m0@example.test> [\\Flagged]", "Archive": "<m1@example.test> [\\Seen]", "Trash": "<m2@example.test> [\\Seen]"} {
 		msgs := cl.Messages(folder)
 		if len(msgs) != 1 || fmt.Sprintf("%s %v", msgs[0].MessageID, msgs[0].Flags) != want {
@@ -233,5 +234,75 @@ func TestActionsOnMemServer(t *testing.T) {
 	e.assertMirrors(t)
 	if again := e.fetched.Load() - fetched; again != 0 {
 		t.Errorf("%d bodies downloaded after the actions, want 0 (the moved messages follow COPYUID)", again)
+	}
+}
+
+// TestKilledSendIsUnknown kills the sync process while the SMTP server holds its answer to a
+// send's DATA: nobody knows whether the message went out, so the next task marks the send
+// unknown and submits nothing, then the owner's retry sends it once more.
+func TestKilledSendIsUnknown(t *testing.T) {
+	ctx := context.Background()
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	d.Client(t, u).CreateFolder("Sent")
+	slow := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password), smtptest.WithInsecureAuth(), smtptest.WithReplyDelay(time.Minute))
+	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: ".", hasCondStore: true}
+	dsn := "sqlite:" + t.TempDir() + "/mailsync.db"
+	e, key := newAccount(t, dsn, srv)
+	if err := e.store.SetAccountSMTP(ctx, e.acct.ID, store.SMTP{Host: "127.0.0.1", Port: slow.Port(), TLSMode: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := compose.Compose(compose.Draft{From: "bob@example.test", To: []string{"dora@example.test"}, Subject: "once", Text: "hi"}, compose.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, _, err := e.store.CreateAction(ctx, action.Composed(action.Send, e.acct.ID, e.acct.UserID, "", msg, "once", 0, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.tasks.Start(ctx, e.acct.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	p := startSyncProcess(t, dsn, key, e.acct.ID, 100)
+	for deadline := time.Now().Add(30 * time.Second); slow.DataCommands() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the send never reached DATA")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the body is on its way; the answer is held
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	_ = p.cmd.Wait()
+
+	e.runProcess(t, dsn, key, "")
+	got, err := e.store.Action(ctx, send.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != action.Unknown || !strings.Contains(got.Error, "may or may not") {
+		t.Fatalf("a send killed while awaiting its answer = %s %q, want unknown", got.State, got.Error)
+	}
+	if n := slow.DataCommands(); n != 1 {
+		t.Fatalf("DATA was sent %d times, want once", n)
+	}
+	// The owner decides it did not go out: it is sent again, once, with the same Message-ID.
+	fast := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password), smtptest.WithInsecureAuth())
+	if err := e.store.SetAccountSMTP(ctx, e.acct.ID, store.SMTP{Host: "127.0.0.1", Port: fast.Port(), TLSMode: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.RetryAction(ctx, send.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.runProcess(t, dsn, key, "")
+	if got, _ = e.store.Action(ctx, send.ID); got.State != action.Done {
+		t.Fatalf("the retried send = %s %q", got.State, got.Error)
+	}
+	if received := fast.Messages(); len(received) != 1 || !strings.Contains(string(received[0].Data), msg.MessageID) {
+		t.Fatalf("the retry delivered %d messages, want 1 with Message-ID %s", len(received), msg.MessageID)
+	}
+	if copies := d.Client(t, u).Messages("Sent"); len(copies) != 1 || copies[0].MessageID != msg.MessageID {
+		t.Fatalf("Sent holds %+v, want one copy", copies)
 	}
 }

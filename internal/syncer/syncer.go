@@ -297,6 +297,9 @@ type accountSync struct {
 	skipped []string
 	// listed is the server's folder list when an action needed it (the special folders).
 	listed []imapconn.Folder
+	// restrictedSMTP: the SMTP server in use is under the destination policy, and what its
+	// connection failures say is the operator's (see smtpText).
+	restrictedSMTP bool
 	// gone holds the stored folders the server no longer lists under their names but may list
 	// under another (a rename), by MAILBOXID, until every folder has been selected; the rest are
 	// then deleted.

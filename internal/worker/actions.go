@@ -11,7 +11,7 @@ import (
 
 // DueActionLister lists the accounts with an action due and no active task.
 type DueActionLister interface {
-	AccountsWithDueActions(ctx context.Context, now time.Time) ([]int64, error)
+	AccountsWithDueActions(ctx context.Context, now time.Time, failedWait time.Duration) ([]int64, error)
 }
 
 // ActionStarter starts the task of every account whose actions wait with no task to apply them:
@@ -22,7 +22,10 @@ type ActionStarter struct {
 	Actions  DueActionLister
 	Tasks    *task.Manager
 	Interval time.Duration // how often to look; zero: 2 s
-	Logger   *slog.Logger
+	// FailedWait is how long an account whose last task failed is left alone; zero: 1 minute.
+	// Its actions wait meanwhile (the next Sync now, scheduled sync or action starts a task).
+	FailedWait time.Duration
+	Logger     *slog.Logger
 }
 
 // Run looks every Interval until ctx is done.
@@ -49,7 +52,11 @@ func (s *ActionStarter) StartDue(ctx context.Context) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	accounts, err := s.Actions.AccountsWithDueActions(ctx, time.Time{})
+	wait := s.FailedWait
+	if wait <= 0 {
+		wait = time.Minute
+	}
+	accounts, err := s.Actions.AccountsWithDueActions(ctx, time.Time{}, wait)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("actions: cannot list accounts with actions due", "err", err)

@@ -241,15 +241,27 @@ func testActionsLocalEdits(t *testing.T, dialect string) {
 		Request: action.Request{Messages: ids[1:2], Add: []string{"$X"}}}); err != nil {
 		t.Fatal(err)
 	}
-	due, err := e.store.AccountsWithDueActions(ctx, time.Time{})
+	due, err := e.store.AccountsWithDueActions(ctx, time.Time{}, time.Minute)
 	if err != nil || len(due) != 0 {
 		t.Fatalf("due with a live task = %v, %v", due, err)
 	}
 	if _, err := e.tasks.Finish(ctx, l, task.Succeeded, task.Progress{}, ""); err != nil {
 		t.Fatal(err)
 	}
-	due, err = e.store.AccountsWithDueActions(ctx, time.Time{})
+	due, err = e.store.AccountsWithDueActions(ctx, time.Time{}, time.Minute)
 	if err != nil || !slices.Equal(due, []int64{acct.ID}) {
 		t.Fatalf("due = %v, %v; want [%d]", due, err, acct.ID)
+	}
+	// A task that failed a moment ago holds the account back for failedWait.
+	e.start(t, acct.ID)
+	failing := e.claim(t, "w2")
+	if _, err := e.tasks.Finish(ctx, failing.Lease(), task.Failed, task.Progress{}, "auth error: wrong password"); err != nil {
+		t.Fatal(err)
+	}
+	if due, err = e.store.AccountsWithDueActions(ctx, e.clock.Now(), time.Minute); err != nil || len(due) != 0 {
+		t.Fatalf("due just after a failed task = %v, %v; want none", due, err)
+	}
+	if due, err = e.store.AccountsWithDueActions(ctx, e.clock.Now().Add(2*time.Minute), time.Minute); err != nil || !slices.Equal(due, []int64{acct.ID}) {
+		t.Fatalf("due a minute after a failed task = %v, %v; want [%d]", due, err, acct.ID)
 	}
 }

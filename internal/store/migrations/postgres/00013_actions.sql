@@ -21,7 +21,8 @@
 -- next_attempt_at holds a send back after a temporary SMTP failure.
 --
 -- account_smtp: where an account submits mail. saves_sent: the server files submitted mail in
--- Sent by itself (Gmail), so no copy is appended.
+-- Sent by itself (Gmail), so no copy is appended. restricted: a non-admin user chose the server,
+-- so the destination policy applies to it (as accounts.restricted does to the IMAP server).
 
 -- +goose Up
 CREATE TABLE actions (
@@ -54,7 +55,8 @@ CREATE TABLE account_smtp (
     host        TEXT    NOT NULL,
     port        INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
     tls_mode    TEXT    NOT NULL CHECK (tls_mode IN ('none', 'starttls', 'tls')),
-    saves_sent  BOOLEAN NOT NULL DEFAULT false
+    saves_sent  BOOLEAN NOT NULL DEFAULT false,
+    restricted  BOOLEAN NOT NULL DEFAULT false
 );
 
 -- +goose Down
