@@ -346,6 +346,13 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 		p.login()
 		p.do(chromedp.Navigate(fmt.Sprintf("%s/#/accounts/%d/messages", p.url, acct.ID)))
 		p.waitFor("the list", `document.querySelector('a[data-action=compose]') !== null`, 10*time.Second)
+		// The move that failed earlier is listed on the account's page, in words, with Retry.
+		failed := `document.querySelector('[data-field=recent-actions] li[data-state=failed]')`
+		p.waitFor("the failed move among the recent actions", failed+` !== null`, 10*time.Second)
+		if txt := eval[string](p, failed+`.textContent`); !strings.Contains(txt, "Move to Old failed") || !strings.Contains(txt, "Retry") {
+			t.Errorf("the recent actions say %q, want the failed move with Retry", txt)
+		}
+		p.screenshot("messages-recent-actions")
 		p.do(chromedp.Click(chromedp.CSS(`a[data-action=compose]`)))
 		p.waitFor("the form", `document.querySelector('#compose-form [name=to]') !== null`, 10*time.Second)
 		firstKey := eval[string](p, `document.querySelector('#compose-form').dataset.idempotencyKey`)
