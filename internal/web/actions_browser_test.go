@@ -339,4 +339,45 @@ func TestBrowserActionsOnDovecot(t *testing.T) {
 			t.Errorf("Sent holds %v of the reply, want one copy, read", copies)
 		}
 	})
+
+	t.Run("NewMessageRefusedThenSent", func(t *testing.T) {
+		before := len(smtp.Messages())
+		p := newPage(t, browser, st.url)
+		p.login()
+		p.do(chromedp.Navigate(fmt.Sprintf("%s/#/accounts/%d/messages", p.url, acct.ID)))
+		p.waitFor("the list", `document.querySelector('a[data-action=compose]') !== null`, 10*time.Second)
+		// The move that failed earlier is listed on the account's page, in words, with Retry.
+		failed := `document.querySelector('[data-field=recent-actions] li[data-state=failed]')`
+		p.waitFor("the failed move among the recent actions", failed+` !== null`, 10*time.Second)
+		if txt := eval[string](p, failed+`.textContent`); !strings.Contains(txt, "Move to Old failed") || !strings.Contains(txt, "Retry") {
+			t.Errorf("the recent actions say %q, want the failed move with Retry", txt)
+		}
+		p.screenshot("messages-recent-actions")
+		p.do(chromedp.Click(chromedp.CSS(`a[data-action=compose]`)))
+		p.waitFor("the form", `document.querySelector('#compose-form [name=to]') !== null`, 10*time.Second)
+		firstKey := eval[string](p, `document.querySelector('#compose-form').dataset.idempotencyKey`)
+		p.do(chromedp.SetValue(chromedp.CSS(`#compose-form [name=from]`), "hedy@example.test"),
+			chromedp.SetValue(chromedp.CSS(`#compose-form [name=to]`), "grace at example"),
+			chromedp.SetValue(chromedp.CSS(`#compose-form [name=subject]`), "Lunch?"),
+			chromedp.SetValue(chromedp.CSS(`#compose-form [name=text]`), "Noon at the usual place?\n"),
+			chromedp.Click(chromedp.CSS(`#compose-form button[data-action=send]`)))
+		p.waitFor("the refusal", `!document.querySelector('#compose-form [data-field=error]').hidden`, 10*time.Second)
+		msg := eval[string](p, `document.querySelector('#compose-form [data-field=error]').textContent`)
+		if !strings.Contains(msg, "Not sent") || !strings.Contains(msg, "to") {
+			t.Errorf("a refused address says %q, want Not sent and the field", msg)
+		}
+		if eval[bool](p, `document.querySelector('#compose-form fieldset').disabled`) {
+			t.Fatal("the fields stay locked after a refusal: nothing can be corrected")
+		}
+		if key := eval[string](p, `document.querySelector('#compose-form').dataset.idempotencyKey`); key == firstKey || key == "" {
+			t.Errorf("the corrected message would go under the refused request's key %q", key)
+		}
+		p.do(chromedp.SetValue(chromedp.CSS(`#compose-form [name=to]`), "grace@example.test"),
+			chromedp.Click(chromedp.CSS(`#compose-form button[data-action=send]`)))
+		p.waitFor("sent", `document.querySelector('#compose-form').dataset.state === 'done'`, 30*time.Second)
+		got := smtp.Messages()
+		if len(got) != before+1 || !slices.Equal(got[len(got)-1].Rcpts, []string{"grace@example.test"}) {
+			t.Fatalf("the SMTP server has %d messages (had %d); want one more, to grace", len(got), before)
+		}
+	})
 }

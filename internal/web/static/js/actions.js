@@ -42,9 +42,9 @@ export function describeAction(a) {
     case 'delete':
       return a.permanent ? 'Delete for good' : 'Delete (move to Trash)';
     case 'draft':
-      return 'Save the draft';
+      return a.subject ? `Save the draft “${a.subject}”` : 'Save the draft';
     case 'send':
-      return 'Send';
+      return a.subject ? `Send “${a.subject}”` : 'Send';
     default:
       return a.kind;
   }
@@ -193,14 +193,18 @@ export class ActionWatcher {
  * actionItem is one line of a page's list of actions: what it does and where it is, with Retry on
  * a failed one and Cancel on a pending one. data-state carries the state for styling and tests.
  * @param {Action} a
- * @param {{onRetry?: (a: Action) => void, onCancel?: (a: Action) => void}} [handlers]
+ * @param {{onRetry?: (a: Action) => void, onCancel?: (a: Action) => void, target?: boolean}} [handlers]
+ *   target: name what it acts on (a link to the message), for a list of an account's actions
  * @returns {HTMLLIElement}
  */
-export function actionItem(a, {onRetry, onCancel} = {}) {
+export function actionItem(a, {onRetry, onCancel, target} = {}) {
   const {ok, text} = actionOutcome(a);
   const retryable = a.state === 'failed' || a.state === 'conflict' || a.state === 'unknown';
+  const n = (a.messages || []).length;
   return h('li', {class: `action ${ok === null ? 'under-way' : ok ? 'ok' : 'bad'}`, 'data-action-id': a.id, 'data-state': a.state},
     h('span', {'data-field': 'outcome'}, text),
+    target && n === 1 ? h('a', {href: `#/messages/${a.messages[0]}`}, 'the message') : null,
+    target && n > 1 ? h('span', {class: 'muted'}, `${n} messages`) : null,
     retryable && onRetry ? h('button', {type: 'button', class: 'link', 'data-action': 'retry', onclick: () => onRetry(a)}, 'Retry') : null,
     a.state === 'pending' && onCancel ? h('button', {type: 'button', class: 'link', 'data-action': 'cancel', onclick: () => onCancel(a)}, 'Cancel') : null);
 }

@@ -69,7 +69,7 @@ async function route() {
     } else if (parts[0] === 'accounts' && parts[1] === 'new') {
       addAccountView(view, {navigate});
     } else if (parts[0] === 'accounts' && parts[2] === 'messages') {
-      await messagesView(view, {accountID: Number(parts[1]), params, navigate});
+      done = await messagesView(view, {accountID: Number(parts[1]), params, navigate});
     } else if (parts[0] === 'accounts' && parts[2] === 'compose') {
       done = await composeView(view, {accountID: Number(parts[1]), navigate});
     } else if (parts[0] === 'messages' && parts[1] && parts[2] === 'reply') {

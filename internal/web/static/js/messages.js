@@ -20,6 +20,7 @@ const PAGE = 50;
  * @param {number} opts.accountID
  * @param {URLSearchParams} opts.params the page's query: folder (an id) and q (a search)
  * @param {(hash: string) => void} opts.navigate goes to a page, by its URL fragment
+ * @returns {Promise<() => void>} what ends the page's polls
  */
 export async function messagesView(root, {accountID, params, navigate}) {
   const folderID = Number(params.get('folder') || 0);
@@ -75,13 +76,75 @@ export async function messagesView(root, {accountID, params, navigate}) {
   };
   more.addEventListener('click', () => load().catch((err) => { status.textContent = errorMessage(err); more.disabled = false; }));
 
+  const recent = recentActions(accountID);
   replace(root,
     h('div', {class: 'page-head'}, h('h1', {}, account.name),
       h('div', {class: 'actions'},
         h('a', {class: 'button primary', 'data-action': 'compose', href: `#/accounts/${accountID}/compose`}, 'Write a message'),
         h('a', {class: 'button', href: '#/accounts'}, 'Accounts'))),
+    recent.el,
     h('div', {class: 'panel'}, searchForm, status, list, h('div', {class: 'actions'}, more)));
-  await load();
+  try {
+    await load();
+  } catch (err) {
+    recent.stop(); // the page shows the error instead: nothing of it keeps polling
+    throw err;
+  }
+  return recent.stop;
+}
+
+/**
+ * recentActions is the panel of the account's recent actions that were not simply done: under way
+ * (followed until they end), failed or in conflict (with Retry), and sends whose fate is unknown,
+ * which are never sent again by themselves: their owner decides here, whatever page they were
+ * asked from. It stays hidden while there is none.
+ * @param {number} accountID
+ * @returns {{el: HTMLElement, stop: () => void}}
+ */
+function recentActions(accountID) {
+  /** @type {Map<number, Action>} */
+  const shown = new Map();
+  const log = h('ul', {class: 'action-log', 'aria-live': 'polite'});
+  const error = h('p', {class: 'error', role: 'alert', hidden: true});
+  const el = h('div', {class: 'panel', 'data-field': 'recent-actions', hidden: true},
+    h('h2', {}, 'Recent actions'), log, error);
+  const draw = () => {
+    el.hidden = shown.size === 0;
+    replace(log, [...shown.values()].sort((a, b) => b.id - a.id)
+      .map((a) => actionItem(a, {target: true, onRetry: (x) => act(x, retryAction), onCancel: (x) => act(x, cancelAction)})));
+  };
+  const watcher = new ActionWatcher((a) => { shown.set(a.id, a); draw(); });
+  /**
+   * @param {Action} a
+   * @param {(id: number) => Promise<Action>} how
+   */
+  const act = async (a, how) => {
+    error.hidden = true;
+    try {
+      const next = await how(a.id);
+      shown.set(next.id, next);
+      watcher.watch(next);
+    } catch (err) {
+      error.textContent = errorStatus(err) === 409 ? 'Too late: it is being carried out.' : errorMessage(err);
+      error.hidden = false;
+    }
+    draw();
+  };
+  (async () => {
+    try {
+      /** @type {{actions: Action[]}} */
+      const {actions} = await get(`/api/accounts/${accountID}/actions?limit=20`);
+      for (const a of actions) {
+        if (a.state === 'done' || a.state === 'cancelled') continue;
+        shown.set(a.id, a);
+        watcher.watch(a);
+      }
+      draw();
+    } catch {
+      // The list of messages is what the page is for; without this panel it still is.
+    }
+  })();
+  return {el, stop: () => watcher.stop()};
 }
 
 /**
