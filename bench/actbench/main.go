@@ -45,6 +45,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // to make and drop the run's own schema
 
+	"mailsync/internal/action"
 	"mailsync/internal/auth"
 	"mailsync/internal/dovecot"
 	"mailsync/internal/httpapi"
@@ -106,6 +107,11 @@ type bench struct {
 	// fetched counts the bodies the sync engine downloaded, by folder.
 	fetchMu sync.Mutex
 	fetched map[string]int
+	// applied and ended are when the push had applied each action on the server (before recording
+	// it) and when it had recorded its end: they split a push's time per action into take + IMAP
+	// and finish.
+	marksMu        sync.Mutex
+	applied, ended map[int64]time.Time
 	// hold, while set, keeps the next task's body from starting until release is closed.
 	hold    atomic.Bool
 	holdMu  sync.Mutex
@@ -144,7 +150,8 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 
-	b := &bench{c: c, dovecot: d, fetched: map[string]int{}, release: make(chan struct{})}
+	b := &bench{c: c, dovecot: d, fetched: map[string]int{}, release: make(chan struct{}),
+		applied: map[int64]time.Time{}, ended: map[int64]time.Time{}}
 	if err := b.start(ctx, dsn, filepath.Join(dir, "data")); err != nil {
 		return err
 	}
@@ -214,7 +221,7 @@ func (b *bench) start(ctx context.Context, dsn, dataDir string) error {
 		b.fetchMu.Lock()
 		b.fetched[folder]++
 		b.fetchMu.Unlock()
-	}})
+	}, Applied: func(a action.Action) { b.mark(b.applied, a.ID) }, ActionEnded: func(a action.Action) { b.mark(b.ended, a.ID) }})
 	b.in, err = instance.New(instance.Config{
 		Store: s, DSN: dsn, Key: instancetest.Key(), Lifecycle: task.DefaultConfig(), Login: engine,
 		Body: func(ctx context.Context, run *worker.Run) error {
@@ -572,6 +579,10 @@ func (b *bench) round(ctx context.Context, r int, res map[string][]time.Duration
 		rates[fmt.Sprintf("%d moves posted by %d clients: actions/s, first POST to last done", b.c.moves, b.c.clients)], float64(len(moved))/span.Seconds())
 	res["moves: time to post them all"] = append(res["moves: time to post them all"], posted)
 	res["moves: first POST to last done"] = append(res["moves: first POST to last done"], span)
+	if apply, finish := b.split(moved); apply > 0 {
+		res["moves: per action, take + UID MOVE (median)"] = append(res["moves: per action, take + UID MOVE (median)"], apply)
+		res["moves: per action, finish (median)"] = append(res["moves: per action, finish (median)"], finish)
+	}
 	if err := b.idle(ctx); err != nil {
 		return nil, err
 	}
@@ -689,6 +700,39 @@ func (b *bench) parallel(ctx context.Context, items []httpapi.MessageJSON, n int
 	close(next)
 	wg.Wait()
 	return out, firstErr
+}
+
+func (b *bench) mark(m map[int64]time.Time, id int64) {
+	b.marksMu.Lock()
+	m[id] = time.Now()
+	b.marksMu.Unlock()
+}
+
+// split is the median, over actions applied one after the other (ids ascending, as the push takes
+// them), of take + IMAP (the previous action's end to this one's application) and of finish
+// (application to recorded end).
+func (b *bench) split(ids []int64) (applyMedian, finishMedian time.Duration) {
+	b.marksMu.Lock()
+	defer b.marksMu.Unlock()
+	ids = slices.Clone(ids)
+	slices.Sort(ids)
+	var apply, finish []time.Duration
+	for i, id := range ids {
+		a, e := b.applied[id], b.ended[id]
+		if a.IsZero() || e.IsZero() {
+			continue
+		}
+		finish = append(finish, e.Sub(a))
+		if i > 0 {
+			if pe := b.ended[ids[i-1]]; !pe.IsZero() && a.After(pe) && a.Sub(pe) < time.Second {
+				apply = append(apply, a.Sub(pe))
+			}
+		}
+	}
+	if len(apply) == 0 || len(finish) == 0 {
+		return 0, 0
+	}
+	return median(apply), median(finish)
 }
 
 func (b *bench) fetchedIn(folder string) int {
