@@ -18,7 +18,10 @@
 //     of Archive bodies downloaded (syncer.Options.Fetched) must not have moved;
 //  4. the pending overlay: GET /api/accounts/{id}/messages?limit=50, -reads requests, with 0, 100
 //     and 1,000 pending actions on the account (the worker's body is held, so they stay
-//     pending; they are cancelled afterwards).
+//     pending; they are cancelled afterwards);
+//  5. sends: -sends POST /api/accounts/{id}/send from -clients clients at once, against a go-smtp
+//     server in this process (plain text, AUTH PLAIN), each copy appended to Sent on Dovecot:
+//     sends per second from the first POST to the last done, checked on both servers.
 //
 // Needs root: Dovecot's mail processes run as a system user it creates.
 package main
@@ -73,6 +76,7 @@ type config struct {
 	rounds                  int
 	latency, moves, clients int
 	reads                   int
+	sends                   int
 	bulk                    []int
 	overlay                 []int
 }
@@ -87,6 +91,7 @@ func main() {
 	flag.IntVar(&c.moves, "moves", 500, "single-message moves posted at once, per round")
 	flag.IntVar(&c.clients, "clients", 8, "clients posting the moves")
 	flag.IntVar(&c.reads, "reads", 500, "message-list requests per overlay size")
+	flag.IntVar(&c.sends, "sends", 100, "sends posted at once (by -clients clients), per round; 0: none")
 	flag.Parse()
 	c.bulk = []int{1000, 5000}
 	c.overlay = []int{0, 100, 1000}
@@ -102,6 +107,7 @@ type bench struct {
 	in      *instance.Instance
 	dovecot *dovecot.Server
 	api     *client
+	smtp    *smtpServer
 	account int64
 	folders map[int64]string // id → name
 	// fetched counts the bodies the sync engine downloaded, by folder.
@@ -170,6 +176,17 @@ func run(ctx context.Context, c config) error {
 	start := time.Now()
 	if err := b.addAccount(ctx); err != nil {
 		return err
+	}
+	if c.sends > 0 {
+		if b.smtp, err = startSMTP(); err != nil {
+			return err
+		}
+		defer b.smtp.Close()
+		// The login is tried before the settings are stored.
+		if err := b.api.do(ctx, "PUT", fmt.Sprintf("/api/accounts/%d/smtp", b.account),
+			map[string]any{"host": "127.0.0.1", "port": b.smtp.port(), "tls_mode": "none", "saves_sent": false}, nil, 200); err != nil {
+			return err
+		}
 	}
 	tk, err := b.syncToEnd(ctx)
 	if err != nil {
@@ -480,7 +497,12 @@ func (b *bench) round(ctx context.Context, r int, res map[string][]time.Duration
 				var t task.View
 				if err := b.api.do(ctx, "GET", "/api/sync/tasks/"+a.TaskID, nil, &t, 200); err == nil && t.CreatedAt != nil {
 					mu.Lock()
-					late = append(late, fmt.Sprintf("%s (its task made %s after the POST)", fmtDur(d), fmtDur(t.CreatedAt.Sub(posted))))
+					made := t.CreatedAt.Sub(posted)
+					when := fmtDur(made) + " after"
+					if made < 0 {
+						when = fmtDur(-made) + " before"
+					}
+					late = append(late, fmt.Sprintf("%s (applied by a task made %s the POST)", fmtDur(d), when))
 					mu.Unlock()
 				}
 			}
@@ -620,7 +642,90 @@ func (b *bench) round(ctx context.Context, r int, res map[string][]time.Duration
 		}
 		addPercentiles(res, fmt.Sprintf("GET messages?limit=50, %d pending actions", open), d)
 	}
+
+	// 5. Sends, each submitted to the SMTP server here and its copy appended to Sent on Dovecot.
+	if b.c.sends > 0 {
+		note, err := b.sendAll(ctx, r, res, rates)
+		if err != nil {
+			return nil, err
+		}
+		notes = append(notes, note)
+	}
 	return notes, nil
+}
+
+// sendAll posts -sends sends from -clients clients at once and waits for them all, then checks
+// that the SMTP server got each once and that Sent on Dovecot holds one copy more for each.
+func (b *bench) sendAll(ctx context.Context, r int, res map[string][]time.Duration, rates map[string][]float64) (string, error) {
+	if err := b.idle(ctx); err != nil {
+		return "", err
+	}
+	sentBefore, err := b.serverCount(ctx, "Sent")
+	if err != nil {
+		return "", err
+	}
+	received := b.smtp.received.Load()
+	items := make([]httpapi.MessageJSON, b.c.sends) // only their count matters
+	var mu sync.Mutex
+	var ids []int64
+	first := time.Now()
+	if _, err := b.parallel(ctx, items, b.c.clients, func(httpapi.MessageJSON) (time.Duration, error) {
+		var a httpapi.ActionJSON
+		if err := b.api.do(ctx, "POST", fmt.Sprintf("/api/accounts/%d/send", b.account), map[string]any{
+			"from": "Bench <bench@example.test>", "to": []string{"dora@example.test"},
+			"subject": fmt.Sprintf("Bench round %d", r), "text": "A message from the benchmark.\n",
+		}, &a, 202); err != nil {
+			return 0, err
+		}
+		mu.Lock()
+		ids = append(ids, a.ID)
+		mu.Unlock()
+		return 0, nil
+	}); err != nil {
+		return "", err
+	}
+	var last time.Time
+	for _, id := range ids {
+		a, err := b.waitAction(ctx, id)
+		if err != nil {
+			return "", err
+		}
+		if a.State != "done" {
+			return "", fmt.Errorf("send %d: %s %s", a.ID, a.State, a.Error)
+		}
+		if a.FinishedAt != nil && a.FinishedAt.After(last) {
+			last = *a.FinishedAt
+		}
+	}
+	span := last.Sub(first)
+	name := fmt.Sprintf("%d sends posted by %d clients: sends/s, first POST to last done", len(ids), b.c.clients)
+	rates[name] = append(rates[name], float64(len(ids))/span.Seconds())
+	res["sends: first POST to last done"] = append(res["sends: first POST to last done"], span)
+	got := b.smtp.received.Load() - received
+	sentAfter, err := b.serverCount(ctx, "Sent")
+	if err != nil {
+		return "", err
+	}
+	if got != int64(len(ids)) || sentAfter-sentBefore != uint32(len(ids)) {
+		return "", fmt.Errorf("%d sends done, but the SMTP server received %d and Sent on Dovecot grew by %d", len(ids), got, sentAfter-sentBefore)
+	}
+	return fmt.Sprintf("round %d: %d sends, %d received by the SMTP server, Sent on Dovecot %d → %d", r, len(ids), got, sentBefore, sentAfter), nil
+}
+
+// serverCount is how many messages folder holds on Dovecot, asked over a connection of its own.
+func (b *bench) serverCount(ctx context.Context, folder string) (uint32, error) {
+	conn, err := b.dial(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	st, err := conn.Status(ctx, folder)
+	return st.Messages, err
+}
+
+func (b *bench) dial(ctx context.Context) (*imapconn.Conn, error) {
+	return imapconn.Dial(ctx, imapconn.Config{Host: b.dovecot.Host(), Port: b.dovecot.Port(), TLS: imapconn.TLSNone,
+		Login: login, Password: password})
 }
 
 // overlay measures the message list with open pending actions on the account: the first page's
@@ -744,8 +849,7 @@ func (b *bench) fetchedIn(folder string) int {
 // serverMissing reads the flags of msgs from Dovecot over a connection of its own and counts the
 // messages without keyword.
 func (b *bench) serverMissing(ctx context.Context, msgs []httpapi.MessageJSON, keyword string) (int, error) {
-	conn, err := imapconn.Dial(ctx, imapconn.Config{Host: b.dovecot.Host(), Port: b.dovecot.Port(), TLS: imapconn.TLSNone,
-		Login: login, Password: password})
+	conn, err := b.dial(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -807,7 +911,7 @@ func (b *bench) print(res map[string][]time.Duration, rates map[string][]float64
 	for name := range res {
 		names = append(names, name)
 	}
-	order := []string{"latency, idle", "latency, back", "latency, 4", "bulk flags, 1000", "bulk flags, 5000", "moves", "GET messages?limit=50, 0 ", "GET messages?limit=50, 100 ", "GET messages?limit=50, 1000 "}
+	order := []string{"latency, idle", "latency, back", "latency, 4", "bulk flags, 1000", "bulk flags, 5000", "moves", "GET messages?limit=50, 0 ", "GET messages?limit=50, 100 ", "GET messages?limit=50, 1000 ", "sends"}
 	rank := func(n string) int {
 		for i, p := range order {
 			if strings.HasPrefix(n, p) {
