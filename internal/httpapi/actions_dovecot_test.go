@@ -33,6 +33,8 @@ type mailbox struct {
 	// hold, while set, keeps the next task from starting its run until release is closed.
 	hold    atomic.Bool
 	release chan struct{}
+	// afterRun, when set, is called once a task's run is over, before its task ends.
+	afterRun atomic.Pointer[func()]
 }
 
 func newMailbox(t *testing.T, dialect string, subjects ...string) *mailbox {
@@ -58,8 +60,13 @@ func newMailbox(t *testing.T, dialect string, subjects ...string) *mailbox {
 			if mb.hold.Load() {
 				<-mb.release
 			}
-			return engine.Run(ctx, run)
+			err := engine.Run(ctx, run)
+			if f := mb.afterRun.Swap(nil); f != nil {
+				(*f)()
+			}
+			return err
 		})
+		c.ActionInterval = time.Hour // only a task's end starts the task of actions left waiting
 		c.Lifecycle.HeartbeatInterval, c.Lifecycle.HeartbeatTimeout, c.Lifecycle.SelfFence = 500*time.Millisecond, 10*time.Second, 5*time.Second
 	})
 	mb.e.runWorkers(t)
@@ -272,4 +279,33 @@ func TestActionsKeepConcurrentChanges(t *testing.T) {
 			"Trash":   {},
 		})
 	})
+}
+
+// TestActionAfterTheLastPushGetsATask: an action asked for while the account's task is past its
+// last push joins that task, which ends without it; the task's end starts the next task at once
+// (the instance's periodic look is an hour away here), so the action does not wait.
+func TestActionAfterTheLastPushGetsATask(t *testing.T) {
+	mb := newMailbox(t, "sqlite", "one")
+	m := mb.bySubject(t)
+	var late httpapi.ActionJSON
+	joined := make(chan string, 1)
+	f := func() {
+		late = mb.act(t, "POST", fmt.Sprintf("/api/messages/%d/flags", m["one"].ID), map[string]any{"add": []string{`\Flagged`}})
+		var tk httpapi.TaskJSON
+		mb.e.request(mb.e.alice, "GET", fmt.Sprintf("/api/accounts/%d/sync", mb.account.ID), nil).want(t, 200).json(t, &tk)
+		joined <- string(tk.State)
+	}
+	mb.afterRun.Store(&f)
+	mb.e.syncToEnd(t, mb.e.alice, mb.account.ID)
+	if state := <-joined; state != "running" {
+		t.Fatalf("the late action's task was %s, want the running one it joined", state)
+	}
+	began := time.Now()
+	got := mb.waitAction(t, late.ID)
+	if got.State != "done" {
+		t.Fatalf("the late action: %s %q", got.State, got.Error)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("the late action took %v after its task ended", took)
+	}
 }

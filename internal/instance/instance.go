@@ -111,6 +111,7 @@ type Instance struct {
 	handler         http.Handler
 	url, metricsURL string
 	publish         func(task.Task)
+	starter         *worker.ActionStarter
 	publishChanges  func(topic string)
 	bridge          *events.Bridge
 	ln, metricsLn   net.Listener
@@ -162,10 +163,14 @@ func New(cfg Config) (*Instance, error) {
 	if in.bridge != nil {
 		publishTopic = in.bridge.Publish
 	}
+	// An action that joined a task after that task's last push waits for the next task: a task's
+	// end is when to look for such actions (the starter's interval is only the net under it).
+	in.starter = &worker.ActionStarter{Actions: s, Tasks: tasks, Interval: cfg.ActionInterval, Logger: cfg.Log}
 	tasks.Changed = func(t task.Task) {
 		in.publish(t)
 		if !t.State.Active() {
 			reg.TaskFinished(t)
+			in.starter.Nudge()
 		}
 	}
 
@@ -288,8 +293,7 @@ func (in *Instance) Run(ctx context.Context) error {
 		wg.Go(func() { _ = in.Webhooks.Run(ctx) })
 	}
 	// Actions whose task ended without them (or whose send was held back) get a task.
-	starter := &worker.ActionStarter{Actions: in.Store, Tasks: in.Tasks, Interval: in.cfg.ActionInterval, Logger: in.log}
-	wg.Go(func() { _ = starter.Run(ctx) })
+	wg.Go(func() { _ = in.starter.Run(ctx) })
 	if in.cfg.Watch != nil {
 		watcher := &worker.Watcher{Accounts: in.Store, Watch: in.cfg.Watch, Tasks: in.Tasks, Logger: in.log}
 		wg.Go(func() { _ = watcher.Run(ctx) })

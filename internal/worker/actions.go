@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"mailsync/internal/task"
@@ -26,6 +27,23 @@ type ActionStarter struct {
 	// Its actions wait meanwhile (the next Sync now, scheduled sync or action starts a task).
 	FailedWait time.Duration
 	Logger     *slog.Logger
+
+	once   sync.Once
+	nudges chan struct{}
+}
+
+// Nudge asks for a look now, without waiting for the interval: a task has just ended, and an
+// action that joined it after its last push waits for the next task (never blocks).
+func (s *ActionStarter) Nudge() {
+	select {
+	case s.nudge() <- struct{}{}:
+	default:
+	}
+}
+
+func (s *ActionStarter) nudge() chan struct{} {
+	s.once.Do(func() { s.nudges = make(chan struct{}, 1) })
+	return s.nudges
 }
 
 // Run looks every Interval until ctx is done.
@@ -41,6 +59,7 @@ func (s *ActionStarter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-s.nudge():
 		}
 		s.StartDue(ctx)
 	}
