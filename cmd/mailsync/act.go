@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"mailsync/internal/action"
@@ -139,22 +138,9 @@ func (g *Globals) runAction(ctx context.Context, account string, asJSON bool, bu
 		return err
 	}
 
-	changed := make(chan struct{}, 1)
-	tasks.Changed = func(ch task.Task) {
-		if ch.AccountID == a.ID {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	workCtx, stopWork := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	w := worker.New(tasks, syncBody(g.syncEngine(s, box, reg), reg), worker.Config{Account: a.ID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
-	wg.Go(func() { _ = w.Run(workCtx) })
+	w, changed, stopWork := g.accountWorker(ctx, tasks, a.ID, syncBody(g.syncEngine(s, box, reg), reg))
 	final, err := g.waitAction(ctx, s, tasks, w, a, act, changed)
 	stopWork()
-	wg.Wait()
 	if err != nil {
 		return err
 	}

@@ -59,24 +59,9 @@ func (c *SyncCmd) Run(ctx context.Context, g *Globals) error {
 		fmt.Fprintf(g.stderr, "joining the live sync %s of account %q\n", t.ID, a.Name)
 	}
 
-	// When this process runs the task, its own transitions wake the wait at once; when a server
-	// runs it, the wait's poll sees the row change.
-	changed := make(chan struct{}, 1)
-	tasks.Changed = func(ch task.Task) {
-		if ch.AccountID == a.ID {
-			select {
-			case changed <- struct{}{}:
-			default:
-			}
-		}
-	}
-	workCtx, stopWork := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	w := worker.New(tasks, body, worker.Config{Account: a.ID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
-	wg.Go(func() { _ = w.Run(workCtx) })
+	w, changed, stopWork := g.accountWorker(ctx, tasks, a.ID, body)
 	final, err := c.wait(ctx, g, tasks, w, t, changed)
 	stopWork()
-	wg.Wait()
 	if err != nil {
 		return err
 	}
@@ -142,5 +127,30 @@ func (c *SyncCmd) wait(ctx context.Context, g *Globals, tasks *task.Manager, w *
 		case <-tick.C:
 		case <-changed:
 		}
+	}
+}
+
+// accountWorker runs a worker for one account's tasks only, while a command waits on a task or an
+// action of it (so the command needs no server; a server's worker may as well do the work). The
+// channel is signalled at every transition of the account's tasks this process makes: the wait
+// wakes at once then, and its poll sees what a server's worker does. stop ends the worker and
+// returns once it has.
+func (g *Globals) accountWorker(ctx context.Context, tasks *task.Manager, accountID int64, body worker.Body) (w *worker.Worker, changed <-chan struct{}, stop func()) {
+	ch := make(chan struct{}, 1)
+	tasks.Changed = func(t task.Task) {
+		if t.AccountID == accountID {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	workCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	w = worker.New(tasks, body, worker.Config{Account: accountID, Concurrency: 1, PollInterval: 200 * time.Millisecond, Logger: g.logger})
+	wg.Go(func() { _ = w.Run(workCtx) })
+	return w, ch, func() {
+		cancel()
+		wg.Wait()
 	}
 }

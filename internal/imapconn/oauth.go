@@ -9,12 +9,14 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-sasl"
+
+	"mailsync/internal/bearer"
 )
 
 // Mechanism names of OAuth2 logins.
 const (
-	MechXOAuth2     = "XOAUTH2"
-	MechOAuthBearer = sasl.OAuthBearer
+	MechXOAuth2     = bearer.XOAuth2
+	MechOAuthBearer = bearer.OAuthBearer
 )
 
 // tokenError carries an error of Config.OAuthToken out of login unchanged: it is the token
@@ -81,13 +83,7 @@ type oauthClient struct {
 }
 
 func newOAuthClient(mech, user, token, host string, port int) *oauthClient {
-	cl := &oauthClient{mech: mech}
-	if mech == MechOAuthBearer {
-		_, cl.ir, _ = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: user, Token: token, Host: host, Port: port}).Start()
-	} else {
-		cl.ir = []byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01")
-	}
-	return cl
+	return &oauthClient{mech: mech, ir: bearer.InitialResponse(mech, user, token, host, port)}
 }
 
 func (cl *oauthClient) Start() (string, []byte, error) { return cl.mech, cl.ir, nil }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"mailsync/internal/bearer"
 )
 
 // TLSMode says how the connection to the server is protected (the names are imapconn's).
@@ -52,8 +54,8 @@ const (
 
 // Mechanism names of the OAuth2 logins.
 const (
-	MechXOAuth2     = "XOAUTH2"
-	MechOAuthBearer = sasl.OAuthBearer
+	MechXOAuth2     = bearer.XOAuth2
+	MechOAuthBearer = bearer.OAuthBearer
 )
 
 // Config says where and as whom to submit.
@@ -466,13 +468,7 @@ type oauthClient struct {
 }
 
 func newOAuthClient(mech, user, token, host string, port int) *oauthClient {
-	cl := &oauthClient{mech: mech}
-	if mech == MechOAuthBearer {
-		_, cl.ir, _ = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: user, Token: token, Host: host, Port: port}).Start()
-	} else {
-		cl.ir = []byte("user=" + user + "\x01auth=Bearer " + token + "\x01\x01")
-	}
-	return cl
+	return &oauthClient{mech: mech, ir: bearer.InitialResponse(mech, user, token, host, port)}
 }
 
 func (cl *oauthClient) Start() (string, []byte, error) { return cl.mech, cl.ir, nil }
