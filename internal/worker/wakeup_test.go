@@ -118,3 +118,59 @@ func received(ch <-chan struct{}, d time.Duration) bool {
 		return false
 	}
 }
+
+// TestWokenClaimLooksAgainPastALockedRow: the woken claim skips a queued task whose row another
+// session holds for a moment (SKIP LOCKED, as a Sync now joining it does); the worker looks again
+// shortly after, and claims it long before its next poll.
+func TestWokenClaimLooksAgainPastALockedRow(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.Open(t, "postgres")
+	tasks, err := task.NewManager(s, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := events.NewBus()
+	wakeups, stop := bus.SubscribeQueued()
+	defer stop()
+	w := worker.New(tasks, func(ctx context.Context, run *worker.Run) error { return nil },
+		worker.Config{Concurrency: 1, PollInterval: time.Minute, Wakeups: wakeups})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = w.Run(ctx) })
+	time.Sleep(100 * time.Millisecond) // the worker's first claim found nothing: it waits
+
+	acct := storetest.SeedAccount(t, s)
+	queued, _, err := tasks.Start(ctx, acct.ID, false) // Changed is not set: no wakeup yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT id FROM sync_tasks WHERE id = $1 FOR UPDATE`, queued.ID); err != nil {
+		t.Fatal(err)
+	}
+	woke := time.Now()
+	bus.TaskChanged(queued) // the wakeup arrives while the row is held
+	time.Sleep(60 * time.Millisecond)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		tk, err := tasks.Get(ctx, queued.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tk.State != task.Queued {
+			t.Logf("claimed %v after the wakeup", time.Since(woke).Round(time.Millisecond))
+			break
+		}
+		if time.Since(woke) > 5*time.Second {
+			t.Fatal("the task skipped while its row was held waited for the next poll")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -128,6 +128,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	)
 	defer poll.Stop()
 	defer running.Wait()
+	// A claim woken for a queued task can find nothing: the claim skips rows another session holds
+	// (SKIP LOCKED on PostgreSQL), and a Sync now or an action joining the new task holds its row
+	// for a moment. So a woken claim that finds nothing looks again a few times shortly after,
+	// rather than leave the task to the next poll (measured by bench/actbench: 1 to 4 actions in 100
+	// waited a whole poll interval on PostgreSQL).
+	var (
+		recheck <-chan time.Time
+		tries   int
+	)
+	woken := func() { tries, recheck = 0, time.After(wokenRecheck[0]) }
 	for {
 		select {
 		case <-ctx.Done():
@@ -144,8 +154,16 @@ func (w *Worker) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-poll.C:
+			case <-recheck:
+				if tries++; tries < len(wokenRecheck) {
+					recheck = time.After(wokenRecheck[tries])
+				} else {
+					recheck = nil
+				}
 			case <-w.wake:
+				woken()
 			case <-w.config.Wakeups:
+				woken()
 			}
 			continue
 		}
@@ -155,6 +173,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 }
+
+// wokenRecheck is when a woken claim that found nothing looks again, after the wakeup.
+var wokenRecheck = [...]time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond}
 
 func (w *Worker) claim(ctx context.Context) (task.Task, bool, error) {
 	if w.config.Account > 0 {
