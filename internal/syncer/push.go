@@ -77,9 +77,13 @@ func (a *accountSync) pushOne(ctx context.Context, act action.Action) error {
 			return context.Cause(ctx)
 		}
 		// The connection failed under the action: it waits for a later task, and this run ends
-		// as any run whose connection fails.
-		o = store.Outcome{State: action.Pending, Error: err.Error(), RetryAt: time.Now().Add(retryDelay(taken.Attempts))}
-		if _, ferr := a.s.store.FinishAction(ctx, a.run.Lease(), a.p, taken.ID, o); ferr != nil {
+		// as any run whose connection fails. A send the SMTP server took (the IMAP copy for Sent
+		// is what failed) stays sent: the next task saves the copy and submits nothing.
+		failed := store.Outcome{State: action.Pending, Error: err.Error(), RetryAt: time.Now().Add(retryDelay(taken.Attempts))}
+		if taken.Kind == action.Send && (taken.State == action.Sent || o.Result.SMTP != "") {
+			failed.State, failed.Result = action.Sent, o.Result
+		}
+		if _, ferr := a.s.store.FinishAction(ctx, a.run.Lease(), a.p, taken.ID, failed); ferr != nil {
 			return a.storeFailed(ctx, ferr)
 		}
 		return a.fail(ctx, "", err)
@@ -550,8 +554,11 @@ func (a *accountSync) applySend(ctx context.Context, act action.Action) (store.O
 			o.State, o.Error = action.Failed, "the SMTP server refused: "+a.smtpText(err)
 			return o, nil
 		}
+		// The server took it: whatever happens to this record, the send must never go back to
+		// pending. A lost lease leaves it submitting (unknown to the next task); any other
+		// failure here is left to the finish, which records it sent.
 		if err := a.s.store.MarkSent(ctx, a.run.Lease(), a.p, act.ID, answer); err != nil {
-			return o, err
+			a.log.Warn("send accepted by the SMTP server but not recorded as sent yet", "action", act.ID, "err", err)
 		}
 		o.Result.SMTP = answer
 	}

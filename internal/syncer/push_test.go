@@ -306,3 +306,61 @@ func TestKilledSendIsUnknown(t *testing.T) {
 		t.Fatalf("Sent holds %+v, want one copy", copies)
 	}
 }
+
+// TestSendWhoseSentCopyFailsIsNotSentAgain: the SMTP server takes the message, then the IMAP
+// server freezes before the copy for Sent is appended, and the task fails. The send stays sent:
+// the next task appends the copy and submits nothing.
+func TestSendWhoseSentCopyFailsIsNotSentAgain(t *testing.T) {
+	ctx := context.Background()
+	d := imaptest.StartDovecot(t)
+	u := d.AddUser(t, "bob", "secret-pw")
+	d.Client(t, u).CreateFolder("Sent")
+	smtp := smtptest.Start(t, smtptest.WithUser(u.Login, u.Password), smtptest.WithInsecureAuth(), smtptest.WithReplyDelay(300*time.Millisecond))
+	srv := server{host: d.Host(), port: d.Port(), login: u.Login, passwd: u.Password, delim: ".", hasCondStore: true}
+	e, key := newAccount(t, "sqlite:"+t.TempDir()+"/mailsync.db", srv)
+	e.startWorker(t, key, syncer.Options{CommandTimeout: time.Second})
+	if tk := e.sync(t, false); tk.State != task.Succeeded {
+		t.Fatalf("first sync: %s %s", tk.State, tk.Error)
+	}
+	if err := e.store.SetAccountSMTP(ctx, e.acct.ID, store.SMTP{Host: "127.0.0.1", Port: smtp.Port(), TLSMode: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := compose.Compose(compose.Draft{From: "bob@example.test", To: []string{"dora@example.test"}, Subject: "once", Text: "hi"}, compose.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send, _, err := e.store.CreateAction(ctx, action.Composed(action.Send, e.acct.ID, e.acct.UserID, "", msg, "once", 0, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, _, err := e.tasks.Start(ctx, e.acct.ID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); smtp.DataCommands() == 0; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the send never reached DATA")
+		}
+	}
+	d.Pause(t) // while the SMTP server holds its answer: the append that follows cannot be done
+	failed := e.wait(t, tk.ID)
+	d.Resume(t)
+	if failed.State != task.Failed {
+		t.Fatalf("the task whose IMAP server froze: %s %s", failed.State, failed.Error)
+	}
+	if got, _ := e.store.Action(ctx, send.ID); got.State != action.Sent || !strings.HasPrefix(got.Result.SMTP, "250") {
+		t.Fatalf("after the frozen append the send is %s (%+v), want sent with the server's answer", got.State, got.Result)
+	}
+	if tk := e.sync(t, false); tk.State != task.Succeeded {
+		t.Fatalf("the next task: %s %s", tk.State, tk.Error)
+	}
+	if got, _ := e.store.Action(ctx, send.ID); got.State != action.Done {
+		t.Fatalf("the send after the next task: %s %q", got.State, got.Error)
+	}
+	if n := smtp.DataCommands(); n != 1 {
+		t.Fatalf("DATA was sent %d times, want once", n)
+	}
+	if copies := d.Client(t, u).Messages("Sent"); len(copies) != 1 || copies[0].MessageID != msg.MessageID {
+		t.Fatalf("Sent holds %+v, want one copy", copies)
+	}
+}
