@@ -185,7 +185,8 @@ func (s *Store) ActionMessage(ctx context.Context, id int64) ([]byte, error) {
 //     copy for Sent is left to save;
 //   - submitting (a dead taker was handing it to the SMTP server): unknown, final. Whether the
 //     server took it nobody knows; it is never sent again by itself;
-//   - past action.MaxAttempts: failed, final.
+//   - past action.MaxAttempts: failed, final; a sent one is done, its error saying that the copy
+//     for Sent could not be saved (it went out: it never fails).
 //
 // A lost lease is task.ErrLeaseLost and changes nothing.
 func (s *Store) TakeAction(ctx context.Context, l task.Lease, p task.Progress, id int64) (action.Action, error) {
@@ -198,9 +199,11 @@ func (s *Store) TakeAction(ctx context.Context, l task.Lease, p task.Progress, i
 		out, err = scanAction(tx.QueryRowContext(ctx, `
 			UPDATE actions SET
 				state = CASE WHEN state = 'submitting' THEN 'unknown'
+					WHEN attempts >= $4 AND state = 'sent' THEN 'done'
 					WHEN attempts >= $4 THEN 'failed'
 					WHEN state = 'sent' THEN 'sent' ELSE 'running' END,
 				error = CASE WHEN state = 'submitting' THEN $5
+					WHEN attempts >= $4 AND state = 'sent' THEN $7 || error
 					WHEN attempts >= $4 THEN $6 || error ELSE error END,
 				finished_at = CASE WHEN state = 'submitting' OR attempts >= $4 THEN {{now}} END,
 				attempts = CASE WHEN state = 'submitting' OR attempts >= $4 THEN attempts ELSE attempts + 1 END,
@@ -208,7 +211,8 @@ func (s *Store) TakeAction(ctx context.Context, l task.Lease, p task.Progress, i
 			WHERE id = $1 AND finished_at IS NULL
 			RETURNING `+actionColumns, id, l.TaskID, l.Epoch, action.MaxAttempts,
 			"interrupted while the SMTP server was being handed the message: it may or may not have been sent; retry to send it again",
-			fmt.Sprintf("given up after %d attempts; last error: ", action.MaxAttempts)))
+			fmt.Sprintf("given up after %d attempts; last error: ", action.MaxAttempts),
+			fmt.Sprintf("sent; the copy for Sent was not saved after %d attempts; last error: ", action.MaxAttempts)))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("action %d: %w", id, action.ErrNotOpen)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,6 +147,29 @@ func testActionsFenced(t *testing.T, dialect string) {
 	}
 	if last.State != action.Failed || last.Attempts != action.MaxAttempts {
 		t.Fatalf("after %d takes: %+v, want failed after %d attempts", action.MaxAttempts+1, last, action.MaxAttempts)
+	}
+	// A sent send whose copy for Sent keeps failing ends done, never failed: it went out.
+	sent, _, err := e.store.CreateAction(ctx, action.New{AccountID: acct.ID, UserID: acct.UserID, Kind: action.Send,
+		Request: action.Request{Recipients: []string{"a@example.test"}}, Raw: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.TakeAction(ctx, second.Lease(), task.Progress{}, sent.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.MarkSubmitting(ctx, second.Lease(), task.Progress{}, sent.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.MarkSent(ctx, second.Lease(), task.Progress{}, sent.ID, "250 ok"); err != nil {
+		t.Fatal(err)
+	}
+	for range action.MaxAttempts {
+		if last, err = e.store.TakeAction(ctx, second.Lease(), task.Progress{}, sent.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last.State != action.Done || !strings.HasPrefix(last.Error, "sent;") || last.Result.SMTP != "250 ok" {
+		t.Fatalf("a sent send out of attempts = %+v, want done saying it was sent", last)
 	}
 	if _, err := e.store.CancelAction(ctx, flags.ID); !errors.Is(err, action.ErrNotOpen) {
 		t.Fatalf("cancelling a failed action: err = %v, want ErrNotOpen", err)
