@@ -9,11 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"mailsync/internal/secret"
+	"mailsync/internal/smtpsend"
 	"mailsync/internal/store"
 )
 
@@ -108,7 +108,7 @@ type smtpChecker interface {
 // host's usual submission server, kept only when its login works (the zero SMTP otherwise: the
 // account syncs, and sends once it is given one).
 func (c *AccountAddCmd) smtp(ctx context.Context, g *Globals, check smtpChecker, a store.Account) (store.SMTP, error) {
-	savesSent := a.IMAPHost == "imap.gmail.com"
+	guessHost, guessPort, guessTLS, savesSent := smtpsend.Guess(a.IMAPHost)
 	if c.SMTPSavesSent != nil {
 		savesSent = *c.SMTPSavesSent
 	}
@@ -123,24 +123,15 @@ func (c *AccountAddCmd) smtp(ctx context.Context, g *Globals, check smtpChecker,
 		}
 		return smtp, nil
 	}
-	guess := store.SMTP{Host: submissionHost(a.IMAPHost), Port: 587, TLSMode: "starttls", SavesSent: savesSent}
+	guess := store.SMTP{Host: guessHost, Port: guessPort, TLSMode: string(guessTLS), SavesSent: savesSent}
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := check.CheckSMTP(tctx, a, guess); err != nil {
-		fmt.Fprintf(g.stdout, "no SMTP server found at %s:587 (%v); the account syncs, and sends once given one: mailsync account edit %q --smtp-url smtp://HOST\n",
-			guess.Host, err, c.Name)
+		fmt.Fprintf(g.stdout, "no SMTP server found at %s:%d (%v); the account syncs, and sends once given one: mailsync account edit %q --smtp-url smtp://HOST\n",
+			guess.Host, guess.Port, err, c.Name)
 		return store.SMTP{}, nil
 	}
 	return guess, nil
-}
-
-// submissionHost is the usual submission server of an IMAP host: smtp.example.org for
-// imap.example.org, else the host itself.
-func submissionHost(imapHost string) string {
-	if rest, ok := strings.CutPrefix(imapHost, "imap."); ok {
-		return "smtp." + rest
-	}
-	return imapHost
 }
 
 // parseSMTPURL reads smtp://HOST[:PORT] (STARTTLS, 587), smtps://HOST[:PORT] (TLS, 465) and

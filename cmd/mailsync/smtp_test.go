@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"mailsync/internal/imaptest"
+	"mailsync/internal/smtpsend"
 	"mailsync/internal/smtptest"
 	"mailsync/internal/store"
 	"mailsync/internal/store/storetest"
@@ -39,8 +40,11 @@ func TestParseSMTPURL(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want %+v", tc.url, got, err, tc.want)
 		}
 	}
-	if got := submissionHost("imap.example.org"); got != "smtp.example.org" {
-		t.Errorf("submissionHost = %q", got)
+	if host, port, tls, saves := smtpsend.Guess("imap.example.org"); host != "smtp.example.org" || port != 587 || tls != smtpsend.TLSStartTLS || saves {
+		t.Errorf("Guess(imap.example.org) = %s %d %s %v", host, port, tls, saves)
+	}
+	if _, _, _, saves := smtpsend.Guess("imap.gmail.com"); !saves {
+		t.Error("Gmail's server saves sent mail itself")
 	}
 }
 

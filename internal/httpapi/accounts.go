@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"mailsync/internal/secret"
+	"mailsync/internal/smtpsend"
 	"mailsync/internal/store"
 )
 
@@ -35,14 +36,15 @@ func (s *Server) lastTask(ctx context.Context, accountID int64) (*TaskJSON, erro
 }
 
 type accountBody struct {
-	Name          string `json:"name" minLength:"1" maxLength:"200"`
-	IMAPHost      string `json:"imap_host" minLength:"1" maxLength:"253"`
-	IMAPPort      int    `json:"imap_port" minimum:"1" maximum:"65535"`
-	TLSMode       string `json:"tls_mode" enum:"none,starttls,tls"`
-	TLSSkipVerify bool   `json:"tls_skip_verify,omitempty"`
-	Login         string `json:"login" minLength:"1" maxLength:"320"`
-	Password      string `json:"password" minLength:"1" maxLength:"1024" writeOnly:"true" doc:"Tested against the server, then stored sealed; never shown again."`
-	SyncIntervalS int64  `json:"sync_interval_s,omitempty" minimum:"0" maximum:"2592000" doc:"Seconds between scheduled syncs; 0: none."`
+	Name          string    `json:"name" minLength:"1" maxLength:"200"`
+	IMAPHost      string    `json:"imap_host" minLength:"1" maxLength:"253"`
+	IMAPPort      int       `json:"imap_port" minimum:"1" maximum:"65535"`
+	TLSMode       string    `json:"tls_mode" enum:"none,starttls,tls"`
+	TLSSkipVerify bool      `json:"tls_skip_verify,omitempty"`
+	Login         string    `json:"login" minLength:"1" maxLength:"320"`
+	Password      string    `json:"password" minLength:"1" maxLength:"1024" writeOnly:"true" doc:"Tested against the server, then stored sealed; never shown again."`
+	SyncIntervalS int64     `json:"sync_interval_s,omitempty" minimum:"0" maximum:"2592000" doc:"Seconds between scheduled syncs; 0: none."`
+	SMTP          *SMTPJSON `json:"smtp,omitempty" doc:"Where the account sends mail, tested with its login before anything is saved. Left out: the IMAP host's usual submission server (smtp.HOST:587, STARTTLS) is tried and kept only if its login works."`
 }
 
 type accountInput struct {
@@ -65,6 +67,10 @@ func (s *Server) createAccount(ctx context.Context, in *accountInput) (*accountO
 		return nil, err
 	}
 	a.SecretEnc = s.cfg.Box.Seal([]byte(b.Password), secret.AccountContext(a.Login, a.IMAPHost))
+	smtp, err := s.newAccountSMTP(ctx, a, b.SMTP)
+	if err != nil {
+		return nil, err
+	}
 	out, err := s.store.CreateAccount(ctx, a)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, huma.Error409Conflict(fmt.Sprintf("you already have an account named %q", a.Name))
@@ -72,8 +78,42 @@ func (s *Server) createAccount(ctx context.Context, in *accountInput) (*accountO
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("httpapi: account added", "account", out.ID, "user", out.UserID, "host", out.IMAPHost)
+	if smtp.Host != "" {
+		if err := s.store.SetAccountSMTP(ctx, out.ID, smtp); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Info("httpapi: account added", "account", out.ID, "user", out.UserID, "host", out.IMAPHost, "smtp", smtp.Host)
 	return &accountOutput{Status: 201, Body: accountJSON(out, nil)}, nil
+}
+
+// newAccountSMTP is where a new account sends mail: the settings given, tested (a failure saves
+// nothing), or the IMAP host's usual submission server, kept only when its login works within a
+// few seconds (none otherwise: the account syncs, and sends once PUT /api/accounts/{id}/smtp
+// gives it a server).
+func (s *Server) newAccountSMTP(ctx context.Context, a store.Account, given *SMTPJSON) (store.SMTP, error) {
+	restricted := !userFrom(ctx).IsAdmin
+	if given != nil {
+		c := store.SMTP{Host: strings.TrimSpace(given.Host), Port: given.Port, TLSMode: given.TLSMode, SavesSent: given.SavesSent, Restricted: restricted}
+		if s.cfg.SMTPCheck != nil {
+			if err := s.cfg.SMTPCheck.CheckSMTP(ctx, a, c); err != nil {
+				return store.SMTP{}, huma.Error422UnprocessableEntity(fmt.Sprintf("the SMTP server %s:%d did not accept the account's login: %v", c.Host, c.Port, err))
+			}
+		}
+		return c, nil
+	}
+	if s.cfg.SMTPCheck == nil {
+		return store.SMTP{}, nil
+	}
+	host, port, tls, savesSent := smtpsend.Guess(a.IMAPHost)
+	c := store.SMTP{Host: host, Port: port, TLSMode: string(tls), SavesSent: savesSent, Restricted: restricted}
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.cfg.SMTPCheck.CheckSMTP(gctx, a, c); err != nil {
+		s.log.Debug("httpapi: no SMTP server found for a new account", "host", host, "port", port, "err", err)
+		return store.SMTP{}, nil
+	}
+	return c, nil
 }
 
 // checkLogin tests the credentials against the IMAP server. Its error message never contains

@@ -39,6 +39,7 @@ type composeBody struct {
 	ReplyTo     int64            `json:"reply_to,omitempty" doc:"The id of the stored message this answers: In-Reply-To and References come from it."`
 	InReplyTo   string           `json:"in_reply_to,omitempty" maxLength:"998"`
 	References  []string         `json:"references,omitempty" maxItems:"100"`
+	Replaces    int64            `json:"replaces,omitempty" doc:"Drafts only: the stored draft this one replaces, removed once the new one is saved."`
 }
 
 type sendInput struct {
@@ -50,16 +51,16 @@ type sendInput struct {
 type draftInput struct {
 	ID   int64  `path:"id" minimum:"1" doc:"The account's id."`
 	Key  string `header:"Idempotency-Key" maxLength:"200" doc:"The same key (per user) is the same draft."`
-	Body struct {
-		composeBody
-		Replaces int64 `json:"replaces,omitempty" doc:"The stored draft this one replaces: it is removed once the new one is saved."`
-	}
+	Body composeBody
 }
 
 func (s *Server) send(ctx context.Context, in *sendInput) (*actionOutput, error) {
 	acct, err := s.ownAccount(ctx, in.ID)
 	if err != nil {
 		return nil, err
+	}
+	if in.Body.Replaces != 0 {
+		return nil, huma.Error422UnprocessableEntity("replaces is for drafts: a send replaces nothing")
 	}
 	if _, err := s.store.AccountSMTP(ctx, acct.ID); errors.Is(err, store.ErrNotFound) {
 		return nil, huma.Error409Conflict(fmt.Sprintf("account %q has no SMTP server to send with: set one with PUT /api/accounts/%d/smtp", acct.Name, acct.ID))
@@ -83,7 +84,7 @@ func (s *Server) saveDraft(ctx context.Context, in *draftInput) (*actionOutput, 
 			return nil, err
 		}
 	}
-	n, err := s.composed(ctx, action.Draft, acct, in.Key, in.Body.composeBody, in.Body.Replaces)
+	n, err := s.composed(ctx, action.Draft, acct, in.Key, in.Body, in.Body.Replaces)
 	if err != nil {
 		return nil, err
 	}

@@ -245,3 +245,68 @@ func TestSMTPServerOfAMemberIsUnderThePolicy(t *testing.T) {
 	e.request(e.admin, "PUT", fmt.Sprintf("/api/accounts/%d/smtp", adminAcct.ID),
 		map[string]any{"host": "127.0.0.1", "port": srv.Port(), "tls_mode": "none"}).want(t, 200)
 }
+
+// TestDrafts: a draft is appended to Drafts with \Draft (no recipient needed); a draft that
+// replaces it is saved, then the old one is removed.
+func TestDrafts(t *testing.T) {
+	mb := newMailbox(t, "sqlite")
+	mb.server.CreateFolder("Drafts")
+	if tk := mb.e.syncToEnd(t, mb.e.alice, mb.account.ID); tk.State != "succeeded" {
+		t.Fatalf("sync: %s %s", tk.State, tk.Error)
+	}
+	path := fmt.Sprintf("/api/accounts/%d/drafts", mb.account.ID)
+	first := mb.waitAction(t, mb.act(t, "POST", path, map[string]any{"from": "carol@example.test", "subject": "draft one", "text": "first"}).ID)
+	if first.State != "done" || first.Result.Appended == nil || first.Result.Appended.Folder != "Drafts" {
+		t.Fatalf("draft = %+v", first)
+	}
+	drafts := mb.server.Messages("Drafts")
+	if len(drafts) != 1 || drafts[0].MessageID != first.MessageID || !slices.Contains(drafts[0].Flags, `\Draft`) {
+		t.Fatalf("Drafts holds %+v", drafts)
+	}
+	if tk := mb.e.syncToEnd(t, mb.e.alice, mb.account.ID); tk.State != "succeeded" {
+		t.Fatalf("sync: %s %s", tk.State, tk.Error)
+	}
+	old := mb.bySubject(t)["draft one"]
+	second := mb.waitAction(t, mb.act(t, "POST", path, map[string]any{"from": "carol@example.test", "to": []string{"dora@example.test"},
+		"subject": "draft two", "text": "second", "replaces": old.ID}).ID)
+	if second.State != "done" || second.Replaces != old.ID {
+		t.Fatalf("the replacing draft = %+v", second)
+	}
+	drafts = mb.server.Messages("Drafts")
+	if len(drafts) != 1 || drafts[0].MessageID != second.MessageID {
+		t.Fatalf("Drafts after the replacement holds %+v, want only %s", drafts, second.MessageID)
+	}
+	// A send cannot replace anything; a draft cannot replace another account's message.
+	mb.e.request(mb.e.alice, "POST", fmt.Sprintf("/api/accounts/%d/send", mb.account.ID),
+		map[string]any{"from": "carol@example.test", "to": []string{"dora@example.test"}, "replaces": old.ID}).wantProblem(t, 422)
+	mb.e.request(mb.e.alice, "POST", path, map[string]any{"from": "carol@example.test", "replaces": 999999}).wantProblem(t, 422)
+}
+
+// TestAccountWithSMTP: POST /api/accounts takes the SMTP server with the account, tested first
+// (a refusal saves nothing); left out, the usual submission server is tried and, when none
+// answers, the account is added without one.
+func TestAccountWithSMTP(t *testing.T) {
+	mb := newMailbox(t, "sqlite") // its account: no SMTP server answers on 127.0.0.1:587
+	mb.e.request(mb.e.alice, "GET", fmt.Sprintf("/api/accounts/%d/smtp", mb.account.ID), nil).wantProblem(t, 404)
+	srv := mb.newSMTP(t)
+	add := func(name string, port int) response {
+		return mb.e.request(mb.e.alice, "POST", "/api/accounts", map[string]any{
+			"name": name, "imap_host": mb.dovecot.Host(), "imap_port": mb.dovecot.Port(), "tls_mode": "none",
+			"login": mb.user.Login, "password": mb.user.Password, "tls_skip_verify": true,
+			"smtp": map[string]any{"host": "127.0.0.1", "port": port, "tls_mode": "starttls"},
+		})
+	}
+	add("refused", smtptest.Start(t).Port()).wantProblem(t, 422)
+	var a httpapi.AccountJSON
+	add("sends", srv.Port()).want(t, 201).json(t, &a)
+	var got httpapi.SMTPJSON
+	mb.e.request(mb.e.alice, "GET", fmt.Sprintf("/api/accounts/%d/smtp", a.ID), nil).want(t, 200).json(t, &got)
+	if got.Port != srv.Port() || got.TLSMode != "starttls" {
+		t.Fatalf("stored SMTP = %+v", got)
+	}
+	var list []httpapi.AccountJSON
+	mb.e.request(mb.e.alice, "GET", "/api/accounts", nil).want(t, 200).json(t, &list)
+	if len(list) != 2 {
+		t.Fatalf("%d accounts, want 2 (the refused one saved nothing)", len(list))
+	}
+}

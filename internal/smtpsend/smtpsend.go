@@ -479,3 +479,15 @@ func (cl *oauthClient) Next([]byte) ([]byte, error) {
 	}
 	return []byte{}, nil
 }
+
+// Guess is the usual submission server of an account whose IMAP server is imapHost:
+// smtp.example.org for imap.example.org (else the host itself), port 587 with STARTTLS. savesSent
+// says whether that server is known to file sent mail in Sent by itself (Gmail's does). A guess is
+// kept only once a test login with the account's credentials has worked.
+func Guess(imapHost string) (host string, port int, tls TLSMode, savesSent bool) {
+	host = imapHost
+	if rest, ok := strings.CutPrefix(imapHost, "imap."); ok {
+		host = "smtp." + rest
+	}
+	return host, 587, TLSStartTLS, imapHost == "imap.gmail.com"
+}
