@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -144,6 +147,8 @@ func TestSendCommand(t *testing.T) {
 	u := dovecot.AddUser(t, "erin", "erin-imap-pw")
 	c := dovecot.Client(t, u)
 	c.CreateFolder("Sent")
+	c.AddMessage("INBOX", []byte("From: frank@example.test\r\nSubject: Notes?\r\nMessage-ID: <ask@example.test>\r\n"+
+		"References: <root@example.test>\r\n\r\nAny notes?\r\n"))
 	dsn := storetest.DSN(t, "sqlite")
 	common := []string{"--db", dsn, "--data-dir", t.TempDir()}
 	run := func(stdin string, args ...string) (int, string, string) {
@@ -242,11 +247,30 @@ func TestSendCommand(t *testing.T) {
 		t.Fatalf("the same key again: %d messages submitted and %d actions stored, want 1 and none", n, countActions()-before)
 	}
 
+	// A reply: threaded by the stored message it answers.
+	var askID int64
+	if err := s.DB().QueryRow(`SELECT id FROM messages WHERE message_id = 'ask@example.test'`).Scan(&askID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := run("Here they are.\n", "send", "mail", "--from", "erin@example.test", "--to", "frank@example.test",
+		"--subject", "Re: Notes?", "--reply-to", strconv.FormatInt(askID, 10)); code != 0 {
+		t.Fatalf("send --reply-to: %d %s", code, stderr)
+	}
+	got = srv.Messages()
+	reply, err := mail.ReadMessage(bytes.NewReader(got[len(got)-1].Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := reply.Header; h.Get("In-Reply-To") != "<ask@example.test>" || h.Get("References") != "<root@example.test> <ask@example.test>" {
+		t.Fatalf("the reply's In-Reply-To %q, References %q", h.Get("In-Reply-To"), h.Get("References"))
+	}
+
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"a reply to no stored message", []string{"send", "mail", "--from", "erin@example.test", "--to", "frank@example.test", "--subject", "Re", "--reply-to", "999999"}, "no such message"},
 		{"header injection", []string{"send", "mail", "--from", "erin@example.test", "--to", "frank@example.test", "--subject", "Hi\r\nBcc: mallory@example.test"}, "subject"},
 		{"no sender", []string{"send", "mail", "--to", "frank@example.test", "--subject", "Hi"}, "give --from"},
 		{"no SMTP server", []string{"send", "nosmtp", "--from", "erin@example.test", "--to", "frank@example.test", "--subject", "Hi"}, "no SMTP server"},

@@ -36,6 +36,7 @@ type SendCmd struct {
 	From    string   `name:"from" placeholder:"ADDRESS" help:"The sender (default: the account's login, when it is an address)."`
 	HTML    string   `name:"html" type:"existingfile" placeholder:"FILE" help:"An HTML version of the text, from this file."`
 	Attach  []string `name:"attach" sep:"none" type:"existingfile" placeholder:"FILE" help:"A file to attach (repeatable); its type comes from its extension."`
+	ReplyTo int64    `name:"reply-to" placeholder:"MESSAGE_ID" help:"The stored message this answers (its mailsync id): In-Reply-To and References come from it."`
 	Key     string   `name:"idempotency-key" placeholder:"KEY" help:"The same key (per user) is the same send: a script that runs the command again with it never sends twice."`
 	JSON    bool     `name:"json" help:"Print the final action as JSON."`
 }
@@ -76,6 +77,13 @@ func (c *SendCmd) Run(ctx context.Context, g *Globals, stdin io.Reader) error {
 				return action.New{}, fmt.Errorf("give --from: the account's login %q is not an address", a.Login)
 			}
 			d.From = a.Login
+		}
+		if c.ReplyTo != 0 {
+			orig, err := s.Message(ctx, c.ReplyTo)
+			if err != nil || orig.AccountID != a.ID {
+				return action.New{}, fmt.Errorf("--reply-to %d: account %q holds no such message", c.ReplyTo, a.Name)
+			}
+			d.InReplyTo, d.References = compose.ReplyHeaders(orig.MessageID, orig.Raw)
 		}
 		m, err := compose.Compose(d, compose.Options{})
 		if err != nil {

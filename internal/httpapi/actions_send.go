@@ -1,12 +1,10 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/mail"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -119,14 +117,12 @@ func (s *Server) composed(ctx context.Context, kind action.Kind, acct store.Acco
 		if orig.AccountID != acct.ID {
 			return action.New{}, huma.Error422UnprocessableEntity(fmt.Sprintf("message %d is not of account %d", b.ReplyTo, acct.ID))
 		}
-		if orig.MessageID != "" {
-			id := "<" + orig.MessageID + ">"
-			if d.InReplyTo == "" {
-				d.InReplyTo = id
-			}
-			if len(d.References) == 0 {
-				d.References = append(referencesOf(orig.Raw), id)
-			}
+		inReplyTo, refs := compose.ReplyHeaders(orig.MessageID, orig.Raw)
+		if d.InReplyTo == "" {
+			d.InReplyTo = inReplyTo
+		}
+		if len(d.References) == 0 {
+			d.References = refs
 		}
 	}
 	m, err := compose.Compose(d, compose.Options{Draft: kind == action.Draft})
@@ -138,25 +134,6 @@ func (s *Server) composed(ctx context.Context, kind action.Kind, acct store.Acco
 		return action.New{}, huma.Error422UnprocessableEntity(err.Error())
 	}
 	return action.Composed(kind, acct.ID, acct.UserID, key, m, b.Subject, replaces, fingerprint), nil
-}
-
-// referencesOf is the References of a stored message, as a reply continues them (RFC 5322
-// §3.6.4); nil when it has none or its header does not parse.
-func referencesOf(raw []byte) []string {
-	msg, err := mail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, f := range strings.Fields(msg.Header.Get("References")) {
-		if strings.HasPrefix(f, "<") && strings.HasSuffix(f, ">") && !strings.ContainsAny(f, "\r\n") {
-			out = append(out, f)
-		}
-	}
-	if len(out) > 50 {
-		out = out[len(out)-50:] // the thread's root stays findable through the reply's parent
-	}
-	return out
 }
 
 // SMTPJSON is where an account submits mail.
