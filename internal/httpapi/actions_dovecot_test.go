@@ -86,6 +86,25 @@ func testMessage(i int, subject string) []byte {
 		"Message-ID: <m%d@example.test>\r\nDate: Mon, 2 Mar 2026 10:0%d:00 +0000\r\n\r\nBody of %s.\r\n", subject, i, i%10, subject))
 }
 
+// syncUntilStored syncs until the store lists folder: a Sync now may join a task that listed the
+// folders before the test changed them, so one sync is not always enough.
+func (mb *mailbox) syncUntilStored(t *testing.T, folder string) {
+	t.Helper()
+	for range 5 {
+		if tk := mb.e.syncToEnd(t, mb.e.alice, mb.account.ID); tk.State != "succeeded" {
+			t.Fatalf("sync: %s %s", tk.State, tk.Error)
+		}
+		var folders []httpapi.FolderJSON
+		mb.e.request(mb.e.alice, "GET", fmt.Sprintf("/api/accounts/%d/folders", mb.account.ID), nil).want(t, 200).json(t, &folders)
+		for _, f := range folders {
+			if f.Name == folder {
+				return
+			}
+		}
+	}
+	t.Fatalf("five syncs did not store the folder %q", folder)
+}
+
 // bySubject is the account's stored messages (as the API lists them) by subject.
 func (mb *mailbox) bySubject(t *testing.T) map[string]httpapi.MessageJSON {
 	t.Helper()
@@ -225,9 +244,7 @@ func TestActionsOnDovecot(t *testing.T) {
 
 		// A folder the server does not have fails the action in words, and nothing moves.
 		mb.server.CreateFolder("Gone")
-		if tk := mb.e.syncToEnd(t, mb.e.alice, mb.account.ID); tk.State != "succeeded" {
-			t.Fatalf("sync: %s %s", tk.State, tk.Error)
-		}
+		mb.syncUntilStored(t, "Gone")
 		mb.server.DeleteFolder("Gone")
 		bad := mb.waitAction(t, mb.act(t, "POST", fmt.Sprintf("/api/messages/%d/move", m["five"].ID), map[string]any{"folder": "Gone"}).ID)
 		if bad.State != "failed" || !strings.Contains(bad.Error, "does not exist") {
