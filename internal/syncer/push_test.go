@@ -170,24 +170,33 @@ func (e *env) runProcess(t *testing.T, dsn string, key []byte, killAfter string)
 // CONDSTORE: flags go out as plain deltas, moves follow COPYUID, a delete goes to Trash, and
 // after the task the store mirrors the server.
 func TestActionsOnMemServer(t *testing.T) {
-	ctx := context.Background()
 	m := imaptest.StartMemServer(t, memimap.WithIMAP4rev2())
 	u, err := m.AddUser("bob", "secret-pw")
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := server{host: m.Host(), port: m.Port(), login: u.Login, passwd: u.Password, delim: "/", describe: "memserver"}
+	actionsScenario(t, srv, imaptest.DialClient(t, m.Addr(), imaptest.User(u)))
+}
+
+// TestActionsOnCyrus: the same on Cyrus IMAP, with CONDSTORE (every STORE carries
+// UNCHANGEDSINCE), MOVE, UIDPLUS and OBJECTID.
+func TestActionsOnCyrus(t *testing.T) {
+	srv, c := startCyrus(t)
+	actionsScenario(t, srv, c)
+}
+
+// actionsScenario applies a flags action, a move and a delete on srv through one task: each
+// action ends done, the server holds what was asked, the store mirrors it, and nothing is
+// downloaded again.
+func actionsScenario(t *testing.T, srv server, cl *imaptest.Client) {
+	ctx := context.Background()
 	for _, f := range []string{"Archive", "Trash"} {
-		if err := m.CreateFolder(u.Login, f); err != nil {
-			t.Fatal(err)
-		}
+		cl.CreateFolder(f)
 	}
 	for i := range 3 {
-		if _, err := m.Append(u.Login, "INBOX", []byte(fmt.Sprintf("Subject: m%d\r\nMessage-ID: <m%d@example.test>\r\n\r\nbody\r\n", i, i)),
-			time.Now(), `\Seen`); err != nil {
-			t.Fatal(err)
-		}
+		cl.AddMessage("INBOX", []byte(fmt.Sprintf("Subject: m%d\r\nMessage-ID: <m%d@example.test>\r\n\r\nbody\r\n", i, i)), `\Seen`)
 	}
-	srv := server{host: m.Host(), port: m.Port(), login: u.Login, passwd: u.Password, delim: "/", describe: "memserver"}
 	e, key := newAccount(t, "sqlite:"+t.TempDir()+"/mailsync.db", srv)
 	e.startWorker(t, key, syncer.Options{})
 	if tk := e.sync(t, false); tk.State != task.Succeeded {
@@ -224,7 +233,6 @@ func TestActionsOnMemServer(t *testing.T) {
 			t.Errorf("action %d (%s): %s %s", a.ID, a.Kind, a.State, a.Error)
 		}
 	}
-	cl := imaptest.DialClient(t, m.Addr(), imaptest.User(u))
 	for folder, want := range map[string]string{"INBOX": "<m0@example.test> [\\Flagged]", "Archive": "<m1@example.test> [\\Seen]", "Trash": "<m2@example.test> [\\Seen]"} {
 		msgs := cl.Messages(folder)
 		if len(msgs) != 1 || fmt.Sprintf("%s %v", msgs[0].MessageID, msgs[0].Flags) != want {
